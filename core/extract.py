@@ -1,0 +1,337 @@
+"""Extraction: corpus -> aligned tokens -> routing captured batch by batch -> a cached run.
+
+The pipeline is resumable: every batch of the (fixed, saved) plan is written as an atomic shard,
+so a killed extraction started again with the same arguments skips the finished shards, and
+the final run is the same as an uninterrupted one. A finished run is a cache hit: no model is
+loaded. torch is imported only once a model has to be loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from cache.store import RunStore, RunWriter, run_id_for, run_lock
+from core.errors import Cancelled, ModelError
+
+Progress = Callable[[dict], None]
+
+# Part of a run's identity: bump when the extracted arrays would change for the same inputs.
+EXTRACTION_VERSION = 1
+_SMALL_MODEL_BYTES = 256 << 20  # local folders up to this size are fingerprinted by content
+
+
+@dataclass
+class ExtractOptions:
+    """Everything ``moe-tui extract`` accepts. Only some fields are part of the run identity."""
+
+    model: str
+    data: str
+    format: str = "auto"
+    tagset: str = "upos"
+    pos_column: str = "upos"
+    max_sentences: int | None = None
+    sample: int | None = None
+    seed: int = 0
+    batch_size: int = 16
+    batch_tokens: int | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    trust_remote_code: bool = False
+    revision: str | None = None
+    cache_dir: str | None = None
+    device_map: str | None = None
+    max_memory: dict[str, str] | None = None
+    quantization: str = "none"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def local_model_stamp(name_or_path: str) -> str | None:
+    """A fingerprint of a local model folder's files (None for hub ids).
+
+    Small folders (the demo, test models) are hashed by content; large ones by name, size and
+    modification time, so that retrained weights in the same folder make a new run.
+    """
+    p = Path(name_or_path).expanduser()
+    if not p.is_dir():
+        return None
+    files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    total = sum(f.stat().st_size for f in files)
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        h.update(str(f.relative_to(p)).encode() + b"\0" + str(st.st_size).encode() + b"\0")
+        if total <= _SMALL_MODEL_BYTES:
+            h.update(hashlib.sha256(f.read_bytes()).digest())
+        else:
+            h.update(str(st.st_mtime_ns).encode())
+    return h.hexdigest()
+
+
+def build_identity(opts: ExtractOptions, corpus, fingerprint: dict) -> dict:
+    """What makes two extractions the same run: model x corpus x tagset x options that change routes."""
+    model_path = opts.model
+    if Path(model_path).expanduser().exists():
+        model_path = str(Path(model_path).expanduser().resolve())
+    return {
+        "extraction_version": EXTRACTION_VERSION,
+        "model": {
+            "name_or_path": model_path,
+            "revision": fingerprint.get("revision"),
+            "commit_hash": fingerprint.get("commit_hash"),
+            "config_hash": fingerprint.get("config_hash"),
+            "files": local_model_stamp(opts.model),
+        },
+        "corpus": {
+            "path": str(Path(corpus.path).resolve()),
+            "sha256": corpus.sha256,
+            "format": corpus.format,
+            "pos_column": corpus.pos_column,
+            "selection": corpus.selection,
+        },
+        "tagset": corpus.tagset,
+        "options": {
+            "dtype": opts.dtype,
+            "quantization": opts.quantization,
+            "trust_remote_code": bool(opts.trust_remote_code),
+        },
+    }
+
+
+def make_plan(lengths: list[int | None], batch_size: int, batch_tokens: int | None) -> list[list[int]]:
+    """Batches of sentence indices, longest first (so memory trouble shows up at once).
+
+    ``lengths[i]`` is sentence i's token count (None: skipped). A batch holds at most
+    ``batch_size`` sentences and, if given, at most ``batch_tokens`` padded tokens.
+    """
+    order = sorted((i for i, n in enumerate(lengths) if n), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        width = lengths[cur[0]] if cur else lengths[i]  # longest first: the first is the widest
+        too_many = len(cur) >= batch_size
+        too_wide = batch_tokens is not None and cur and width * (len(cur) + 1) > batch_tokens
+        if cur and (too_many or too_wide):
+            batches.append(cur)
+            cur = []
+        cur.append(i)
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class _BatchRunner:
+    """Runs sentence rows through the capture, halving the sub-batch on out-of-memory."""
+
+    def __init__(self, capture, loaded, emit: Progress):
+        self.capture = capture
+        self.loaded = loaded
+        self.emit = emit
+        self.max_rows: int | None = None
+        tok = loaded.tokenizer
+        pad = tok.pad_token_id
+        if pad is None:
+            pad = tok.eos_token_id if tok.eos_token_id is not None else 0
+        self.pad_id = int(pad)
+
+    def _forward(self, rows: list[list[int]]):
+        import torch
+
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for b, r in enumerate(rows):
+            ids[b, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[b, : len(r)] = 1
+        dev = self.loaded.input_device
+        experts, weights = self.capture.run(ids.to(dev), mask.to(dev))
+        return [(experts[b, : len(r)], weights[b, : len(r)]) for b, r in enumerate(rows)]
+
+    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        out: list[tuple[np.ndarray, np.ndarray]] = []
+        start = 0
+        while start < len(rows):
+            size = min(len(rows) - start, self.max_rows or len(rows))
+            chunk = rows[start : start + size]
+            try:
+                out.extend(self._forward(chunk))
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                _empty_device_cache()
+                if size == 1:
+                    raise ModelError(
+                        f"out of memory even with one sentence of {len(chunk[0])} tokens; "
+                        "try --dtype bfloat16, --device-map auto or a shorter --max-length"
+                    ) from None
+                self.max_rows = max(1, size // 2)
+                self.emit({"event": "notice", "message": f"out of memory on a batch of {size} sentences: "
+                                                         f"batch halved to {self.max_rows}"})
+                continue
+            start += size
+        return out
+
+
+def _empty_device_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _sentence_record(sentence, aligned) -> dict:
+    return {
+        "id": sentence.sent_id,
+        "text": sentence.text,
+        "words": [[w.form, w.upos, w.start, w.end] for w in sentence.words],
+        "tokens": list(aligned.tokens) if aligned is not None else [],
+        "skipped": aligned is None,
+    }
+
+
+def _model_max_length(loaded) -> int | None:
+    cands = []
+    cfg = getattr(loaded.base, "config", None)
+    for name in ("max_position_embeddings", "max_seq_len", "n_positions"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 0:
+            cands.append(v)
+            break
+    tml = getattr(loaded.tokenizer, "model_max_length", None)
+    if isinstance(tml, int) and 0 < tml < 10**7:
+        cands.append(tml)
+    return min(cands) if cands else None
+
+
+def extract(opts: ExtractOptions, *, progress: Progress | None = None,
+            should_cancel: Callable[[], bool] | None = None) -> Path:
+    """Extract (or find in the cache) the run for ``opts``; return its directory.
+
+    ``progress`` receives the event dicts documented in docs/CONTRACT.md; ``should_cancel`` is
+    polled between batches and raises :class:`Cancelled` (finished shards are kept).
+    """
+    from core.corpus import read_corpus
+    from core.models import resolve_model_fingerprint
+
+    emit: Progress = progress or (lambda e: None)
+    cancelled = should_cancel or (lambda: False)
+
+    corpus = read_corpus(opts.data, format=opts.format, tagset=opts.tagset, pos_column=opts.pos_column,
+                         max_sentences=opts.max_sentences, sample=opts.sample, seed=opts.seed)
+    fingerprint = resolve_model_fingerprint(opts.model, revision=opts.revision,
+                                            trust_remote_code=opts.trust_remote_code)
+    identity = build_identity(opts, corpus, fingerprint)
+    store = RunStore(opts.cache_dir)
+    run_id = run_id_for(identity)
+    run_dir = store.path(run_id)
+
+    def hit() -> Path:
+        emit({"event": "stage", "stage": "cache-hit"})
+        emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
+        return run_dir
+
+    if store.is_complete(run_id):
+        return hit()
+    with run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m})):
+        if store.is_complete(run_id):
+            return hit()
+        writer = RunWriter(run_dir, identity)
+        writer.begin()
+        emit({"event": "stage", "stage": "loading-model"})
+        from core.capture import RouteCapture
+        from core.models import load_model
+
+        loaded = load_model(opts.model, dtype=opts.dtype, device=opts.device,
+                            trust_remote_code=opts.trust_remote_code, revision=opts.revision,
+                            device_map=opts.device_map, max_memory=opts.max_memory,
+                            quantization=opts.quantization)
+        emit({"event": "stage", "stage": "aligning"})
+        from core.align import align_corpus
+
+        aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+        lengths = [len(a.input_ids) if a is not None else None for a in aligned]
+        batch_size = 1 if getattr(loaded.facts, "requires_batch_size_one", False) else max(1, opts.batch_size)
+        fresh = make_plan(lengths, batch_size, opts.batch_tokens)
+        plan = writer.load_plan()
+        if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
+            plan = fresh
+            writer.clear_shards()
+            writer.save_plan(plan)
+        elif plan != fresh:
+            emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
+        done = writer.done_shards(len(plan))
+        tokens_total = sum(n for n in lengths if n)
+        tokens_done = sum(lengths[i] for b in done for i in plan[b])
+        sents_done = sum(len(plan[b]) for b in done)
+        n_sent = sum(1 for n in lengths if n)
+        emit({"event": "stage", "stage": "extracting"})
+        t0, tok0 = time.perf_counter(), tokens_done
+        with RouteCapture(loaded) as capture:
+            runner = _BatchRunner(capture, loaded, emit)
+            for b, batch in enumerate(plan):
+                if b in done:
+                    continue
+                if cancelled():
+                    raise Cancelled(f"extraction cancelled; {len(done)} of {len(plan)} batches kept, "
+                                    "run the same command again to resume")
+                rows = [aligned[i].input_ids for i in batch]
+                routes = runner.run(rows)
+                writer.write_shard(b, _shard_arrays(batch, [aligned[i] for i in batch], routes))
+                done.add(b)
+                tokens_done += sum(len(r) for r in rows)
+                sents_done += len(batch)
+                dt = time.perf_counter() - t0
+                rate = (tokens_done - tok0) / dt if dt > 0 else 0.0
+                emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
+                      "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
+                      "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+        emit({"event": "stage", "stage": "finalizing"})
+        facts = loaded.facts
+        facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
+        from core.tagsets import TAGSETS
+
+        manifest_extra = {
+            "model": {**facts_dict, "fingerprint": identity["model"]},
+            "corpus": {**identity["corpus"], "n_sentences": len(corpus.sentences),
+                       "n_sentences_in_file": corpus.n_sentences_in_file},
+            "tagset": {"name": corpus.tagset, "tags": list(TAGSETS[corpus.tagset])},
+            "alignment": report.to_dict(),
+            "options": {"dtype": opts.dtype, "quantization": opts.quantization,
+                        "trust_remote_code": bool(opts.trust_remote_code)},
+        }
+        records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
+        writer.finalize(len(plan), records, manifest_extra)
+    emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
+    return run_dir
+
+
+def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    def cat(key, dtype):
+        return np.concatenate([np.asarray(getattr(a, key), dtype=dtype) for a in aligned])
+
+    return {
+        "lengths": np.array([len(a.input_ids) for a in aligned], dtype=np.int64),
+        "sentence_index": np.array(batch, dtype=np.int64),
+        "token_ids": cat("input_ids", np.int32),
+        "word_index": cat("word_index", np.int32),
+        "pos": cat("pos", np.int16),
+        "special": cat("special", np.bool_),
+        "crossing": cat("crossing", np.bool_),
+        "offsets": np.concatenate([np.asarray(a.offsets, dtype=np.int32).reshape(-1, 2) for a in aligned]),
+        "experts": np.concatenate([e for e, _ in routes]),
+        "weights": np.concatenate([w for _, w in routes]).astype(np.float16),
+    }
