@@ -9,7 +9,7 @@ loaded. torch is imported only once a model has to be loaded.
 from __future__ import annotations
 
 import hashlib
-import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -246,77 +246,99 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
 
     if store.is_complete(run_id):
         return hit()
-    with run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m})):
-        if store.is_complete(run_id):
-            return hit()
-        writer = RunWriter(run_dir, identity)
-        writer.begin()
-        emit({"event": "stage", "stage": "loading-model"})
-        from core.capture import RouteCapture
-        from core.models import load_model
-
-        loaded = load_model(opts.model, dtype=opts.dtype, device=opts.device,
-                            trust_remote_code=opts.trust_remote_code, revision=opts.revision,
-                            device_map=opts.device_map, max_memory=opts.max_memory,
-                            quantization=opts.quantization)
-        emit({"event": "stage", "stage": "aligning"})
-        from core.align import align_corpus
-
-        aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
-        lengths = [len(a.input_ids) if a is not None else None for a in aligned]
-        batch_size = 1 if getattr(loaded.facts, "requires_batch_size_one", False) else max(1, opts.batch_size)
-        fresh = make_plan(lengths, batch_size, opts.batch_tokens)
-        plan = writer.load_plan()
-        if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
-            plan = fresh
-            writer.clear_shards()
-            writer.save_plan(plan)
-        elif plan != fresh:
-            emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
-        done = writer.done_shards(len(plan))
-        tokens_total = sum(n for n in lengths if n)
-        tokens_done = sum(lengths[i] for b in done for i in plan[b])
-        sents_done = sum(len(plan[b]) for b in done)
-        n_sent = sum(1 for n in lengths if n)
-        emit({"event": "stage", "stage": "extracting"})
-        t0, tok0 = time.perf_counter(), tokens_done
-        with RouteCapture(loaded) as capture:
-            runner = _BatchRunner(capture, loaded, emit)
-            for b, batch in enumerate(plan):
-                if b in done:
-                    continue
-                if cancelled():
-                    raise Cancelled(f"extraction cancelled; {len(done)} of {len(plan)} batches kept, "
-                                    "run the same command again to resume")
-                rows = [aligned[i].input_ids for i in batch]
-                routes = runner.run(rows)
-                writer.write_shard(b, _shard_arrays(batch, [aligned[i] for i in batch], routes))
-                done.add(b)
-                tokens_done += sum(len(r) for r in rows)
-                sents_done += len(batch)
-                dt = time.perf_counter() - t0
-                rate = (tokens_done - tok0) / dt if dt > 0 else 0.0
-                emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
-                      "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
-                      "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
-        emit({"event": "stage", "stage": "finalizing"})
-        facts = loaded.facts
-        facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
-        from core.tagsets import TAGSETS
-
-        manifest_extra = {
-            "model": {**facts_dict, "fingerprint": identity["model"]},
-            "corpus": {**identity["corpus"], "n_sentences": len(corpus.sentences),
-                       "n_sentences_in_file": corpus.n_sentences_in_file},
-            "tagset": {"name": corpus.tagset, "tags": list(TAGSETS[corpus.tagset])},
-            "alignment": report.to_dict(),
-            "options": {"dtype": opts.dtype, "quantization": opts.quantization,
-                        "trust_remote_code": bool(opts.trust_remote_code)},
-        }
-        records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
-        writer.finalize(len(plan), records, manifest_extra)
+    fresh_dir = not run_dir.exists()
+    try:
+        with run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m})):
+            if store.is_complete(run_id):
+                return hit()
+            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled)
+    except BaseException:
+        # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind
+        if fresh_dir and not any(run_dir.glob("shards/shard-*.npz")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
     return run_dir
+
+
+def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit: Progress,
+                    cancelled: Callable[[], bool]) -> None:
+    """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize."""
+    writer = RunWriter(run_dir, identity)
+    writer.begin()
+    emit({"event": "stage", "stage": "loading-model"})
+    from core.capture import RouteCapture
+    from core.models import load_model
+
+    _quiet_transformers()
+    loaded = load_model(opts.model, dtype=opts.dtype, device=opts.device,
+                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
+                        device_map=opts.device_map, max_memory=opts.max_memory,
+                        quantization=opts.quantization)
+    emit({"event": "stage", "stage": "aligning"})
+    from core.align import align_corpus
+
+    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    lengths = [len(a.input_ids) if a is not None else None for a in aligned]
+    batch_size = 1 if getattr(loaded.facts, "requires_batch_size_one", False) else max(1, opts.batch_size)
+    fresh = make_plan(lengths, batch_size, opts.batch_tokens)
+    plan = writer.load_plan()
+    if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
+        plan = fresh
+        writer.clear_shards()
+        writer.save_plan(plan)
+    elif plan != fresh:
+        emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
+    done = writer.done_shards(len(plan))
+    tokens_total = sum(n for n in lengths if n)
+    tokens_done = sum(lengths[i] for b in done for i in plan[b])
+    sents_done = sum(len(plan[b]) for b in done)
+    n_sent = sum(1 for n in lengths if n)
+    emit({"event": "stage", "stage": "extracting"})
+    t0, tok0 = time.perf_counter(), tokens_done
+    with RouteCapture(loaded) as capture:
+        runner = _BatchRunner(capture, loaded, emit)
+        for b, batch in enumerate(plan):
+            if b in done:
+                continue
+            if cancelled():
+                raise Cancelled(f"extraction cancelled; {len(done)} of {len(plan)} batches kept, "
+                                "run the same command again to resume")
+            rows = [aligned[i].input_ids for i in batch]
+            routes = runner.run(rows)
+            writer.write_shard(b, _shard_arrays(batch, [aligned[i] for i in batch], routes))
+            done.add(b)
+            tokens_done += sum(len(r) for r in rows)
+            sents_done += len(batch)
+            dt = time.perf_counter() - t0
+            rate = (tokens_done - tok0) / dt if dt > 0 else 0.0
+            emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
+                  "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
+                  "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+    emit({"event": "stage", "stage": "finalizing"})
+    facts = loaded.facts
+    facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
+    from core.tagsets import TAGSETS
+
+    manifest_extra = {
+        "model": {**facts_dict, "fingerprint": identity["model"]},
+        "corpus": {**identity["corpus"], "n_sentences": len(corpus.sentences),
+                   "n_sentences_in_file": corpus.n_sentences_in_file},
+        "tagset": {"name": corpus.tagset, "tags": list(TAGSETS[corpus.tagset])},
+        "alignment": report.to_dict(),
+        "options": {"dtype": opts.dtype, "quantization": opts.quantization,
+                    "trust_remote_code": bool(opts.trust_remote_code)},
+    }
+    records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
+    writer.finalize(len(plan), records, manifest_extra)
+
+
+def _quiet_transformers() -> None:
+    """Our progress goes to stderr as one bar or JSON lines: silence transformers' own bars and logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
 
 
 def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray, np.ndarray]]) -> dict:
