@@ -1,0 +1,153 @@
+"""Extraction benchmarks (issue: core engine I).
+
+1. Capture overhead: the same batches through the bare base-model forward and through
+   ``RouteCapture.run`` (hooks + one host copy per batch), interleaved in one process; the ratio of
+   medians. Target <= 1.03.
+2. Batched vs one sentence at a time: 1,000 UD EWT dev sentences through the capture in
+   length-sorted batches vs alone; throughput ratio. Target >= 5x.
+
+Run: ``.venv/bin/python benchmarks/bench_extract.py [--rounds N] [--device cpu|cuda]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+EWT_DEV = REPO.parent / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+
+CONFIGS = {
+    # tiny but not trivial: wide enough that expert matmuls dominate, as in a real model
+    "mixtral": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+                    num_key_value_heads=4, num_local_experts=8, num_experts_per_tok=2),
+    "olmoe": dict(hidden_size=256, intermediate_size=256, num_hidden_layers=4, num_attention_heads=8,
+                  num_key_value_heads=8, num_experts=32, num_experts_per_tok=4),
+    "qwen2_moe": dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=256,
+                      shared_expert_intermediate_size=512, num_hidden_layers=4, num_attention_heads=8,
+                      num_key_value_heads=4, num_experts=16, num_experts_per_tok=4),
+}
+
+
+def build(model_type: str, path: Path, vocab: int = 2048) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    sys.path.insert(0, str(REPO))
+    from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+
+    cfg = AutoConfig.for_model(model_type, vocab_size=vocab, max_position_embeddings=512,
+                               **CONFIGS[model_type])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(str(path))
+    byte_bpe_tokenizer(ewt_texts(), vocab_size=vocab).save_pretrained(str(path))
+    return path
+
+
+def bench_overhead(model_type: str, device: str, rounds: int) -> tuple[float, float, float]:
+    import torch
+
+    from core.capture import RouteCapture
+    from core.models import load_model
+
+    with tempfile.TemporaryDirectory() as d:
+        loaded = load_model(str(build(model_type, Path(d))), device=device, dtype="float32")
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(4):
+        ids = torch.randint(5, 2000, (16, 64), generator=g)
+        mask = torch.ones_like(ids)
+        mask[0, 48:] = 0  # one padded row, like real batches
+        batches.append((ids.to(loaded.input_device), mask.to(loaded.input_device)))
+
+    def plain():
+        with torch.inference_mode():
+            for ids, mask in batches:
+                loaded.base(input_ids=ids, attention_mask=mask, use_cache=False)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def captured(cap):
+        for ids, mask in batches:
+            cap.run(ids, mask)
+
+    t_plain, t_cap = [], []
+    with RouteCapture(loaded) as cap:
+        for r in range(rounds + 2):
+            a = time.perf_counter()
+            plain()
+            b = time.perf_counter()
+            captured(cap)
+            c = time.perf_counter()
+            if r >= 2:  # warm-up rounds are not counted
+                t_plain.append(b - a)
+                t_cap.append(c - b)
+    mp, mc = statistics.median(t_plain), statistics.median(t_cap)
+    tokens = sum(int(m.sum()) for _, m in batches)
+    return tokens / mp, tokens / mc, mc / mp
+
+
+def bench_batching(device: str, n_sentences: int = 1000, batch_size: int = 32) -> tuple[float, float]:
+    import torch
+
+    from core.align import align_corpus
+    from core.capture import RouteCapture
+    from core.corpus import read_corpus
+    from core.extract import _BatchRunner, make_plan
+    from core.models import load_model
+
+    with tempfile.TemporaryDirectory() as d:
+        loaded = load_model(str(build("mixtral", Path(d))), device=device, dtype="float32")
+    corpus = read_corpus(str(EWT_DEV), max_sentences=n_sentences)
+    aligned, _ = align_corpus(corpus, loaded.tokenizer, max_length=512)
+    rows = [a.input_ids for a in aligned if a is not None]
+    tokens = sum(len(r) for r in rows)
+    plan = make_plan([len(r) for r in rows], batch_size, None)
+    with RouteCapture(loaded) as cap:
+        runner = _BatchRunner(cap, loaded, lambda e: None)
+        runner.run(rows[:batch_size])  # warm-up
+        a = time.perf_counter()
+        for batch in plan:
+            runner.run([rows[i] for i in batch])
+        batched = tokens / (time.perf_counter() - a)
+        a = time.perf_counter()
+        for r in rows:
+            runner.run([r])
+        alone = tokens / (time.perf_counter() - a)
+    del torch
+    return batched, alone
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sentences", type=int, default=1000)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    print(f"device={args.device} torch={torch.__version__} threads={torch.get_num_threads()}")
+    print("capture overhead (same batches, bare forward vs RouteCapture.run; median of "
+          f"{args.rounds} interleaved rounds)")
+    for mt in CONFIGS:
+        p, c, ratio = bench_overhead(mt, args.device, args.rounds)
+        print(f"  {mt:10s} plain {p:10.0f} tok/s  capture {c:10.0f} tok/s  ratio {ratio:.3f}  (target <= 1.03)")
+    b, a = bench_batching(args.device, args.sentences)
+    print(f"batched vs alone on {args.sentences} EWT dev sentences: batched {b:.0f} tok/s, alone {a:.0f} tok/s, "
+          f"ratio {b / a:.1f}x  (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()
