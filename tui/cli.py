@@ -72,8 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-tokens", type=_positive_int, metavar="N", help="also cap padded tokens per batch")
     e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    e.add_argument("--device-map", choices=["auto", "balanced", "sequential"], help="spread the model with accelerate")
+    e.add_argument("--device-map", metavar="auto|balanced|sequential|MAP.json",
+                   help="spread one model over the GPUs (and CPU/disk) with accelerate; MAP.json: "
+                        '{"module": "cpu"|"disk"|N, ...}')
     e.add_argument("--max-memory", type=_max_memory, metavar="GPU0=70GiB,...,cpu=200GiB")
+    e.add_argument("--offload-folder", metavar="DIR", help="where modules the device map sends to disk go")
+    e.add_argument("--distributed", action="store_true",
+                   help="one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
+                        "write one run (the cache must be on a shared file system)")
     e.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit", "fp8"])
     e.add_argument("--revision", help="model revision (branch, tag or commit)")
     e.add_argument("--trust-remote-code", action="store_true",
@@ -130,6 +136,7 @@ def cmd_extract(args) -> int:
         batch_tokens=args.batch_tokens, dtype=args.dtype, device=args.device,
         trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
         device_map=args.device_map, max_memory=args.max_memory, quantization=args.quantization,
+        offload_folder=args.offload_folder, distributed=args.distributed,
     )
     stop = {"n": 0}
 
@@ -213,18 +220,29 @@ def cmd_export_routes(args) -> int:
 
 def cmd_report(args) -> int:
     from cache.store import RunStore
-    from core.report import RunView, print_report, write_report
 
     store = RunStore(args.cache_dir)
-    views = [RunView.from_run(store.open(ref)) for ref in args.runs]
+    runs = [store.open(ref) for ref in args.runs]  # unknown, unfinished or corrupt runs fail first, in one line
+    from core.report import RunView, write_report
+
+    views = [RunView.from_run(run) for run in runs]
     out = Path(args.out).expanduser()
+    try:  # an unwritable --out fails now, in one line, not after the tables are computed
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from core.errors import ReportError
+
+        raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
     console = _stderr_console()
 
-    def progress(msg: str) -> None:
-        console.print(f"moe-tui: {msg}")
+    def progress(stage: str, done: int | None = None, total: int | None = None) -> None:
+        # core.report calls progress(stage, done, total)
+        console.print(f"moe-tui: {stage}" + (f" ({done}/{total})" if total else ""))
 
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress)
+    from core.report import print_report
+
     print_report(result)
     print(out.resolve())
     return EXIT_OK

@@ -1,0 +1,37 @@
+"""Run every benchmark in turn (each in its own process) and print its figures.
+
+Usage: ``.venv/bin/python benchmarks/run_all.py [NAME ...]`` (names: extract, metrics, probe, tui).
+Benchmarks compare against a baseline run in the same process and print ratios; nothing here is a
+pass/fail test. Run them on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BENCHES = {"extract": "bench_extract.py", "metrics": "bench_metrics.py", "probe": "bench_probe.py",
+           "tui": "bench_tui.py"}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"run_all: unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}", file=sys.stderr)
+        return 2
+    worst = 0
+    for name in names:
+        script = HERE / BENCHES[name]
+        if not script.exists():
+            print(f"== {name}: {script.name} missing", flush=True)
+            continue
+        print(f"== {name} ({script.name})", flush=True)
+        worst = max(worst, subprocess.call([sys.executable, str(script)]))
+    return worst
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,73 @@
+"""SVG snapshots of the main screens (pytest-textual-snapshot; fixed size; blink and toasts frozen).
+
+Update after reviewing snapshot_report.html: ``.venv/bin/python -m pytest tests/test_tui_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+from textual.widgets import Input
+from textual.worker import WorkerCancelled, WorkerFailed
+
+from tests.tui_fakes import FakeStore, fake_inspect, fake_run
+from tui.app import MoeTuiApp
+from tui.settings import Settings
+
+SIZE = (120, 36)
+
+
+def make_app() -> MoeTuiApp:
+    run = fake_run()
+    return MoeTuiApp(models=["/models/moe-tiny"], settings=Settings(), inspect_fn=fake_inspect,
+                     run_store=lambda: FakeStore({run.run_id: run}), scan_hf_cache=False)
+
+
+async def settle(pilot) -> None:
+    app = pilot.app
+    with suppress(WorkerCancelled, WorkerFailed):
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+    for inp in app.screen.query(Input):
+        inp.cursor_blink = False
+    app.clear_notifications()
+    await pilot.pause()
+
+
+async def to_grid(pilot) -> None:
+    await settle(pilot)
+    await pilot.press("f7")
+    await pilot.pause()
+    await pilot.press("enter")
+    for _ in range(100):
+        await pilot.pause(0.02)
+        if getattr(pilot.app.screen, "SCOPE", "") == "grid":
+            break
+    await pilot.press("l", "l", "j")
+    await settle(pilot)
+
+
+def test_snapshot_home_models(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
+
+
+def test_snapshot_grid(snap_compare):
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=to_grid)
+
+
+def test_snapshot_grid_all_k_highlight(snap_compare):
+    async def run_before(pilot):
+        await to_grid(pilot)
+        await pilot.press("t", "x")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_snapshot_help(snap_compare):
+    async def run_before(pilot):
+        await to_grid(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,131 @@
+"""THE registry of user actions. Keys, footer, help screen and command palette are all generated from it.
+
+Every action has a stable binding id (``scope.name``) that users remap in ``config.json``::
+
+    {"keymap": {"grid.export": "ctrl+e", "grid.highlight": "space"}}
+
+Scopes: ``app`` (everywhere), ``home`` (model / corpus / runs screen), ``progress`` (extraction screen),
+``grid`` (routing grid screen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    id: str                 # binding id, e.g. "grid.export"
+    keys: str               # default keys, comma separated (Textual key names)
+    action: str             # action name on the scope's target (App or Screen)
+    description: str        # short: footer + help
+    scope: str              # app | home | progress | grid
+    show: bool = True       # shown in the footer
+    palette: bool = True    # offered in the command palette
+    priority: bool = False
+    help: str = ""          # longer text for the help screen / palette
+
+    @property
+    def palette_name(self) -> str:
+        return f"{SCOPE_TITLES[self.scope].lower()}: {self.description}"
+
+
+SCOPE_TITLES = {"app": "App", "home": "Home", "progress": "Extraction", "grid": "Grid"}
+
+ACTIONS: tuple[ActionSpec, ...] = (
+    # app-wide
+    ActionSpec("app.quit", "ctrl+q", "quit", "Quit", "app", priority=True, help="Leave moe-tui (extraction is cancelled)"),
+    ActionSpec("app.help", "question_mark,f1", "help", "Help", "app", help="List every key"),
+    ActionSpec("app.home", "f2", "go_home", "Home", "app", help="Models, corpus and runs"),
+    ActionSpec("app.progress", "f3", "show_progress", "Extraction", "app", help="Show the running/last extraction"),
+    ActionSpec("app.extract", "ctrl+r", "run_extraction", "Run extraction", "app",
+               help="Extract routes for the selected model and corpus (disabled while one runs)"),
+    ActionSpec("app.cancel", "ctrl+x", "cancel_extraction", "Cancel extraction", "app", show=False,
+               help="Stop the running extraction (finished shards are kept; a rerun resumes)"),
+    # home
+    ActionSpec("home.models", "f5", "tab('models')", "Models", "home", show=False, help="Model pane"),
+    ActionSpec("home.corpus", "f6", "tab('corpus')", "Corpus", "home", show=False, help="Corpus and extraction options"),
+    ActionSpec("home.runs", "f7", "tab('runs')", "Runs", "home", show=False, help="Cached runs"),
+    ActionSpec("home.refresh", "ctrl+l", "refresh_lists", "Refresh", "home", help="Rescan models and runs"),
+    ActionSpec("home.open", "ctrl+o", "open_run", "Open run", "home", help="Open the highlighted cached run"),
+    # progress
+    ActionSpec("progress.cancel", "c", "app.cancel_extraction", "Cancel", "progress", palette=False,
+               help="Cancel the extraction"),
+    ActionSpec("progress.back", "escape", "back", "Back", "progress", help="Leave; the job keeps running"),
+    # grid
+    ActionSpec("grid.left", "left,h", "move(0,-1)", "Token left", "grid", show=False, palette=False),
+    ActionSpec("grid.right", "right,l", "move(0,1)", "Token right", "grid", show=False, palette=False),
+    ActionSpec("grid.up", "up,k", "move(-1,0)", "Layer up", "grid", show=False, palette=False),
+    ActionSpec("grid.down", "down,j", "move(1,0)", "Layer down", "grid", show=False, palette=False),
+    ActionSpec("grid.first", "g,home", "first", "First token", "grid", show=False),
+    ActionSpec("grid.last", "G,end", "last", "Last token", "grid", show=False),
+    ActionSpec("grid.page_up", "pageup", "page(-1)", "Page up", "grid", show=False, palette=False),
+    ActionSpec("grid.page_down", "pagedown", "page(1)", "Page down", "grid", show=False, palette=False),
+    ActionSpec("grid.next", "n", "sentence(1)", "Next sentence", "grid"),
+    ActionSpec("grid.prev", "p", "sentence(-1)", "Prev sentence", "grid"),
+    ActionSpec("grid.search", "slash", "search", "Search", "grid", help="Search sentences by text"),
+    ActionSpec("grid.topk", "t", "toggle_topk", "All k", "grid", help="Show all k expert ids per cell / top-1 only"),
+    ActionSpec("grid.colour", "c", "toggle_colour", "POS colours", "grid", help="Colour cells by expert / tokens by POS"),
+    ActionSpec("grid.highlight", "x", "highlight", "Highlight", "grid",
+               help="Highlight the cursor's expert (dim cells not routed to it); again to clear"),
+    ActionSpec("grid.hl_next", "right_square_bracket", "highlight_step(1)", "Next expert", "grid", show=False,
+               help="Highlight the next expert id"),
+    ActionSpec("grid.hl_prev", "left_square_bracket", "highlight_step(-1)", "Prev expert", "grid", show=False,
+               help="Highlight the previous expert id"),
+    ActionSpec("grid.export", "e", "export", "Export CSV", "grid", help="Write what is on screen as CSV"),
+    ActionSpec("grid.copy", "y", "copy_cell", "Copy", "grid", show=False, help="Copy the side panel text (OSC 52)"),
+    ActionSpec("grid.back", "escape", "back", "Back", "grid", help="Back to the runs"),
+)
+
+BY_ID = {a.id: a for a in ACTIONS}
+
+
+def specs(scope: str) -> list[ActionSpec]:
+    return [a for a in ACTIONS if a.scope == scope]
+
+
+def bindings(scope: str) -> list[Binding]:
+    """Textual bindings (with ids, so the user keymap can remap them) for one scope."""
+    return [
+        Binding(a.keys, a.action, a.description, show=a.show, id=a.id, priority=a.priority, tooltip=a.help)
+        for a in specs(scope)
+    ]
+
+
+def effective_keys(spec: ActionSpec, keymap: dict[str, str] | None) -> str:
+    """The keys a spec is bound to once the user's keymap is applied."""
+    if keymap and spec.id in keymap:
+        return keymap[spec.id]
+    return spec.keys
+
+
+_KEY_NAMES = {
+    "question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
+    "pageup": "PgUp", "pagedown": "PgDn", "escape": "Esc",
+}
+
+
+def display_keys(keys: str) -> str:
+    out = []
+    for k in keys.split(","):
+        k = k.strip()
+        out.append(_KEY_NAMES.get(k, k))
+    return " / ".join(out)
+
+
+def help_rows(keymap: dict[str, str] | None = None) -> list[tuple[str, str, str, str]]:
+    """(scope title, keys, description, binding id) for every action, for the help screen and README."""
+    return [
+        (SCOPE_TITLES[a.scope], display_keys(effective_keys(a, keymap)), a.help or a.description, a.id)
+        for a in ACTIONS
+    ] + [("App", "ctrl+p", "Command palette (every action, themes)", "-")]
+
+
+def keys_markdown() -> str:
+    lines = ["| scope | keys | action | binding id |", "|---|---|---|---|"]
+    for scope, keys, desc, bid in help_rows():
+        keys = keys.replace("|", "\\|")
+        lines.append(f"| {scope} | {keys} | {desc} | `{bid}` |")
+    return "\n".join(lines)

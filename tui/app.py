@@ -1,0 +1,328 @@
+"""moe-tui: the Textual app. Displays what core/ and cache/ return; computes no science itself.
+
+Invariant: workers never touch widgets — they post messages (tui.messages) and App/Screen handlers own state.
+Importing this module must not import torch, transformers or sklearn (tests/test_tui_imports.py).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from textual import work
+from textual.app import App
+from textual.reactive import reactive, var
+
+from tui import actions
+from tui.commands import RegistryProvider
+from tui.messages import (
+    ExtractionCancelled,
+    ExtractionDone,
+    ExtractionFailed,
+    ExtractionNotice,
+    ExtractionProgress,
+    ExtractionStage,
+    RunOpened,
+    RunOpenFailed,
+)
+from tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
+from tui.worker import ExtractRequest, build_extract_command, drive_extraction
+
+
+@dataclass
+class ExtractState:
+    model: str
+    data: str
+    stage: str = "starting"
+    sentences_done: int = 0
+    sentences_total: int = 0
+    tokens_done: int = 0
+    tokens_total: int = 0
+    tokens_per_s: float = 0.0
+    eta_s: float | None = None
+    notices: list[str] = field(default_factory=list)
+    outcome: str | None = None          # done | failed | cancelled
+    run_id: str | None = None
+    run_dir: str | None = None
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def _default_inspect(path: str):
+    from core.models import inspect_model  # imports torch lazily: only ever called in a thread worker
+
+    return inspect_model(path)
+
+
+def _default_store():
+    from cache.store import RunStore
+
+    return RunStore()
+
+
+class MoeTuiApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "moe-tui"
+    SUB_TITLE = "MoE routing by part of speech"
+    BINDINGS = actions.bindings("app")
+    COMMANDS = App.COMMANDS | {RegistryProvider}
+
+    extracting: reactive[bool] = reactive(False, bindings=True)
+    extract_tick: var[int] = var(0)
+
+    def __init__(
+        self,
+        models: list[str] | None = None,
+        data: str | None = None,
+        demo: bool = False,
+        *,
+        settings: Settings | None = None,
+        inspect_fn: Callable[[str], object] | None = None,
+        extract_command: Callable[[ExtractRequest], list[str]] | None = None,
+        run_store: Callable[[], object] | None = None,
+        scan_hf_cache: bool = True,
+        min_size: tuple[int, int] | None = None,
+    ) -> None:
+        self._settings_error: str | None = None
+        if settings is None:
+            try:
+                settings = load_settings()
+            except SettingsError as exc:
+                self._settings_error = str(exc)
+                settings = Settings()
+        self.settings = settings
+        super().__init__()
+        self.animation_level = settings.animation_level  # type: ignore[assignment]
+        self.set_keymap(settings.keymap)
+        self.recent = load_recent()
+        self.model_folders: list[str] = [os.path.expanduser(m) for m in (models or [])]
+        self.initial_data = data
+        self.demo = demo
+        self.selected_model: str | None = self.model_folders[0] if self.model_folders else None
+        self.inspect_fn = inspect_fn or _default_inspect
+        self.extract_command = extract_command or build_extract_command
+        self.run_store = run_store or _default_store
+        self.scan_hf_cache = scan_hf_cache
+        self.min_size = min_size or (settings.min_width, settings.min_height)
+        self.extract_state: ExtractState | None = None
+        self._extract_worker = None
+        self._too_small = None
+        if demo:
+            from tui.discovery import demo_corpus, demo_entry
+
+            entry = demo_entry()
+            if entry is not None:
+                self.selected_model = entry.path
+            if not data:
+                self.initial_data = demo_corpus()
+
+    # ---- lifecycle -----------------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        if self.settings.theme in self.available_themes:
+            self.theme = self.settings.theme
+        from tui.screens.home import HomeScreen
+
+        self.push_screen(HomeScreen())
+        if self._settings_error:
+            self.show_error("Settings ignored", self._settings_error)
+        self.call_after_refresh(self._check_size)
+
+    def watch_theme(self, theme: str) -> None:
+        if self.is_mounted and theme != self.settings.theme:
+            self.settings.theme = theme
+            try:
+                save_settings(self.settings)
+            except OSError:
+                pass
+
+    def on_resize(self) -> None:
+        self._check_size()
+
+    def _check_size(self) -> None:
+        from tui.screens.modals import TooSmallScreen
+
+        if self._home() is None:
+            return
+        w, h = self.size
+        small = w < self.min_size[0] or h < self.min_size[1]
+        if small and self._too_small is None:
+            self._too_small = TooSmallScreen(self.min_size)
+            self.push_screen(self._too_small)
+        elif small and self._too_small is not None:
+            self._too_small.update_size()
+        elif not small and self._too_small is not None:
+            if self.screen is self._too_small:
+                self.pop_screen()
+            self._too_small = None
+
+    # ---- errors ---------------------------------------------------------------------------------------------
+    def show_error(self, title: str, message: str, detail: str = "") -> None:
+        from tui.screens.modals import ErrorModal
+
+        self.push_screen(ErrorModal(title, message, detail))
+
+    # ---- app actions ----------------------------------------------------------------------------------------
+    def action_help(self) -> None:
+        from tui.screens.modals import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_go_home(self) -> None:
+        home = self._home()
+        if home is None:
+            return
+        while self.screen is not home and len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def action_show_progress(self) -> None:
+        from tui.screens.progress import ProgressScreen
+
+        if not isinstance(self.screen, ProgressScreen):
+            self.push_screen(ProgressScreen())
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        if action == "run_extraction":
+            return None if self.extracting else True
+        if action == "cancel_extraction":
+            return True if self.extracting else None
+        return True
+
+    def _home(self):
+        from tui.screens.home import HomeScreen
+
+        for s in self.screen_stack:
+            if isinstance(s, HomeScreen):
+                return s
+        return None
+
+    def action_run_extraction(self) -> None:
+        if self.extracting:
+            self.notify("An extraction is already running (F3 shows it)", severity="warning")
+            return
+        home = self._home()
+        if home is None:
+            return
+        try:
+            fields = home.extract_request_fields()
+        except ValueError as exc:
+            self.notify(f"invalid option: {exc}", severity="error", markup=False)
+            return
+        if not self.selected_model:
+            self.notify("Pick a model first (Models tab)", severity="error")
+            return
+        if not fields["data"]:
+            self.notify("Pick a corpus first (Corpus tab)", severity="error")
+            return
+        if not os.path.exists(fields["data"]):
+            self.notify(f"corpus not found: {fields['data']}", severity="error", markup=False)
+            return
+        req = ExtractRequest(model=self.selected_model, **fields)
+        self.start_extraction(req)
+
+    def start_extraction(self, req: ExtractRequest) -> None:
+        cmd = self.extract_command(req)
+        self.extract_state = ExtractState(model=req.model, data=req.data)
+        self.extracting = True
+        self.extract_tick += 1
+        self.recent = remember("models", req.model)
+        self.recent = remember("corpora", req.data)
+        self._extract_worker = self.run_worker(
+            drive_extraction(self, cmd), name="extract", group="extract", exclusive=True, exit_on_error=False,
+            description="moe-tui extract",
+        )
+        self.action_show_progress()
+
+    def action_cancel_extraction(self) -> None:
+        if self._extract_worker is not None and self.extracting:
+            self._extract_worker.cancel()
+
+    # ---- extraction messages (the App owns the job's state) ----------------------------------------------------
+    def _bump(self) -> None:
+        self.extract_tick += 1
+
+    def on_extraction_stage(self, msg: ExtractionStage) -> None:
+        if self.extract_state:
+            self.extract_state.stage = msg.stage
+            self._bump()
+
+    def on_extraction_progress(self, msg: ExtractionProgress) -> None:
+        st = self.extract_state
+        if st:
+            st.sentences_done, st.sentences_total = msg.sentences_done, msg.sentences_total
+            st.tokens_done, st.tokens_total = msg.tokens_done, msg.tokens_total
+            st.tokens_per_s, st.eta_s = msg.tokens_per_s, msg.eta_s
+            self._bump()
+
+    def on_extraction_notice(self, msg: ExtractionNotice) -> None:
+        if self.extract_state:
+            self.extract_state.notices.append(msg.message)
+            self._bump()
+        self.notify(msg.message, title="extraction", markup=False, timeout=5)
+
+    def on_extraction_done(self, msg: ExtractionDone) -> None:
+        st = self.extract_state
+        if st:
+            st.outcome, st.run_id, st.run_dir, st.stage = "done", msg.run_id, msg.run_dir, "done"
+            if st.sentences_total:
+                st.sentences_done = st.sentences_total
+        self.extracting = False
+        self._bump()
+        self.notify(f"run {msg.run_id} ready ({msg.elapsed_s:.1f} s). Open it from Runs (F2, F7).",
+                    title="Extraction done", markup=False, timeout=8)
+        home = self._home()
+        if home is not None:
+            home.refresh_runs()
+
+    def on_extraction_failed(self, msg: ExtractionFailed) -> None:
+        if self.extract_state:
+            self.extract_state.outcome, self.extract_state.error = "failed", msg.message
+        self.extracting = False
+        self._bump()
+        self.show_error("Extraction failed", msg.message, msg.detail)
+
+    def on_extraction_cancelled(self, msg: ExtractionCancelled) -> None:
+        if self.extract_state and self.extract_state.outcome is None:
+            self.extract_state.outcome = "cancelled"
+        self.extracting = False
+        self._bump()
+        self.notify("Extraction cancelled (finished shards are kept; a rerun resumes)", timeout=5)
+
+    def status_text(self) -> str:
+        st = self.extract_state
+        if st is None:
+            return "no extraction yet · ctrl+r runs one · F3 shows progress · ? help"
+        if st.outcome is None:
+            pct = f"{st.sentences_done}/{st.sentences_total}" if st.sentences_total else "…"
+            return f"extracting ({st.stage}) {pct} sentences · {st.tokens_per_s:,.0f} tok/s · F3 progress · ctrl+x cancel"
+        return f"last extraction: {st.outcome}" + (f" (run {st.run_id})" if st.run_id else "")
+
+    # ---- runs -------------------------------------------------------------------------------------------------
+    def open_run(self, run_id: str) -> None:
+        self._open_run(run_id)
+
+    @work(thread=True, exclusive=True, group="open-run", exit_on_error=False)
+    def _open_run(self, run_id: str) -> None:
+        try:
+            run = self.run_store().open(run_id)
+        except Exception as exc:  # noqa: BLE001 - shown in the error modal
+            self.post_message(RunOpenFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(RunOpened(run))
+
+    def on_run_opened(self, msg: RunOpened) -> None:
+        from tui.screens.grid import GridScreen
+
+        self.push_screen(GridScreen(msg.run))
+
+    def on_run_open_failed(self, msg: RunOpenFailed) -> None:
+        self.show_error("Cannot open run", msg.message)
+
+
+def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False) -> int:
+    """Entry point used by ``moe-tui`` with no subcommand. Returns the process exit code."""
+    app = MoeTuiApp(models=models, data=data, demo=demo)
+    app.run()
+    return int(app.return_code or 0)

@@ -1,0 +1,61 @@
+"""Read-only views over a cache Run (docs/CONTRACT.md) for display: slicing and labelling only, no science."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class SentenceData:
+    index: int
+    sent_id: str
+    text: str
+    start: int                    # global token offset of the first token
+    tokens: list[str]             # tokenizer pieces, as stored
+    words: list[str]              # aligned word form ("" for special/unaligned)
+    pos: list[str]                # tag name ("" for excluded tokens)
+    pos_ids: np.ndarray           # [n] int, -1 = excluded
+    experts: np.ndarray           # [n, L, k]
+    weights: np.ndarray           # [n, L, k]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+def n_sentences(run) -> int:
+    return int(len(run.sentence_offsets) - 1)
+
+
+def sentence_data(run, i: int) -> SentenceData:
+    a, b = int(run.sentence_offsets[i]), int(run.sentence_offsets[i + 1])
+    meta = run.sentences[i] if i < len(run.sentences) else {}
+    toks = list(meta.get("tokens") or [])
+    if len(toks) != b - a:  # fall back to ids when token strings are missing
+        toks = [str(int(x)) for x in np.asarray(run.token_ids[a:b])]
+    words_meta = meta.get("words") or []
+    wi = np.asarray(run.word_index[a:b])
+    pos_ids = np.asarray(run.pos[a:b]).astype(np.int64)
+    tags = tuple(run.tags)
+    words = [str(words_meta[w][0]) if 0 <= w < len(words_meta) else "" for w in wi.tolist()]
+    pos = [tags[p] if 0 <= p < len(tags) else "" for p in pos_ids.tolist()]
+    return SentenceData(
+        index=i, sent_id=str(meta.get("id", i)), text=str(meta.get("text", "")), start=a,
+        tokens=toks, words=words, pos=pos, pos_ids=pos_ids,
+        experts=np.asarray(run.experts[a:b]), weights=np.asarray(run.weights[a:b]),
+    )
+
+
+def display_token(tok: str) -> str:
+    """Tokenizer piece as shown in a header cell (space markers dropped, control chars made visible)."""
+    t = tok.replace("Ġ", "").replace("▁", "").replace("Ċ", "⏎").replace("\n", "⏎").replace("\t", "⇥")
+    return t if t else "␣"
+
+
+def run_title(run) -> str:
+    m = getattr(run, "manifest", {}) or {}
+    model = (m.get("model") or {}).get("name_or_path", "?")
+    corpus = (m.get("corpus") or {}).get("path", "?")
+    return f"{model} · {corpus}"

@@ -1,0 +1,341 @@
+"""Home: model pane, corpus picker + extraction options, cached runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.suggester import Suggester
+from textual.widgets import (
+    Button, Checkbox, DataTable, Footer, Input, Label, OptionList, Select, Static, TabbedContent, TabPane,
+)
+from textual.widgets.option_list import Option
+
+from tui import actions
+from tui.discovery import ModelEntry, discover_models
+from tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
+
+
+class PathSuggester(Suggester):
+    """Completes filesystem paths (first match in the typed directory, directories end with /)."""
+
+    def __init__(self) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+
+    async def get_suggestion(self, value: str) -> str | None:
+        if not value:
+            return None
+        expanded = os.path.expanduser(value)
+        head, tail = os.path.split(expanded)
+        directory = head or "."
+        try:
+            names = sorted(n for n in os.listdir(directory) if n.startswith(tail) and (tail or not n.startswith(".")))
+        except OSError:
+            return None
+        for name in names:
+            if name == tail:
+                continue
+            full = os.path.join(head, name) if head else name
+            if os.path.isdir(os.path.join(directory, name)):
+                full += os.sep
+            # keep the user's "~" prefix
+            if value.startswith("~") and not expanded.startswith("~"):
+                full = "~" + full[len(os.path.expanduser("~")):]
+            return full
+        return None
+
+
+def _fmt_params(n) -> str:
+    if not n:
+        return "?"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def facts_text(facts) -> Text:
+    g = lambda name, default="?": getattr(facts, name, None) if getattr(facts, name, None) is not None else default  # noqa: E731
+    moe = g("moe_layers", [])
+    t = Text()
+    rows = [
+        ("architecture", f"{g('architecture_class')} ({g('model_type')})"),
+        ("decoder layers", str(g("num_layers"))),
+        ("MoE layers", f"{len(moe)}" + (f"  ({moe[0]}…{moe[-1]})" if moe else "")),
+        ("experts N", str(g("num_experts"))),
+        ("top-k", str(g("top_k"))),
+        ("shared experts", str(g("shared_experts", 0))),
+        ("params", _fmt_params(g("params", None))),
+        ("dtype on disk", str(g("dtype_on_disk"))),
+    ]
+    for k, v in rows:
+        t.append(f"{k:>15}  ", style="bold")
+        t.append(v + "\n")
+    notes = g("notes", []) or []
+    for n in notes:
+        t.append(f"\n• {n}", style="italic")
+    return t
+
+
+class HomeScreen(Screen):
+    SCOPE = "home"
+    BINDINGS = actions.bindings("home")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[ModelEntry] = []
+        self.facts: dict[str, object] = {}
+        self.facts_error: dict[str, str] = {}
+        self.highlighted_model: str | None = None
+        self.runs: list = []
+        self._inspecting: str | None = None
+
+    def compose(self) -> ComposeResult:
+        app = self.app
+        opts = app.settings.extract
+        with TabbedContent(id="tabs", initial="models"):
+            with TabPane("Models", id="models"):
+                with Horizontal():
+                    with Vertical(id="model-left"):
+                        yield Input(placeholder="add a model folder or hub id, Enter", id="model-path",
+                                    suggester=PathSuggester())
+                        yield OptionList(id="model-list")
+                    with VerticalScroll(id="model-details"):
+                        yield Static("Highlight a model to inspect it.", id="model-facts")
+            with TabPane("Corpus", id="corpus"):
+                with Horizontal():
+                    with Vertical(id="corpus-left"):
+                        yield Label("POS-annotated corpus (.conllu or PTB)")
+                        yield Input(value=app.initial_data or "", placeholder="path, Tab completes", id="corpus-path",
+                                    suggester=PathSuggester())
+                        yield Label("Recent corpora")
+                        yield OptionList(id="recent-corpora")
+                    with VerticalScroll(id="extract-options"):
+                        yield Label("tagset")
+                        yield Select([("upos (17 UD tags)", "upos"), ("paper15", "paper15")], value=opts.tagset,
+                                     allow_blank=False, id="opt-tagset")
+                        yield Label("sample size (sentences, empty = all)")
+                        yield Input(value=str(opts.sample or ""), type="integer", id="opt-sample")
+                        yield Label("batch size (sentences)")
+                        yield Input(value=str(opts.batch_size), type="integer", id="opt-batch")
+                        yield Label("dtype")
+                        yield Select([(d, d) for d in ("auto", "bfloat16", "float16", "float32")], value=opts.dtype,
+                                     allow_blank=False, id="opt-dtype")
+                        yield Label("device")
+                        yield Select([(d, d) for d in ("auto", "cuda", "cpu")], value=opts.device, allow_blank=False,
+                                     id="opt-device")
+                        yield Checkbox("trust remote code", value=False, id="opt-trust")
+                        yield Static("", id="trust-warning")
+                        yield Button("Run extraction (ctrl+r)", id="run-extract", variant="primary")
+            with TabPane("Runs", id="runs"):
+                yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        t = self.query_one("#runs-table", DataTable)
+        t.add_columns("run_id", "model", "corpus", "tokens", "created")
+        self._fill_recent_corpora()
+        self.refresh_models()
+        self.refresh_runs()
+        self.watch(self.app, "extract_tick", self._sync_status)
+        self.watch(self.app, "extracting", self._sync_extracting)
+        self.query_one("#model-list", OptionList).focus()
+
+    # ---- actions -------------------------------------------------------------------------------------------
+    def action_tab(self, tab: str) -> None:
+        self.query_one(TabbedContent).active = tab
+        target = {"models": "#model-list", "corpus": "#corpus-path", "runs": "#runs-table"}[tab]
+        self.query_one(target).focus()
+
+    def action_refresh_lists(self) -> None:
+        self.refresh_models()
+        self.refresh_runs()
+
+    def action_open_run(self) -> None:
+        t = self.query_one("#runs-table", DataTable)
+        if not self.runs or t.cursor_row is None or not (0 <= t.cursor_row < len(self.runs)):
+            self.notify("No cached run selected", severity="warning")
+            return
+        self.app.open_run(_run_id(self.runs[t.cursor_row]))
+
+    # ---- models --------------------------------------------------------------------------------------------
+    def refresh_models(self) -> None:
+        self._discover(list(self.app.model_folders), list(self.app.recent.models), self.app.scan_hf_cache)
+
+    @work(thread=True, exclusive=True, group="discover", exit_on_error=False)
+    def _discover(self, folders: list[str], recent: list[str], scan_hf: bool) -> None:
+        self.post_message(ModelsFound(discover_models(folders, recent, scan_hf=scan_hf)))
+
+    def on_models_found(self, msg: ModelsFound) -> None:
+        self.entries = list(msg.entries)
+        ol = self.query_one("#model-list", OptionList)
+        ol.clear_options()
+        for e in self.entries:
+            label = Text.assemble((f"[{e.source}] ", "dim"), e.label)
+            ol.add_option(Option(label, id=e.path))
+        if not self.entries:
+            ol.add_option(Option("No MoE model found: type a folder above", disabled=True))
+            return
+        want = self.app.selected_model or self.entries[0].path
+        idx = next((i for i, e in enumerate(self.entries) if e.path == want), 0)
+        ol.highlighted = idx
+        self._select_model(self.entries[idx].path)
+
+    @on(OptionList.OptionHighlighted, "#model-list")
+    def _model_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if event.option.id:
+            self._select_model(event.option.id)
+
+    @on(Input.Submitted, "#model-path")
+    def _model_typed(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        if not value:
+            return
+        path = os.path.expanduser(value)
+        if value not in self.app.model_folders:
+            self.app.model_folders.append(path)
+        self.app.selected_model = path
+        event.input.value = ""
+        self.refresh_models()
+        self.query_one("#model-list", OptionList).focus()
+
+    def _select_model(self, path: str) -> None:
+        self.app.selected_model = path
+        self.highlighted_model = path
+        self._update_sub_title()
+        details = self.query_one("#model-details")
+        if path in self.facts:
+            details.loading = False
+            self.query_one("#model-facts", Static).update(facts_text(self.facts[path]))
+        elif path in self.facts_error:
+            details.loading = False
+            self.query_one("#model-facts", Static).update(Text(self.facts_error[path], style="bold red"))
+        else:
+            details.loading = True
+            if path != self._inspecting:
+                self._inspecting = path
+                self._inspect(path)
+
+    @work(thread=True, exclusive=True, group="inspect", exit_on_error=False)
+    def _inspect(self, path: str) -> None:
+        try:
+            facts = self.app.inspect_fn(path)
+        except Exception as exc:  # noqa: BLE001 - shown to the user, one line
+            self.post_message(ModelInspectFailed(path, f"{type(exc).__name__}: {' '.join(str(exc).split())}"))
+            return
+        self.post_message(ModelInspected(path, facts))
+
+    def on_model_inspected(self, msg: ModelInspected) -> None:
+        self._inspecting = None
+        self.facts[msg.path] = msg.facts
+        if msg.path == self.highlighted_model:
+            self._select_model(msg.path)
+
+    def on_model_inspect_failed(self, msg: ModelInspectFailed) -> None:
+        self._inspecting = None
+        self.facts_error[msg.path] = msg.message
+        if msg.path == self.highlighted_model:
+            self._select_model(msg.path)
+
+    # ---- corpus + options ------------------------------------------------------------------------------------
+    def _fill_recent_corpora(self) -> None:
+        ol = self.query_one("#recent-corpora", OptionList)
+        ol.clear_options()
+        for c in self.app.recent.corpora:
+            ol.add_option(Option(c, id=c))
+
+    @on(OptionList.OptionSelected, "#recent-corpora")
+    def _recent_corpus(self, event: OptionList.OptionSelected) -> None:
+        self.query_one("#corpus-path", Input).value = event.option.id or ""
+
+    @on(Checkbox.Changed, "#opt-trust")
+    def _trust_changed(self, event: Checkbox.Changed) -> None:
+        warn = self.query_one("#trust-warning", Static)
+        if event.value:
+            text = "⚠ trust remote code runs Python shipped with the model repository. Only for repos you trust."
+            warn.update(text)
+            self.notify(text, severity="warning", markup=False)
+        else:
+            warn.update("")
+
+    @on(Button.Pressed, "#run-extract")
+    def _run_pressed(self) -> None:
+        self.app.action_run_extraction()
+
+    def extract_request_fields(self) -> dict:
+        """Current form values (validated by the App)."""
+        def int_or_none(sel: str) -> int | None:
+            v = self.query_one(sel, Input).value.strip()
+            return int(v) if v else None
+
+        return {
+            "data": os.path.expanduser(self.query_one("#corpus-path", Input).value.strip()),
+            "tagset": self.query_one("#opt-tagset", Select).value,
+            "sample": int_or_none("#opt-sample"),
+            "batch_size": int_or_none("#opt-batch") or 16,
+            "dtype": self.query_one("#opt-dtype", Select).value,
+            "device": self.query_one("#opt-device", Select).value,
+            "trust_remote_code": self.query_one("#opt-trust", Checkbox).value,
+        }
+
+    def _sync_extracting(self, running: bool) -> None:
+        self.query_one("#run-extract", Button).disabled = running
+        self._sync_status()
+
+    def _sync_status(self, *_: object) -> None:
+        self.query_one("#status-line", Static).update(self.app.status_text())
+
+    def _update_sub_title(self) -> None:
+        self.sub_title = f"model: {self.app.selected_model or '-'}"
+
+    # ---- runs ------------------------------------------------------------------------------------------------
+    def refresh_runs(self) -> None:
+        self._list_runs()
+
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    def _list_runs(self) -> None:
+        try:
+            runs = list(self.app.run_store().list_runs())
+        except Exception as exc:  # noqa: BLE001
+            self.post_message(RunsListed([], f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(RunsListed(runs))
+
+    def on_runs_listed(self, msg: RunsListed) -> None:
+        self.runs = msg.runs
+        t = self.query_one("#runs-table", DataTable)
+        t.clear()
+        for r in self.runs:
+            t.add_row(_run_id(r), _short(str(_field(r, "model")), 36), _short(str(_field(r, "corpus")), 36),
+                      str(_field(r, "tokens")), str(_field(r, "created"))[:19])
+        if msg.error:
+            self.query_one("#status-line", Static).update(Text(f"runs: {msg.error}", style="red"))
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _run_selected(self, event: DataTable.RowSelected) -> None:
+        if 0 <= event.cursor_row < len(self.runs):
+            self.app.open_run(_run_id(self.runs[event.cursor_row]))
+
+
+def _field(r, name: str):
+    if isinstance(r, dict):
+        return r.get(name, "")
+    return getattr(r, name, "")
+
+
+def _run_id(r) -> str:
+    return str(_field(r, "run_id"))
+
+
+def _short(s: str, n: int) -> str:
+    if len(s) <= n:
+        return s
+    p = Path(s)
+    tail = p.name
+    return ("…" + s[-(n - 1):]) if len(tail) >= n - 1 else "…/" + tail
