@@ -8,6 +8,7 @@ loaded. torch is imported only once a model has to be loaded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import time
@@ -46,9 +47,11 @@ class ExtractOptions:
     trust_remote_code: bool = False
     revision: str | None = None
     cache_dir: str | None = None
-    device_map: str | None = None
+    device_map: str | dict | None = None  # auto|balanced|sequential, a {module: device} dict or a JSON file
     max_memory: dict[str, str] | None = None
     quantization: str = "none"
+    offload_folder: str | None = None  # for modules the device map sends to "disk"
+    distributed: bool = False  # one rank of torchrun/accelerate/srun: see core/distributed.py
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -225,10 +228,15 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
     polled between batches and raises :class:`Cancelled` (finished shards are kept).
     """
     from core.corpus import read_corpus
+    from core.distributed import dist_info
     from core.models import resolve_model_fingerprint
 
     emit: Progress = progress or (lambda e: None)
     cancelled = should_cancel or (lambda: False)
+    dist = dist_info(opts.distributed)
+    if opts.distributed and not dist.active:
+        emit({"event": "notice", "message": "--distributed without a launcher (torchrun, accelerate launch, srun) "
+                                            "or with one process: extracting alone"})
 
     corpus = read_corpus(opts.data, format=opts.format, tagset=opts.tagset, pos_column=opts.pos_column,
                          max_sentences=opts.max_sentences, sample=opts.sample, seed=opts.seed)
@@ -246,15 +254,36 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
 
     if store.is_complete(run_id):
         return hit()
+    from core.models import check_quantization
+
+    device, max_memory = opts.device, opts.max_memory
+    if dist.active and not opts.device_map:
+        from core.distributed import rank_device
+
+        device = rank_device(dist, opts.device)
+    elif dist.active:  # a device map per rank: over this rank's share of the node's GPUs
+        import torch
+
+        from core.distributed import rank_max_memory
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        max_memory = rank_max_memory(dist, opts.max_memory, n_gpus, lambda i: torch.cuda.mem_get_info(i)[0])
+        if n_gpus and dist.local_world_size > 1:
+            device = f"cuda:{min(g for g in max_memory if isinstance(g, int))}"
+    check_quantization(opts.quantization, device)  # before any directory is made
     fresh_dir = not run_dir.exists()
+    # with several ranks only rank 0 holds the run lock (the others write only their own shards)
+    lock = (run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m}))
+            if dist.is_main else contextlib.nullcontext())
     try:
-        with run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m})):
+        with lock:
             if store.is_complete(run_id):
                 return hit()
-            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled)
+            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
     except BaseException:
-        # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind
-        if fresh_dir and not any(run_dir.glob("shards/shard-*.npz")):
+        # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind;
+        # never under --distributed, where another rank may be writing into the directory
+        if not dist.active and fresh_dir and not any(run_dir.glob("shards/shard-*.npz")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
@@ -262,19 +291,29 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
 
 
 def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit: Progress,
-                    cancelled: Callable[[], bool]) -> None:
-    """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize."""
+                    cancelled: Callable[[], bool], dist=None, device: str | None = None,
+                    max_memory: dict | None = None) -> None:
+    """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize.
+
+    ``dist`` (a :class:`core.distributed.DistInfo`): with several ranks, this rank extracts only the
+    shards it owns; rank 0 writes the plan, waits for every shard and finalizes.
+    """
+    from core.distributed import DistInfo, wait_for_plan, wait_for_shards
+
+    dist = dist or DistInfo()
     writer = RunWriter(run_dir, identity)
-    writer.begin()
+    if dist.is_main:
+        writer.begin()
     emit({"event": "stage", "stage": "loading-model"})
     from core.capture import RouteCapture
     from core.models import load_model
 
     _quiet_transformers()
-    loaded = load_model(opts.model, dtype=opts.dtype, device=opts.device,
+    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
                         trust_remote_code=opts.trust_remote_code, revision=opts.revision,
-                        device_map=opts.device_map, max_memory=opts.max_memory,
-                        quantization=opts.quantization)
+                        device_map=opts.device_map,
+                        max_memory=max_memory if max_memory is not None else opts.max_memory,
+                        quantization=opts.quantization, offload_folder=opts.offload_folder)
     emit({"event": "stage", "stage": "aligning"})
     from core.align import align_corpus
 
@@ -282,13 +321,17 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
     batch_size = 1 if getattr(loaded.facts, "requires_batch_size_one", False) else max(1, opts.batch_size)
     fresh = make_plan(lengths, batch_size, opts.batch_tokens)
-    plan = writer.load_plan()
-    if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
-        plan = fresh
-        writer.clear_shards()
-        writer.save_plan(plan)
-    elif plan != fresh:
-        emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
+    if dist.is_main:
+        plan = writer.load_plan()
+        if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
+            plan = fresh
+            writer.clear_shards()
+            writer.save_plan(plan)
+        elif plan != fresh:
+            emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
+    else:  # the plan is rank 0's (it may keep an interrupted run's plan): wait for it
+        plan = wait_for_plan(writer, sorted(i for b in fresh for i in b), cancelled,
+                             on_wait=lambda m: emit({"event": "notice", "message": m}))
     done = writer.done_shards(len(plan))
     tokens_total = sum(n for n in lengths if n)
     tokens_done = sum(lengths[i] for b in done for i in plan[b])
@@ -299,7 +342,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     with RouteCapture(loaded) as capture:
         runner = _BatchRunner(capture, loaded, emit)
         for b, batch in enumerate(plan):
-            if b in done:
+            if b in done or not dist.owns(b):
                 continue
             if cancelled():
                 raise Cancelled(f"extraction cancelled; {len(done)} of {len(plan)} batches kept, "
@@ -315,6 +358,19 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
             emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
                   "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
                   "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+    if dist.active and not dist.is_main:
+        emit({"event": "notice", "message": f"rank {dist.rank} of {dist.world_size}: its batches are written; "
+                                            "rank 0 finalizes the run"})
+        return
+    if dist.active:
+        def on_change(now: set[int]) -> None:
+            t_done = sum(lengths[i] for b in now for i in plan[b])
+            emit({"event": "progress", "sentences_done": sum(len(plan[b]) for b in now), "sentences_total": n_sent,
+                  "tokens_done": t_done, "tokens_total": tokens_total, "tokens_per_s": 0.0, "eta_s": None})
+
+        if len(writer.done_shards(len(plan))) < len(plan):
+            emit({"event": "notice", "message": "rank 0: waiting for the other ranks' batches"})
+        wait_for_shards(writer, len(plan), cancelled, on_change)
     emit({"event": "stage", "stage": "finalizing"})
     facts = loaded.facts
     facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
