@@ -125,6 +125,9 @@ class MoeTuiApp(App):
         from tui.screens.home import HomeScreen
 
         self.push_screen(HomeScreen())
+        if self.demo and self.selected_model and self.initial_data:
+            # the demo opens on something real: extract (a cache hit after the first time), then the grid
+            self.call_after_refresh(self.action_run_extraction)
         if self._settings_error:
             self.show_error("Settings ignored", self._settings_error)
         self.call_after_refresh(self._check_size)
@@ -275,6 +278,8 @@ class MoeTuiApp(App):
         home = self._home()
         if home is not None:
             home.refresh_runs()
+        if self.demo and msg.run_id:
+            self.open_run(msg.run_id)
 
     def on_extraction_failed(self, msg: ExtractionFailed) -> None:
         if self.extract_state:

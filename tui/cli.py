@@ -276,8 +276,19 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def _first_time() -> bool:
+    """No runs cached yet and nothing asked for: `moe-tui` then opens on the demo."""
+    from cache.store import RunStore
+    from core.demo import demo_model_path
+
+    return demo_model_path().is_dir() and not RunStore().list_runs()
+
+
 def open_tui(models: list[str] | None = None, data: str | None = None, demo: bool = False) -> int:
     from tui.app import run_app
+
+    if not demo and not models and not data and _first_time():
+        demo = True
 
     return run_app(models=models or None, data=data, demo=demo) or EXIT_OK
 
