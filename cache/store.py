@@ -77,6 +77,12 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
+def manifest_digest(manifest: dict) -> str:
+    """sha256 over the canonical JSON of a manifest without its own ``manifest_sha256`` field."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
 def run_id_for(identity: dict) -> str:
     """A run's id: the first 16 hex digits of sha256 over the canonical JSON of its identity."""
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
@@ -198,6 +204,11 @@ class RunWriter:
             self.shard_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise CacheError(f"cannot create {self.shard_dir}: {exc.strerror or exc}") from exc
+        # temp files of a writer killed mid-write (kill -9 in finalize) would stay forever: remove them
+        # (under the run lock nobody else writes here; shard temp files go with shards/ at finalize)
+        for stale in self.run_dir.glob(".*.tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         ident_path = self.run_dir / "identity.json"
         if ident_path.exists():
             try:
@@ -303,6 +314,8 @@ class RunWriter:
             "files": files,
             **manifest_extra,
         }
+        manifest = json.loads(json.dumps(manifest, default=str))  # exactly what a reader will see
+        manifest["manifest_sha256"] = manifest_digest(manifest)
         atomic_write_json(self.run_dir / "manifest.json", manifest)
         shutil.rmtree(self.shard_dir, ignore_errors=True)
         return self.run_dir
@@ -346,6 +359,9 @@ class Run:
         if self.manifest.get("schema") != SCHEMA_VERSION:
             raise CacheError(f"run {self.run_id} has schema {self.manifest.get('schema')!r}; "
                              f"this moe-tui reads schema {SCHEMA_VERSION}: extract it again")
+        digest = self.manifest.get("manifest_sha256")  # absent only in runs written before it existed
+        if digest is not None and digest != manifest_digest(self.manifest):
+            raise RunCorruptError(f"run {self.run_id}: manifest.json failed its checksum (file altered)")
         if verify:
             self.verify()
         self._arrays: dict[str, np.ndarray] = {}

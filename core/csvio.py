@@ -4,22 +4,33 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
+
+import numpy as np
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def safe_cell(value):
-    """Text that a spreadsheet would run as a formula (= + - @ first) gets a leading quote.
+def safe_cell(value: Any) -> str:
+    """CSV text of one cell.
 
-    Numbers are left as numbers (a negative number is not text), floats keep full precision.
+    Ints as ints, floats unrounded (``repr``; NaN and None -> empty), booleans as true/false, and
+    text that a spreadsheet would run as a formula (starting with = + - @, tab or CR) gets a
+    leading ``'``. Numbers are never quoted (a negative number is not text).
     """
-    if isinstance(value, str):
-        return "'" + value if value.startswith(_FORMULA_START) else value
-    if isinstance(value, float):
-        return repr(value)
-    return value
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return "" if math.isnan(v) else repr(v)
+    s = str(value)
+    return "'" + s if s.startswith(_FORMULA_START) else s
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:

@@ -17,8 +17,6 @@ sklearn is only imported (lazily) when probes or controls are requested.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from core import metrics
-from core.errors import ReportError
+from core.csvio import safe_cell
+from core.csvio import write_csv as csv_write
+from core.errors import CacheError, ReportError
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.probe import ProbeResult
@@ -458,47 +458,17 @@ def compare_tables(views: Sequence[RunView], per_run: dict[str, dict[str, Table]
 # --------------------------------------------------------------------------------------------------
 # Writing
 
-_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def format_cell(x: Any) -> str:
-    """CSV text of one cell: ints as ints, floats via ``repr`` (NaN / None -> empty), text cells
-    starting with ``= + - @`` (tab, CR) prefixed with ``'``."""
-    if x is None:
-        return ""
-    if isinstance(x, (bool, np.bool_)):
-        return "true" if x else "false"
-    if isinstance(x, (int, np.integer)):
-        return str(int(x))
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return "" if math.isnan(v) else repr(v)
-    s = str(x)
-    return "'" + s if s.startswith(_DANGEROUS) else s
+format_cell = safe_cell  # one cell formatter for every CSV moe-tui writes
 
 
 def write_csv(path: str | os.PathLike, table: Table) -> Path:
-    """Write one table atomically (``name.tmp-<pid>`` + fsync + ``os.replace``)."""
-    path = Path(path)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(table["columns"])
-    for row in table["rows"]:
-        w.writerow([format_cell(c) for c in row])
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    """Write one table atomically (temp file + fsync + ``os.replace``) with :func:`core.csvio.write_csv`."""
     try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(buf.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return path
+        return csv_write(path, table["columns"], table["rows"])
+    except CacheError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: bool = False, controls: bool = False,

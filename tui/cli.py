@@ -220,32 +220,58 @@ def cmd_export_routes(args) -> int:
 
 def cmd_report(args) -> int:
     from cache.store import RunStore
+    from core.errors import ReportError
 
     store = RunStore(args.cache_dir)
-    runs = [store.open(ref) for ref in args.runs]  # unknown, unfinished or corrupt runs fail first, in one line
+    runs = [store.open(ref) for ref in args.runs]  # a bad or corrupt run fails here, before any work
+    out = Path(args.out).expanduser()
+    try:  # an unwritable --out fails now, not after minutes of probes
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     from core.report import RunView, write_report
 
     views = [RunView.from_run(run) for run in runs]
-    out = Path(args.out).expanduser()
-    try:  # an unwritable --out fails now, in one line, not after the tables are computed
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from core.errors import ReportError
-
-        raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from exc
     console = _stderr_console()
+    last = {"stage": None}
 
-    def progress(stage: str, done: int | None = None, total: int | None = None) -> None:
-        # core.report calls progress(stage, done, total)
-        console.print(f"moe-tui: {stage}" + (f" ({done}/{total})" if total else ""))
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage != last["stage"]:  # one line per stage, not per step
+            last["stage"] = stage
+            console.print(f"moe-tui: {stage}", highlight=False)
 
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress)
-    from core.report import print_report
-
     print_report(result)
     print(out.resolve())
     return EXIT_OK
+
+
+# tables small enough to read in a terminal; every table is in the CSV files
+_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls")
+
+
+def print_report(result: dict) -> None:
+    """Plain-text tables of the report on stdout (numbers rounded for reading; the CSVs are unrounded)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(highlight=False, soft_wrap=False, width=max(120, Console().width))
+
+    def show(title: str, table: dict) -> None:
+        t = RichTable(title=title, title_justify="left")
+        for c in table["columns"]:
+            t.add_column(str(c))
+        for row in table["rows"]:
+            t.add_row(*(f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row))
+        console.print(t)
+
+    for run_id, tables in result["runs"].items():
+        for stem in _PRINTED:
+            if stem in tables:
+                show(f"{run_id} · {stem}", tables[stem])
+    for stem, table in result.get("compare", {}).items():
+        show(stem, table)
 
 
 def cmd_diff(args) -> int:
