@@ -364,6 +364,9 @@ class Run:
             raise RunCorruptError(f"run {self.run_id}: manifest.json failed its checksum (file altered)")
         if verify:
             self.verify()
+        if (self.path / "shards").is_dir():
+            # a writer killed between manifest.json and the shard clean-up: the shards are merged already
+            shutil.rmtree(self.path / "shards", ignore_errors=True)
         self._arrays: dict[str, np.ndarray] = {}
         self._sentences: list[dict] | None = None
 

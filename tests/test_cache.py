@@ -212,3 +212,11 @@ def test_lock_makes_second_wait(tmp_path):
     proc.wait()
     assert waited and "another extraction" in waited[0] and f"pid {proc.pid}" in waited[0]
     assert elapsed > 0.3
+
+
+def test_leftover_shards_of_a_complete_run_are_removed(tmp_path):
+    rid, *_ = _write_run(tmp_path)
+    (tmp_path / rid / "shards").mkdir()
+    (tmp_path / rid / "shards" / "shard-00000.npz").write_bytes(b"x")
+    RunStore(tmp_path).open(rid)
+    assert not (tmp_path / rid / "shards").exists()
