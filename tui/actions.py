@@ -5,7 +5,7 @@ Every action has a stable binding id (``scope.name``) that users remap in ``conf
     {"keymap": {"grid.export": "ctrl+e", "grid.highlight": "space"}}
 
 Scopes: ``app`` (everywhere), ``home`` (model / corpus / runs screen), ``progress`` (extraction screen),
-``grid`` (routing grid screen).
+``grid`` (routing grid screen), ``pane`` (analysis panes: specialisation, KL, probe, compare).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ActionSpec:
         return f"{SCOPE_TITLES[self.scope].lower()}: {self.description}"
 
 
-SCOPE_TITLES = {"app": "App", "home": "Home", "progress": "Extraction", "grid": "Grid"}
+SCOPE_TITLES = {"app": "App", "home": "Home", "progress": "Extraction", "grid": "Grid", "pane": "Analysis"}
 
 ACTIONS: tuple[ActionSpec, ...] = (
     # app-wide
@@ -44,6 +44,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
                help="Extract routes for the selected model and corpus (disabled while one runs)"),
     ActionSpec("app.cancel", "ctrl+x", "cancel_extraction", "Cancel extraction", "app", show=False,
                help="Stop the running extraction (finished shards are kept; a rerun resumes)"),
+    # analysis panes (from home: the highlighted run; from the grid or a pane: the run shown)
+    ActionSpec("app.spec", "s", "open_pane('spec')", "Spec", "app",
+               help="Specialisation pane: Spec per layer x POS, U and dU, plot by layer (paper Table 5, Fig. 4)"),
+    ActionSpec("app.kl", "K", "open_pane('kl')", "KL", "app",
+               help="KL pane: KL(expert || corpus) per expert x layer and its POS bars (paper Table 3, Fig. 5)"),
+    ActionSpec("app.probe", "P", "open_pane('probe')", "Probe", "app",
+               help="Probe pane: MLP probes, controls, confusion, ablation, t-SNE (paper Table 1, Figs. 2-3)"),
+    ActionSpec("app.compare", "C", "open_pane('compare')", "Compare", "app",
+               help="Compare cached runs on the same corpus: paper Tables 1, 3 and 5 side by side"),
     # home
     ActionSpec("home.models", "f5", "tab('models')", "Models", "home", show=False, help="Model pane"),
     ActionSpec("home.corpus", "f6", "tab('corpus')", "Corpus", "home", show=False, help="Corpus and extraction options"),
@@ -77,6 +86,23 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("grid.export", "e", "export", "Export CSV", "grid", help="Write what is on screen as CSV"),
     ActionSpec("grid.copy", "y", "copy_cell", "Copy", "grid", show=False, help="Copy the side panel text (OSC 52)"),
     ActionSpec("grid.back", "escape", "back", "Back", "grid", help="Back to the runs"),
+    # analysis panes
+    ActionSpec("pane.export", "e", "export", "Export CSV", "pane",
+               help="Write the focused table or plot as CSV (same columns as `moe-tui report`)"),
+    ActionSpec("pane.export_report", "E", "export_report", "Export report", "pane",
+               help="Write the whole report directory of this run (core.report.write_report)"),
+    ActionSpec("pane.copy", "y", "copy_tsv", "Copy TSV", "pane", help="Copy the focused table as TSV (OSC 52)"),
+    ActionSpec("pane.sort", "o", "sort", "Sort", "pane",
+               help="Sort the focused table by the cursor's column (again: reverse); a header click sorts too"),
+    ActionSpec("pane.jump", "enter", "jump", "Open in grid", "pane",
+               help="Spec pane: open the routing grid at a sentence with this POS, on this layer, top expert highlighted"),
+    ActionSpec("pane.delta", "d", "toggle_delta", "Spec/dU", "pane", help="Spec pane: show Spec or dU = Spec - U"),
+    ActionSpec("pane.run", "r", "run_probe", "Run probe", "pane",
+               help="Probe pane: train the probes and controls in the background (minutes on a real run)"),
+    ActionSpec("pane.cancel", "c", "cancel_probe", "Cancel", "pane", help="Probe pane: cancel the running probe"),
+    ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane",
+               help="Probe pane: show the confusion matrix of the next probe variant"),
+    ActionSpec("pane.back", "escape", "back", "Back", "pane", help="Close the pane"),
 )
 
 BY_ID = {a.id: a for a in ACTIONS}

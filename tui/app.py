@@ -108,6 +108,9 @@ class MoeTuiApp(App):
         self.min_size = min_size or (settings.min_width, settings.min_height)
         self.extract_state: ExtractState | None = None
         self._extract_worker = None
+        self.analysis: dict = {}            # run_id -> tui.screens.analysis.AnalysisData (the panes' tables)
+        self.report_options = None          # core.report.ReportOptions for the panes (None: defaults / env)
+        self.last_report_dir: str | None = None
         self._too_small = None
         if demo:
             from tui.discovery import demo_corpus, demo_entry
@@ -185,6 +188,17 @@ class MoeTuiApp(App):
 
         if not isinstance(self.screen, ProgressScreen):
             self.push_screen(ProgressScreen())
+
+    def action_open_pane(self, kind: str) -> None:
+        from tui.screens.analysis import open_pane
+
+        open_pane(self, kind)
+
+    def on_analysis_event(self, msg) -> None:
+        """Every message of tui.screens.analysis (workers of the analysis panes) lands here."""
+        from tui.screens.analysis import handle_event
+
+        handle_event(self, msg)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         if action == "run_extraction":
