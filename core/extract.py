@@ -377,7 +377,8 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     from core.tagsets import TAGSETS
 
     manifest_extra = {
-        "model": {**facts_dict, "fingerprint": identity["model"]},
+        # the name as given (hub id or folder) is kept in identity; a folder is shown by its absolute path
+        "model": {**facts_dict, "name_or_path": identity["model"]["name_or_path"], "fingerprint": identity["model"]},
         "corpus": {**identity["corpus"], "n_sentences": len(corpus.sentences),
                    "n_sentences_in_file": corpus.n_sentences_in_file},
         "tagset": {"name": corpus.tagset, "tags": list(TAGSETS[corpus.tagset])},

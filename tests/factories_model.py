@@ -174,3 +174,26 @@ SUPPORTED = [
     "flint", "laguna", "granitemoe_swa", "minimax_m3_vl_text", "inkling2_text",
     "glm4_moe_lite", "deepseek_v32", "axk2",
 ]
+
+
+_EWT_MODELS: dict[str, Path] = {}
+
+
+def ewt_tiny_model(model_type: str = "mixtral") -> Path:
+    """A tiny ``model_type`` (vocab 512) with a byte-level BPE tokenizer trained on EWT text, so that
+    real sentences split into real subwords. Built once per test session; tests must not modify it."""
+    if model_type not in _EWT_MODELS:
+        import atexit
+        import shutil
+        import tempfile
+
+        from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+
+        base = Path(tempfile.mkdtemp(prefix="moe_tui_model_"))
+        atexit.register(shutil.rmtree, base, True)
+        path = base / f"tiny_{model_type}"
+        path.mkdir()
+        build_tiny_model(model_type, path, vocab_size=512)
+        byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512).save_pretrained(str(path))
+        _EWT_MODELS[model_type] = path
+    return _EWT_MODELS[model_type]

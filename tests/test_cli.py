@@ -14,7 +14,7 @@ import pytest
 
 from cache.store import RunStore
 from tests.conftest import EWT_DEV, REPO
-from tests.factories_model import build_tiny_model
+from tests.factories_model import ewt_tiny_model
 from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
 from tui.cli import main
 
@@ -22,11 +22,8 @@ N_SENT = 12
 
 
 @pytest.fixture(scope="module")
-def tiny_olmoe(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_olmoe")
-    build_tiny_model("olmoe", path, vocab_size=512)
-    byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512).save_pretrained(str(path))
-    return path
+def tiny_olmoe():
+    return ewt_tiny_model("olmoe")
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +185,62 @@ def test_core_and_cache_never_import_textual():
     mods = _modules_after(code)
     assert "textual" not in mods and not any(m.startswith("textual.") for m in mods)
     assert not (mods & HEAVY), mods & HEAVY
+
+
+REPORT_FILES = {
+    "pos_counts.csv": "pos,tokens,percent",
+    "spec_layer.csv": "layer,pos,tokens,spec,uniform,delta",
+    "spec_pos.csv": "pos,mean_spec,max_spec,max_layer",
+    "kl_layer_expert.csv": "layer,expert,assignments,kl",
+    "kl_summary.csv": "mu_min,mu_max,mu_mean",
+    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline",
+    "probe.csv": "variant,accuracy,train_tokens,test_tokens",
+    "confusion_top_k.csv": "true,pred,count",
+    "ablation.csv": "side,removed,accuracy",
+    "tsne.csv": "token,x,y,pos",
+    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess",
+    "controls.csv": "variant,accuracy",
+}
+
+
+def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
+    """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
+    contract, and its numbers are the metrics computed directly from the run's arrays."""
+    from core import metrics
+
+    ids = []
+    for model in (tiny_olmoe, ewt_tiny_model("mixtral")):
+        code, out, err = run_cli(capsys, *extract_args(model))
+        assert code == 0, err
+        ids.append(Path(out.strip().splitlines()[-1]).name)
+    out_dir = tmp_path / "report"
+    # both runs side by side (routing tables + comparison), then the probes and controls of one run
+    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir))
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str(out_dir.resolve())
+    assert "summary" in out and "spec_pos" in out  # the plain-text tables
+    for name in ("compare_table1.csv", "compare_table3.csv", "compare_table5.csv"):
+        assert (out_dir / name).read_text().count("\n") >= 3
+    code, out, err = run_cli(capsys, "report", ids[0], "--out", str(out_dir), "--probe", "--controls",
+                             "--tsne-samples", "200", "--permutations", "20", "--bootstrap", "50",
+                             "--ablation-step", "2", "--max-iter", "200")
+    assert code == 0, err
+    for name, header in REPORT_FILES.items():
+        lines = (out_dir / ids[0] / name).read_text().splitlines()
+        assert lines[0] == header, name
+        assert len(lines) > 1, name
+    assert len((out_dir / ids[0] / "tsne.csv").read_text().splitlines()) == 201
+    ablation = (out_dir / ids[0] / "ablation.csv").read_text().splitlines()[1:]
+    assert sorted({int(r.split(",")[1]) for r in ablation}) == [0, 2]  # L = 4, step 2
+    # summary.csv's Spec is the global Spec of the arrays, unrounded
+    run = RunStore().open(ids[0])
+    mask = run.analysis_mask()
+    P = len(run.tags)
+    ex, pos = np.asarray(run.experts)[mask], np.asarray(run.pos)[mask]
+    mean_spec, _, _ = metrics.spec_by_pos(metrics.spec_layer(ex, pos, run.num_experts, P))
+    tokens, _ = metrics.pos_counts(pos, P)
+    with open(out_dir / ids[0] / "summary.csv", newline="") as fh:
+        row = list(csv.DictReader(fh))[0]
+    assert float(row["spec"]) == metrics.global_spec(mean_spec, run.tags, tokens)
+    assert int(row["tokens"]) == int(mask.sum())
+    assert float(row["uniform"]) == 100.0 * run.top_k / run.num_experts

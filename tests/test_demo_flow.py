@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 
 from cache.store import RunStore
 from core.demo import demo_corpus_path, demo_model_path

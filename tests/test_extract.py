@@ -9,20 +9,15 @@ from cache.store import RunStore
 from core.errors import Cancelled
 from core.extract import ExtractOptions, extract, make_plan
 from tests.conftest import EWT_DEV
-from tests.factories_model import build_tiny_model
-from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+from tests.factories_model import ewt_tiny_model
 
 N_SENT = 24
 
 
 @pytest.fixture(scope="module")
-def tiny_mixtral(tmp_path_factory):
+def tiny_mixtral():
     """A tiny Mixtral with a byte-level BPE tokenizer trained on EWT text (real subword splits)."""
-    path = tmp_path_factory.mktemp("tiny_mixtral")
-    build_tiny_model("mixtral", path, vocab_size=512)
-    tok = byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512)
-    tok.save_pretrained(str(path))
-    return path
+    return ewt_tiny_model("mixtral")
 
 
 def _opts(model, cache, **kw):

@@ -8,7 +8,6 @@ is started at once by one module fixture (``wave``) and the tests then check its
 
 from __future__ import annotations
 
-import atexit
 import errno
 import json
 import os
@@ -16,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -32,23 +30,11 @@ KILL_SEEDS = (11, 12, 13)
 
 # --------------------------------------------------------------------------- shared helpers (also used by
 # tests/test_bad_input.py and tests/test_security.py)
-_MODEL: dict[str, Path] = {}
-
-
 def tiny_model() -> Path:
     """The tiny Mixtral + byte-level BPE tokenizer, built once per test session."""
-    if "path" not in _MODEL:
-        from tests.factories_model import build_tiny_model
-        from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+    from tests.factories_model import ewt_tiny_model
 
-        base = Path(tempfile.mkdtemp(prefix="moe_tui_rel_model_"))
-        atexit.register(shutil.rmtree, base, True)
-        path = base / "tiny_mixtral"
-        path.mkdir()
-        build_tiny_model("mixtral", path, vocab_size=512)
-        byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512).save_pretrained(str(path))
-        _MODEL["path"] = path
-    return _MODEL["path"]
+    return ewt_tiny_model("mixtral")
 
 
 def ex_opts(cache, data=EWT_DEV, **kw):

@@ -16,19 +16,15 @@ from core.errors import CacheError, ModelError
 from core.extract import ExtractOptions, extract
 from core.models import resolve_device_map, resolve_max_memory
 from tests.conftest import EWT_DEV, EWT_TEST, REPO
-from tests.factories_model import build_tiny_model
-from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+from tests.factories_model import ewt_tiny_model
 from tui.cli import main
 
 N_SENT = 12
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_mixtral_scale")
-    build_tiny_model("mixtral", path, vocab_size=512)
-    byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512).save_pretrained(str(path))
-    return path
+def tiny():
+    return ewt_tiny_model("mixtral")
 
 
 @pytest.fixture(scope="module")

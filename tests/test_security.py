@@ -17,7 +17,7 @@ import pytest
 
 from cache.store import RunStore, RunWriter, SHARD_ARRAYS, _sha256_file
 from tests.conftest import REPO
-from tests.test_faults import assert_one_line_error, cli, ex_opts, tiny_model
+from tests.test_faults import assert_one_line_error, cli, ex_opts
 
 SOURCE_DIRS = ("core", "cache", "tui")
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}

@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
+    rep.add_argument("--max-iter", type=_positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
+    rep.add_argument("--early-stopping", action="store_true", help="MLP early stopping (off, as in the paper)")
+    rep.add_argument("--ablation-step", type=_positive_int, default=1, metavar="N",
+                     help="ablate n = 0, N, 2N, ... layers (default 1: every n)")
+    rep.add_argument("--tsne-samples", type=_positive_int, default=5000, metavar="N")
+    rep.add_argument("--permutations", type=_positive_int, default=100, metavar="R",
+                     help="permutations for the Spec null (default 100)")
+    rep.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B",
+                     help="bootstrap resamples over sentences (default 200)")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
@@ -229,7 +238,7 @@ def cmd_report(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    from core.report import RunView, write_report
+    from core.report import ReportOptions, RunView, write_report
 
     views = [RunView.from_run(run) for run in runs]
     console = _stderr_console()
@@ -240,8 +249,12 @@ def cmd_report(args) -> int:
             last["stage"] = stage
             console.print(f"moe-tui: {stage}", highlight=False)
 
+    options = ReportOptions(seed=args.seed, kl_reference=args.kl_reference, max_iter=args.max_iter,
+                            early_stopping=args.early_stopping, ablation_step=args.ablation_step,
+                            tsne_samples=args.tsne_samples, n_permutations=args.permutations,
+                            n_boot=args.bootstrap)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
-                          kl_reference=args.kl_reference, progress=progress)
+                          kl_reference=args.kl_reference, progress=progress, options=options)
     print_report(result)
     print(out.resolve())
     return EXIT_OK
