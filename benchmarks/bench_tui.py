@@ -3,13 +3,21 @@
     .venv/bin/python benchmarks/bench_tui.py [--tokens 512 --layers 64 --experts 64 --k 8 --repeat 40]
 
 Targets: first frame ≤ 0.5 s, keystroke-to-frame ≤ 50 ms (p95). Headless Textual (the compositor renders every
-frame; only the terminal write is skipped).
+frame and the bench turns each update into terminal bytes; only the write itself is skipped).
+
+Keystroke → frame is timed from handing the key event to the driver (as a terminal would) to the first frame
+produced after the key's action ran; the "side panel settled" column is the last frame the key causes (the side
+panel follows the cursor 40 ms after it rests, by design). Between keys the bench waits, untimed, until no frame has
+been produced for 150 ms. (Timing ``pilot.press()`` + ``pilot.pause()`` instead would add at least 60 ms of Pilot's
+own idle-detection sleeps to every key.) First frame: from ``push_screen`` to the first frame that shows the grid.
+The box is often shared: compare numbers taken under similar load averages (printed).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -50,6 +58,63 @@ def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, 
                    moe_layers=list(range(layers)), num_experts=experts, top_k=k)
 
 
+class FrameClock:
+    """Timestamps of the frames the app produces (headless: the compositor still renders every frame; we also turn
+    each update into terminal bytes, which is the work a real terminal write adds before I/O)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.frames: list[float] = []
+        self.actions_done: list[float] = []
+        orig_display = app._display
+        orig_dispatch = app._dispatch_action
+
+        def _display(screen, renderable):
+            if renderable is not None:
+                if hasattr(renderable, "render_segments"):
+                    renderable.render_segments(app.console)
+                self.frames.append(time.perf_counter())
+            return orig_display(screen, renderable)
+
+        async def _dispatch_action(*a, **kw):
+            try:
+                return await orig_dispatch(*a, **kw)
+            finally:
+                self.actions_done.append(time.perf_counter())
+
+        app._display = _display
+        app._dispatch_action = _dispatch_action
+
+    async def settle(self, quiet_s: float = 0.15, max_s: float = 5.0) -> None:
+        """Wait (outside any measurement) until no frame has been produced for ``quiet_s``."""
+        start = time.perf_counter()
+        while time.perf_counter() - start < max_s:
+            n = len(self.frames)
+            await asyncio.sleep(quiet_s)
+            if len(self.frames) == n:
+                return
+
+    async def press(self, key: str) -> tuple[float, float]:
+        """Send one key as a terminal would; returns (key → first frame after its action ran, key → last frame),
+        in ms. The second includes the side panel, which follows the cursor after a 40 ms debounce by design."""
+        from textual import events
+
+        await self.settle(0.05)
+        self.frames.clear()
+        self.actions_done.clear()
+        char = key if len(key) == 1 else None
+        ev = events.Key(key, char)
+        ev.set_sender(self.app)
+        t0 = time.perf_counter()
+        self.app._driver.send_message(ev)
+        await self.settle()
+        done = self.actions_done[0] if self.actions_done else t0
+        after = [f for f in self.frames if f >= done]
+        if not after:
+            return float("nan"), float("nan")
+        return (after[0] - t0) * 1000, (self.frames[-1] - t0) * 1000
+
+
 async def bench(args) -> dict:
     from tui.app import MoeTuiApp
     from tui.screens.grid import GridScreen
@@ -61,14 +126,29 @@ async def bench(args) -> dict:
                     scan_hf_cache=False)
     res: dict = {}
     async with app.run_test(size=(args.width, args.height)) as pilot:
+        clock = FrameClock(app)
         await pilot.pause()
-        t0 = time.perf_counter()
-        app.push_screen(GridScreen(run))
-        await pilot.pause()
-        while not isinstance(app.screen, GridScreen) or app.screen.query_one(RoutingGrid).data is None:
-            await pilot.pause(0.001)
-        await pilot.pause()
-        res["first_frame_s"] = time.perf_counter() - t0
+        await clock.settle()
+        drawn: list[float] = []
+        orig_render_line = RoutingGrid.render_line
+
+        def render_line(self, y):
+            if self.data is not None and not drawn:
+                drawn.append(time.perf_counter())
+            return orig_render_line(self, y)
+
+        RoutingGrid.render_line = render_line
+        try:
+            clock.frames.clear()
+            t0 = time.perf_counter()
+            app.push_screen(GridScreen(run))
+            await clock.settle(0.3)
+        finally:
+            RoutingGrid.render_line = orig_render_line
+        if not drawn:
+            raise SystemExit("the grid was never drawn")
+        res["first_frame_s"] = (min(f for f in clock.frames if f >= drawn[0]) - t0)
+        res["settled_s"] = clock.frames[-1] - t0
         grid = app.screen.query_one(RoutingGrid)
         plan = {
             "move (l/j/h/k)": ["l", "j", "l", "j", "h", "k"],
@@ -80,14 +160,13 @@ async def bench(args) -> dict:
             "next sentence (n/p)": ["n", "p"],
         }
         for name, keys in plan.items():
-            lat = []
+            lat, settled = [], []
             for _ in range(max(1, args.repeat // len(keys))):
                 for key in keys:
-                    t = time.perf_counter()
-                    await pilot.press(key)
-                    await pilot.pause()
-                    lat.append((time.perf_counter() - t) * 1000)
-            res[name] = lat
+                    a, b = await clock.press(key)
+                    lat.append(a)
+                    settled.append(b)
+            res[name] = (lat, settled)
         res["grid"] = f"{grid.n_tokens} tokens × {grid.n_layers} layers, N={args.experts}, k={args.k}"
     return res
 
@@ -103,16 +182,25 @@ def main() -> int:
     ap.add_argument("--height", type=int, default=50)
     args = ap.parse_args()
     res = asyncio.run(bench(args))
-    print(f"grid: {res.pop('grid')}  terminal {args.width}×{args.height}")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(f"grid: {res.pop('grid')}  terminal {args.width}×{args.height}  "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     ff = res.pop("first_frame_s")
+    res.pop("settled_s")
     print(f"first frame: {ff * 1000:.0f} ms  (target ≤ 500 ms) {'OK' if ff <= 0.5 else 'SLOW'}")
     worst = 0.0
-    print(f"{'keystroke → frame':<26} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
-    for name, lat in res.items():
-        lat = sorted(lat)
-        p95 = lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))]
+
+    def pct(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+    print(f"{'keystroke → frame':<26} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}   "
+          f"{'side panel settled p50/p95 (incl. 40 ms debounce)'}")
+    for name, (lat, settled) in res.items():
+        p95 = pct(lat, 0.95)
         worst = max(worst, p95)
-        print(f"{name:<26} {len(lat):>4} {statistics.median(lat):>8.1f} {p95:>8.1f} {lat[-1]:>8.1f}")
+        print(f"{name:<26} {len(lat):>4} {statistics.median(lat):>8.1f} {p95:>8.1f} {max(lat):>8.1f}   "
+              f"{statistics.median(settled):>8.1f} {pct(settled, 0.95):>8.1f}")
     print(f"worst p95: {worst:.1f} ms (target ≤ 50 ms) {'OK' if worst <= 50 else 'SLOW'}")
     return 0
 

@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import os
 import re
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from rich.style import Style
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
-from core.inspect import LayerStatsCache, token_path
+from core.inspect import LayerStatsCache
 from tui import actions
-from tui.runview import SentenceData, display_token, n_sentences, run_title, sentence_data
+from tui.runview import SentenceData, n_sentences, run_title, sentence_data
 from tui.widgets.palette import expert_style, pos_style
 from tui.widgets.routing_grid import RoutingGrid
+from tui.widgets.text_panel import ScrollingTextBox, TextBox
 
 SIDE_PANEL_DELAY_S = 0.04
+LEGEND_MAX_IDS = 96
+_B = Style(bold=True)
+_DIM = Style(dim=True)
+_BU = Style(bold=True, underline=True)
+_REV = Style(reverse=True)
+_HL = Style(bold=True, reverse=True)
 CSV_HEADER = ("token", "word", "pos", "layer", "rank", "expert", "weight")
 
 
@@ -60,8 +69,16 @@ def write_csv_atomic(path: Path, header: tuple, rows: list[tuple]) -> Path:
 
 
 class GridScreen(Screen):
+    """The routing grid screen.
+
+    Speed: a cursor key repaints only the grid lines it touches (see RoutingGrid). The title, legend and side panel
+    are Line-API panes (tui.widgets.text_panel) that repaint without a screen layout; the side panel follows the
+    cursor 40 ms after it rests, and is only repainted when its text changed.
+    """
+
     SCOPE = "grid"
     BINDINGS = actions.bindings("grid")
+    AUTO_FOCUS = "#grid"
 
     def __init__(self, run) -> None:
         super().__init__()
@@ -75,6 +92,10 @@ class GridScreen(Screen):
         self._search = ""
         self.side_text = ""
         self._side_timer = None
+        self._side_pending = False
+        self._legend_sizing: list | None = None
+        self._legend_ids: dict[tuple[int, int], list[int]] = {}
+        self._paths: dict[tuple[int, int, int], list] = {}   # (sentence, token, width) -> path lines (no marker)
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="grid-main"):
@@ -82,20 +103,29 @@ class GridScreen(Screen):
                 yield Input(placeholder="/ search sentences", id="search")
                 yield OptionList(id="sentence-list")
             with Vertical(id="grid-pane"):
-                yield Static("", id="grid-title")
+                yield TextBox(id="grid-title")
                 yield RoutingGrid(id="grid")
-                yield Static("", id="legend")
-            with VerticalScroll(id="side-panel"):
-                yield Static("", id="side-token")
-                yield Static("", id="side-expert")
-                yield Static("", id="side-path")
+                yield TextBox(id="legend")
+            yield ScrollingTextBox(id="side-panel")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = run_title(self.run)
+        self._grid = self.query_one(RoutingGrid)
+        self._side = self.query_one("#side-panel", ScrollingTextBox)
+        self._legend = self.query_one("#legend", TextBox)
+        self._title = self.query_one("#grid-title", TextBox)
+        self._side_timer = self.set_interval(SIDE_PANEL_DELAY_S, self._side_tick, pause=True)
         self._fill_sentences()
         self.show_sentence(0)
-        self.query_one(RoutingGrid).focus()
+        self._grid.focus()
+        # whoever changes these (keys, the palette, another pane jumping here) gets the legend redrawn
+        for attr in ("highlight", "colour_mode", "show_all_k"):
+            self.watch(self._grid, attr, self._grid_mode_changed, init=False)
+        # Full (generation-2) garbage collections walk every live object — the run, Textual's DOM and caches — and
+        # took ~100 ms, landing on random keystrokes. Objects alive now are long-lived: move them out of the
+        # collector's way (freed by reference counting as usual; only cycles among them are never collected).
+        gc.freeze()
 
     # ---- sentence list / search ----------------------------------------------------------------------------
     def _fill_sentences(self) -> None:
@@ -151,19 +181,19 @@ class GridScreen(Screen):
         i = max(0, min(self.n_sent - 1, i))
         self.sentence_index = i
         self.data = sentence_data(self.run, i)
-        grid = self.query_one(RoutingGrid)
+        grid = self.grid
         grid.set_data(self.data, self.moe_layers, int(self.run.num_experts), int(self.run.top_k))
-        self.query_one("#grid-title", Static).update(
-            Text.assemble((f"sentence {i + 1}/{self.n_sent}  ", "bold"), (f"[{self.data.sent_id}] ", "dim"),
-                          self.data.text if len(self.data.text) <= 200 else self.data.text[:199] + "…")
-        )
+        text = self.data.text if len(self.data.text) <= 200 else self.data.text[:199] + "…"
+        self._title.set_lines([[(f"sentence {i + 1}/{self.n_sent}  ", _B), (f"[{self.data.sent_id}] ", _DIM),
+                                (text, None)]])
         self._highlight_in_list()
         self._update_legend()
 
     # ---- actions -----------------------------------------------------------------------------------------
     @property
     def grid(self) -> RoutingGrid:
-        return self.query_one(RoutingGrid)
+        grid = getattr(self, "_grid", None)
+        return grid if grid is not None else self.query_one(RoutingGrid)
 
     def action_move(self, d_layer: int, d_token: int) -> None:
         self.grid.move_cursor(d_layer, d_token)
@@ -184,8 +214,8 @@ class GridScreen(Screen):
         self.query_one("#search", Input).focus()
 
     def action_toggle_topk(self) -> None:
+        # the legend's status line says which (a toast here cost two screen layouts: mount, then expiry)
         self.grid.show_all_k = not self.grid.show_all_k
-        self.notify(f"cells show {'all k' if self.grid.show_all_k else 'top-1'} expert ids", timeout=2)
 
     def action_toggle_colour(self) -> None:
         self.grid.colour_mode = "pos" if self.grid.colour_mode == "expert" else "expert"
@@ -225,6 +255,8 @@ class GridScreen(Screen):
         self.notify(f"Exported {len(rows)} rows to {path.resolve()}", title="CSV export", markup=False, timeout=6)
 
     def action_copy_cell(self) -> None:
+        if self._side_pending:          # the cursor moved less than 40 ms ago: copy what it is on now
+            self._side_tick()
         self.app.copy_to_clipboard(self.side_text)
         self.notify("Copied the token's path (OSC 52)", timeout=2)
 
@@ -236,33 +268,98 @@ class GridScreen(Screen):
         self.app.pop_screen()
 
     # ---- legend + side panel -----------------------------------------------------------------------------
-    def _update_legend(self) -> None:
-        grid = self.grid
-        t = Text()
-        if grid.colour_mode == "pos":
-            t.append("POS: ", style="bold")
+    def _grid_mode_changed(self, *_args) -> None:
+        self._update_legend()
+
+    def _legend_lines(self, pos_mode: bool, ids: list[int]) -> list[list]:
+        if pos_mode:
+            line: list = [("POS: ", _B)]
             for tag in self.tags:
-                t.append(f" {tag} ", style=pos_style(tag))
-                t.append(" ")
-        elif self.data is not None:
-            ids = sorted({int(x) for x in self.data.experts[:, :, : grid.visible_ranks()].ravel().tolist()})
-            n = int(self.run.num_experts)
-            t.append(f"experts ({len(ids)} of {n} in this sentence): ", style="bold")
-            for e in ids[:96]:
-                t.append(f"{e:>{len(str(n - 1))}}", style=expert_style(e, n))
-                t.append(" ")
-            if len(ids) > 96:
-                t.append(f"… +{len(ids) - 96}")
+                line += [(f" {tag} ", pos_style(tag)), (" ", None)]
+            return [line]
+        n = int(self.run.num_experts)
+        w = len(str(n - 1))
+        line = [(f"experts ({len(ids)} of {n} in this sentence): ", _B)]
+        for e in ids[:LEGEND_MAX_IDS]:
+            line += [(f"{e:>{w}}", expert_style(e, n)), (" ", None)]
+        if len(ids) > LEGEND_MAX_IDS:
+            line.append((f"… +{len(ids) - LEGEND_MAX_IDS}", None))
+        return [line]
+
+    def _update_legend(self) -> None:
+        """Legend: colour key + one status line. Its height depends only on the run, the colour mode and the width
+        (sized for all N experts), so changing sentence or highlight repaints it without a screen layout."""
+        grid = self.grid
+        pos_mode = grid.colour_mode == "pos"
+        ids: list[int] = []
+        if not pos_mode and self.data is not None:
+            ids = self._sentence_experts(grid.visible_ranks())
+        lines = self._legend_lines(pos_mode, ids) if (pos_mode or self.data is not None) else []
         if grid.highlight is not None:
-            t.append(f"\nhighlight: expert {grid.highlight} (x clears, [ ] step)", style="bold reverse")
-        self.query_one("#legend", Static).update(t)
+            status = [(f"highlight: expert {grid.highlight} (x clears, [ ] step)", _HL)]
+        else:
+            status = [(f"{'all k' if grid.show_all_k else 'top-1'} ids (t) · {'POS' if pos_mode else 'expert'} "
+                       "colours (c) · x highlight", _DIM)]
+        if pos_mode:
+            sizing = lines
+        else:
+            sizing = self._legend_sizing
+            if sizing is None:
+                sizing = self._legend_sizing = self._legend_lines(False, list(range(int(self.run.num_experts))))
+        self._legend.set_lines(lines + [status], sizing=sizing + [status])
+
+    def _sentence_experts(self, ranks: int) -> list[int]:
+        """Sorted distinct expert ids the grid shows for this sentence (numpy; cached per sentence and ranks)."""
+        key = (self.sentence_index, ranks)
+        got = self._legend_ids.get(key)
+        if got is None:
+            assert self.data is not None
+            e = np.asarray(self.data.experts[:, :, :ranks]).ravel()
+            got = np.flatnonzero(np.bincount(e.astype(np.int64), minlength=1)).tolist() if e.size else []
+            if len(self._legend_ids) > 64:
+                self._legend_ids.clear()
+            self._legend_ids[key] = got
+        return got
 
     @on(RoutingGrid.CursorMoved)
     def _cursor_moved(self, msg: RoutingGrid.CursorMoved) -> None:
         # debounced: a held key repaints only the grid; the side panel follows 40 ms after the cursor rests
+        self._side_pending = True
         if self._side_timer is not None:
-            self._side_timer.stop()
-        self._side_timer = self.set_timer(SIDE_PANEL_DELAY_S, self._update_side)
+            self._side_timer.reset()
+
+    def _side_tick(self) -> None:
+        if self._side_timer is not None:
+            self._side_timer.pause()
+        self._side_pending = False
+        self._update_side()
+
+    def _path_lines(self, tok: int, width: int) -> list[tuple[int, list[str], str]]:
+        """Per MoE layer: the text lines of a token's path (experts + gate weights) wrapped to ``width``, and the
+        line for the clipboard."""
+        key = (self.sentence_index, tok, width)
+        got = self._paths.get(key)
+        if got is not None:
+            return got
+        d = self.data
+        assert d is not None
+        e = d.experts[tok].tolist()
+        w = d.weights[tok].astype("float32").tolist()
+        k = len(e[0]) if e else 0
+        # "▶L12 " + items 8 wide: two spaces apart when a layer fits on one line, else one, packed, then wrapped
+        sep = "  " if 6 + k * 10 - 2 <= width else " "
+        per_line = max(1, (width - 6 + len(sep)) // (8 + len(sep)))
+        out = []
+        for li, layer in enumerate(self.moe_layers):
+            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li])]
+            lines = ["L" + f"{layer:<3} " + sep.join(items[:per_line])]
+            for a in range(per_line, len(items), per_line):
+                lines.append(" " * 5 + sep.join(items[a:a + per_line]))
+            out.append((li, lines, f"L{layer}: " + "  ".join(items)))
+        if len(self._paths) > 256:
+            self._paths.clear()
+        self._paths[key] = out
+        return out
 
     def _update_side(self) -> None:
         if self.data is None or not self.data.n_tokens:
@@ -272,39 +369,31 @@ class GridScreen(Screen):
         expert = int(d.experts[tok, layer, 0])
         pos_name = d.pos[tok] or "(excluded)"
         pid = int(d.pos_ids[tok])
-        head = Text()
-        head.append(f"token {tok + 1}/{d.n_tokens}  ", style="bold")
-        head.append(repr(d.tokens[tok]) + "\n")
-        head.append("word ", style="bold")
-        head.append(f"{d.words[tok] or '–'}   ")
-        head.append("POS ", style="bold")
-        head.append(pos_name, style=pos_style(d.pos[tok]) if d.pos[tok] else "dim")
-        self.query_one("#side-token", Static).update(head)
-
-        ex = Text()
-        ex.append(f"\nexpert {expert} @ layer {self.moe_layers[layer]}\n", style="bold underline")
+        lines: list[list] = [
+            [(f"token {tok + 1}/{d.n_tokens}  ", _B), (repr(d.tokens[tok]), None)],
+            [("word ", _B), (f"{d.words[tok] or '–'}   ", None), ("POS ", _B),
+             (pos_name, pos_style(d.pos[tok]) if d.pos[tok] else _DIM)],
+            [],
+            [(f"expert {expert} @ layer {self.moe_layers[layer]}", _BU)],
+        ]
         if pid >= 0:
             share = self.stats.share_of_pos(layer, expert, pid)
-            ex.append(f"routes {share:6.1%} of {pos_name} tokens\n")
-        dist = self.stats.distribution(layer, expert)
+            lines.append([(f"routes {share:6.1%} of {pos_name} tokens", None)])
+        dist = self.stats.distribution(layer, expert).tolist()
         order = sorted(range(len(dist)), key=lambda j: -dist[j])
-        ex.append("its POS mix (all tokens in run):\n", style="dim")
+        lines.append([("its POS mix (all tokens in run):", _DIM)])
         for j in order[:8]:
             if dist[j] <= 0:
                 break
             bar = "█" * int(round(dist[j] * 20))
-            ex.append(f" {self.tags[j]:>5} {dist[j]:6.1%} ")
-            ex.append(bar + "\n", style=Style(color=pos_style(self.tags[j]).bgcolor))
-        self.query_one("#side-expert", Static).update(ex)
-
-        path = token_path(d.experts, d.weights, tok, self.moe_layers)
-        pt = Text()
-        pt.append("\npath (layer: expert weight)\n", style="bold underline")
-        lines = []
-        for li, step in enumerate(path):
-            parts = "  ".join(f"{e:>3} {w:.2f}" for e, w in zip(step.experts, step.weights))
-            marker = "▶" if li == layer else " "
-            pt.append(f"{marker}L{step.layer:<3} {parts}\n", style="reverse" if li == layer else "")
-            lines.append(f"L{step.layer}: {parts}")
-        self.query_one("#side-path", Static).update(pt)
-        self.side_text = (f"{d.tokens[tok]}\tword={d.words[tok]}\tpos={d.pos[tok]}\n" + "\n".join(lines))
+            lines.append([(f" {self.tags[j]:>5} {dist[j]:6.1%} ", None),
+                          (bar, Style(color=pos_style(self.tags[j]).bgcolor))])
+        lines += [[], [], [("path (layer: expert weight)", _BU)]]
+        copy = []
+        for li, texts, plain in self._path_lines(tok, self._side.text_width):
+            here = li == layer
+            for n, text in enumerate(texts):
+                lines.append([(("▶" if here and n == 0 else " ") + text, _REV if here else None)])
+            copy.append(plain)
+        self._side.set_lines(lines)
+        self.side_text = f"{d.tokens[tok]}\tword={d.words[tok]}\tpos={d.pos[tok]}\n" + "\n".join(copy)

@@ -23,7 +23,10 @@ from tui.runview import SentenceData, display_token
 from tui.widgets.palette import expert_style, pos_fg, pos_style
 
 HEADER_ROWS = 2
-CHUNK = 16          # tokens per cached strip piece: only visible pieces are ever built
+CHUNK = 16          # tokens per cached strip piece in top-1 mode (~96 cells): only visible pieces are ever built
+_PLAIN = Style()
+_BOLD = Style(bold=True)
+_BOLD_UL = Style(bold=True, underline=True)
 
 
 class RoutingGrid(ScrollView, can_focus=True):
@@ -58,6 +61,8 @@ class RoutingGrid(ScrollView, can_focus=True):
         self.n_experts = 1
         self.top_k = 1
         self._cache: LRUCache[tuple, Strip] = LRUCache(8192)
+        self._segs: dict[tuple, Segment] = {}       # one Segment per (mode, slot, expert, emphasis): reused by every cell
+        self._style_cache: dict[str, Style] | None = None
         self._digits = 1
         self._label_w = 4
 
@@ -70,10 +75,11 @@ class RoutingGrid(ScrollView, can_focus=True):
         self._digits = len(str(self.n_experts - 1))
         self._label_w = max(4, len(f"L{max(self.moe_layers, default=0)}") + 1)
         self._cache.clear()
+        self._segs.clear()
         self._update_virtual_size()
         row, col = self.cursor
         self.set_reactive(RoutingGrid.cursor, (min(row, self.n_layers - 1), min(col, max(0, self.n_tokens - 1))))
-        self.scroll_to(0, 0, animate=False)
+        self.scroll_to(0, 0, animate=False, immediate=True)
         self._ensure_visible()
         self.refresh()
         self._post_cursor()
@@ -93,30 +99,49 @@ class RoutingGrid(ScrollView, can_focus=True):
             return max(6, self.top_k * (d + 1) + 1)
         return max(6, d + 3)
 
+    @property
+    def chunk(self) -> int:
+        """Tokens per cached strip piece: about 96 cells, so a line joins and crops only a few short pieces."""
+        return max(2, CHUNK * 6 // self.cell_width)
+
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self._label_w + self.n_tokens * self.cell_width, self.n_layers + HEADER_ROWS)
+        size = Size(self._label_w + self.n_tokens * self.cell_width, self.n_layers + HEADER_ROWS)
+        if self.virtual_size != size:  # a changed virtual size costs a screen layout: only when it really changes
+            self.virtual_size = size
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._style_cache = None
         self._cache.clear()
+        self._segs.clear()
 
     def watch_show_all_k(self) -> None:
-        self._cache.clear()
         self._update_virtual_size()
         self._ensure_visible()
         self.refresh()
 
     def watch_colour_mode(self) -> None:
-        self._cache.clear()
         self.refresh()
 
     def watch_highlight(self) -> None:
-        self._cache.clear()
         self.refresh()
 
     # ---- rendering --------------------------------------------------------------------------------------
+    def _styles(self) -> dict[str, Style]:
+        st = self._style_cache
+        if st is None:
+            st = self._style_cache = {
+                "base": self.rich_style,
+                "label": self.get_component_rich_style("routing-grid--label"),
+                "header": self.get_component_rich_style("routing-grid--header"),
+                "cursor": self.get_component_rich_style("routing-grid--cursor"),
+                "dim": self.get_component_rich_style("routing-grid--dim"),
+            }
+        return st
+
     def _chunk_range(self, c: int) -> range:
-        return range(c * CHUNK, min(self.n_tokens, (c + 1) * CHUNK))
+        n = self.chunk
+        return range(c * n, min(self.n_tokens, (c + 1) * n))
 
     def _header_chunk(self, which: int, c: int) -> Strip:
         key = ("h", which, c, self.cell_width, self.colour_mode)
@@ -126,7 +151,7 @@ class RoutingGrid(ScrollView, can_focus=True):
         assert self.data is not None
         cw = self.cell_width
         pos_mode = self.colour_mode == "pos"
-        base = self.get_component_rich_style("routing-grid--header")
+        base = self._styles()["header"]
         tokens, pos = self.data.tokens, self.data.pos
         segs = []
         cells = self._chunk_range(c)
@@ -142,6 +167,30 @@ class RoutingGrid(ScrollView, can_focus=True):
         self._cache[key] = strip
         return strip
 
+    def _expert_seg(self, shown: int, j: int, e: int, emph: int) -> Segment:
+        """The piece of a cell that shows expert ``e`` in slot ``j`` of ``shown`` ids (emph: 0 plain, 1 bold, 2 dim)."""
+        key = (shown, j, e, emph)
+        seg = self._segs.get(key)
+        if seg is None:
+            d, body_w = self._digits, self.cell_width - 1
+            pad_left = (body_w - (shown * (d + 1) - 1)) // 2
+            txt = f"{e:>{d}}"
+            if j == 0:
+                txt = " " * pad_left + txt
+            if j < shown - 1:
+                txt += " "
+            else:
+                used = (pad_left if j else 0) + j * (d + 1)
+                txt += " " * (body_w - used - len(txt))
+            if emph == 2:
+                style = self._styles()["dim"]
+            elif emph == 1:
+                style = expert_style(e, self.n_experts) + _BOLD
+            else:
+                style = expert_style(e, self.n_experts)
+            seg = self._segs[key] = Segment(txt, style)
+        return seg
+
     def _row_chunk(self, layer: int, c: int) -> Strip:
         show_all, colour_mode, hl = self.show_all_k, self.colour_mode, self.highlight
         key = ("r", layer, c, show_all, colour_mode, hl)
@@ -149,59 +198,115 @@ class RoutingGrid(ScrollView, can_focus=True):
         if strip is not None:
             return strip
         assert self.data is not None
-        cw, d, n_exp = self.cell_width, self._digits, self.n_experts
+        cw, d = self.cell_width, self._digits
         cells = self._chunk_range(c)
-        rows = self.data.experts[cells.start:cells.stop, layer, :].tolist()
-        pos = self.data.pos
-        dim = self.get_component_rich_style("routing-grid--dim")
-        gap = Segment(" ", self.rich_style)
-        body_w = cw - 1
-        bold = Style(bold=True)
-        emph = Style(bold=True, underline=True) if hl is not None else Style()
+        block = self.data.experts[cells.start:cells.stop, layer, :]
+        rows = block.tolist()
+        styles = self._styles()
+        gap = self._segs.get(("gap",))
+        if gap is None:
+            gap = self._segs[("gap",)] = Segment(" ", styles["base"])
         segs: list[Segment] = []
-        for i, ids in zip(cells, rows):
-            shown = ids if show_all else ids[:1]
-            dimmed = hl is not None and hl not in ids
-            if colour_mode == "pos":
-                text = " ".join(f"{e:>{d}}" for e in shown)
-                style = dim if dimmed else pos_style(pos[i]) + emph
-                segs.append(Segment(text.center(body_w), style))
-            else:
-                pad_left = (body_w - (len(shown) * (d + 1) - 1)) // 2
-                used = 0
-                last = len(shown) - 1
-                for j, e in enumerate(shown):
-                    txt = f"{e:>{d}}"
-                    if j == 0:
-                        txt = " " * pad_left + txt
-                    if j < last:
-                        txt += " "
-                    else:
-                        txt += " " * (body_w - used - len(txt))
-                    if dimmed:
-                        st = dim
-                    elif hl is not None:
-                        st = expert_style(e, n_exp) + bold if e == hl else dim
-                    else:
-                        st = expert_style(e, n_exp)
-                    segs.append(Segment(txt, st))
-                    used += len(txt)
-            segs.append(gap)
+        append = segs.append
+        if colour_mode == "pos":
+            pos = self.data.pos
+            body_w = cw - 1
+            dim = styles["dim"]
+            emph = _BOLD_UL if hl is not None else _PLAIN
+            hit = (block == hl).any(axis=1).tolist() if hl is not None else None
+            for n, (i, ids) in enumerate(zip(cells, rows)):
+                shown = tuple(ids if show_all else ids[:1])
+                dimmed = hit is not None and not hit[n]
+                k2 = ("p", shown, pos[i], dimmed, hl is not None)
+                seg = self._segs.get(k2)
+                if seg is None:
+                    text = " ".join(f"{e:>{d}}" for e in shown)
+                    style = dim if dimmed else pos_style(pos[i]) + emph
+                    seg = self._segs[k2] = Segment(text.center(body_w), style)
+                append(seg)
+                append(gap)
+        else:
+            seg_for = self._expert_seg
+            shown = len(rows[0]) if (show_all and rows) else 1
+            for ids in rows:
+                for j in range(shown):
+                    e = ids[j]
+                    append(seg_for(shown, j, e, 0 if hl is None else (1 if e == hl else 2)))
+                append(gap)
         strip = Strip(segs, cw * len(cells))
         self._cache[key] = strip
         return strip
 
     def _line_body(self, fetch, sx: int, body_w: int) -> Strip:
-        span = CHUNK * self.cell_width
+        n = self.chunk
+        span = n * self.cell_width
         first = sx // span
-        last = min((sx + max(body_w, 1) - 1) // span, (self.n_tokens - 1) // CHUNK)
-        joined = Strip.join([fetch(c) for c in range(first, last + 1)])
+        last = min((sx + max(body_w, 1) - 1) // span, (self.n_tokens - 1) // n)
+        pieces = [fetch(c) for c in range(first, last + 1)]
+        joined = pieces[0] if len(pieces) == 1 else Strip.join(pieces)
         off = sx - first * span
-        return joined.crop_extend(off, off + body_w, self.rich_style)
+        return joined.crop_extend(off, off + body_w, self._styles()["base"])
+
+    def _label(self, text: str, cursor: bool) -> Strip:
+        key = ("l", text, cursor)
+        strip = self._cache.get(key)
+        if strip is None:
+            st = self._styles()
+            style = st["label"] + st["cursor"] if cursor else st["label"]
+            strip = self._cache[key] = Strip([Segment(text.ljust(self._label_w), style)], self._label_w)
+        return strip
+
+    def _row_line(self, label: Strip, layer: int, sx: int, body_w: int, width: int, cursor_col: int | None) -> Strip:
+        """A layer row as one Strip: cached chunk segments cropped to the view, the cursor cell overlaid.
+
+        Row text is ASCII (ids and spaces), so cell positions are string positions and the crop is plain slicing;
+        this makes one Strip per line instead of the ~8 that join/crop/divide/apply_style would make.
+        """
+        st = self._styles()
+        cw, n = self.cell_width, self.chunk
+        span = n * cw
+        first = sx // span
+        last = min((sx + max(body_w, 1) - 1) // span, (self.n_tokens - 1) // n)
+        x_end = sx + body_w
+        if cursor_col is None:
+            cx0 = cx1 = -1
+        else:
+            cx0, cx1 = cursor_col * cw, cursor_col * cw + cw - 1
+        cur = st["cursor"]
+        out: list[Segment] = list(label._segments)
+        used = label.cell_length
+        x = first * span
+        for c in range(first, last + 1):
+            for seg in self._row_chunk(layer, c)._segments:
+                text = seg.text
+                a = x
+                b = x = a + len(text)
+                if b <= sx:
+                    continue
+                if a >= x_end:
+                    break
+                lo = sx if sx > a else a
+                hi = x_end if x_end < b else b
+                style = seg.style
+                if cx0 < 0 or hi <= cx0 or lo >= cx1:
+                    out.append(seg if (lo == a and hi == b) else Segment(text[lo - a:hi - a], style))
+                else:
+                    p0 = cx0 if cx0 > lo else lo
+                    p1 = cx1 if cx1 < hi else hi
+                    if lo < p0:
+                        out.append(Segment(text[lo - a:p0 - a], style))
+                    out.append(Segment(text[p0 - a:p1 - a], cur + style if style is not None else cur))
+                    if p1 < hi:
+                        out.append(Segment(text[p1 - a:hi - a], style))
+                used += hi - lo
+        if used < width:
+            out.append(Segment(" " * (width - used), st["base"]))
+        return Strip(out, max(used, width))
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        st = self._styles()
+        base = st["base"]
         if self.data is None or self.n_tokens == 0:
             return Strip.blank(width, base)
         sx, sy = self.scroll_offset
@@ -209,30 +314,29 @@ class RoutingGrid(ScrollView, can_focus=True):
         body_w = max(0, width - lw)
         cw = self.cell_width
         row, col = self.cursor
-        label_style = self.get_component_rich_style("routing-grid--label")
-        cursor_style = self.get_component_rich_style("routing-grid--cursor")
         if y < HEADER_ROWS:
             body = self._line_body(lambda c: self._header_chunk(y, c), sx, body_w)
-            label = ("tok" if y == 0 else "pos").ljust(lw)
+            label = self._label("tok" if y == 0 else "pos", False)
             hl_row = True
         else:
             layer = sy + y - HEADER_ROWS
             if layer >= self.n_layers:
                 return Strip.blank(width, base)
-            body = self._line_body(lambda c: self._row_chunk(layer, c), sx, body_w)
-            label = f"L{self.moe_layers[layer]}".ljust(lw)
             hl_row = layer == row
-        if hl_row:
+            label = self._label(f"L{self.moe_layers[layer]}", hl_row)
+            if width > lw:
+                return self._row_line(label, layer, sx, body_w, width, col if hl_row else None)
+            body = self._line_body(lambda c: self._row_chunk(layer, c), sx, body_w)
+        if hl_row:  # the cursor is an overlay: cached strips never contain it
             x0 = col * cw - sx
             x1 = x0 + cw - 1
             if x1 > 0 and x0 < body_w:
                 a, b = max(0, x0), min(body_w, x1)
                 parts = list(body.divide([a, b, body_w]))
                 if len(parts) >= 2:
-                    parts[1] = parts[1].apply_style(cursor_style)
+                    parts[1] = parts[1].apply_style(st["cursor"])
                     body = Strip.join(parts)
-        lab_style = label_style + (cursor_style if (y >= HEADER_ROWS and hl_row) else Style())
-        return Strip.join([Strip([Segment(label, lab_style)], lw), body]).crop_extend(0, width, base)
+        return Strip.join([label, body]).crop_extend(0, width, base)
 
     # ---- cursor -------------------------------------------------------------------------------------------
     def _line_of(self, layer: int) -> int:
