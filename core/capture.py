@@ -113,6 +113,20 @@ class _Extractor:
         return idx, weights
 
 
+def _order_by_weight(experts, weights):
+    """Order each (token, layer)'s k experts by weight, descending; ties by expert id (ascending).
+
+    ``experts`` int, ``weights`` float, both ``(N, L, k)`` on one device; one batched pair of sorts
+    per batch (routers using ``topk(sorted=False)`` give no order at all).
+    """
+    import torch
+
+    experts, order = torch.sort(experts, dim=-1)
+    weights = torch.gather(weights, -1, order)
+    order = torch.sort(-weights, dim=-1, stable=True).indices
+    return torch.gather(experts, -1, order), torch.gather(weights, -1, order)
+
+
 class RouteCapture:
     """Context manager: ``with RouteCapture(loaded) as cap: experts, weights = cap.run(ids, mask)``."""
 
@@ -184,8 +198,6 @@ class RouteCapture:
         return buf
 
     def _record(self, slot: int, result) -> None:
-        import torch
-
         idx, weights = result
         k_l = self.sites[slot].top_k
         idx = idx.reshape(-1, idx.shape[-1])
@@ -198,18 +210,10 @@ class RouteCapture:
         self._calls[slot] += 1
         if self._calls[slot] > 1:
             raise ModelError(f"router {self.sites[slot].path} ran more than once in one forward pass")
-        idx = idx.long()
-        w = weights.float()
-        # order by weight descending, ties by expert id: sort by id, then stable sort by -weight
-        idx, order = torch.sort(idx, dim=-1)
-        w = torch.gather(w, -1, order)
-        order = torch.sort(-w, dim=-1, stable=True).indices
-        idx = torch.gather(idx, -1, order)
-        w = torch.gather(w, -1, order)
         e_buf, w_buf = self._buffer_for(idx.device)
         self._slot_device[slot] = idx.device
-        e_buf[:, slot, :k_l].copy_(idx)
-        w_buf[:, slot, :k_l].copy_(w)
+        e_buf[:, slot, :k_l].copy_(idx)  # raw selection; ordered by weight once per batch in run()
+        w_buf[:, slot, :k_l].copy_(weights)
         if k_l < self.k:
             e_buf[:, slot, k_l:].fill_(self.sentinel)
             w_buf[:, slot, k_l:].fill_(0.0)
@@ -260,8 +264,9 @@ class RouteCapture:
             slots = [i for i, d in enumerate(self._slot_device) if d == device]
             if not slots:
                 continue
-            e_host = e_buf.cpu().numpy()  # one copy per device per batch
-            w_host = w_buf.to(torch.float16).cpu().numpy()
-            experts[:, slots, :] = e_host[:, slots, :].astype(self.np_dtype)
-            weights[:, slots, :] = w_host[:, slots, :]
+            e_ord, w_ord = _order_by_weight(e_buf[:, slots], w_buf[:, slots])
+            e_host = e_ord.cpu().numpy()  # one copy per device per batch
+            w_host = w_ord.to(torch.float16).cpu().numpy()
+            experts[:, slots, :] = e_host.astype(self.np_dtype)
+            weights[:, slots, :] = w_host
         return experts.reshape(b, t, self.num_layers, self.k), weights.reshape(b, t, self.num_layers, self.k)
