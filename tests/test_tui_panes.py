@@ -180,7 +180,23 @@ async def check_kl_pane(pilot, run, ref) -> None:
     assert col == sorted(col, reverse=True)
 
 
-async def test_probe_pane_cancel_then_run_and_export(tmp_path):
+async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
+    import threading
+
+    import core.report
+
+    real_tables = core.report.report_tables
+    release = threading.Event()
+
+    def held_until_released(view, *, progress=None, **kw):
+        """The first probe job waits here (polling progress, which raises Cancelled once the worker is
+        cancelled), so that cancelling is tested whatever the machine's speed."""
+        while progress is not None and not release.is_set():
+            progress("held by the test", 0, 1)
+            release.wait(0.01)
+        return real_tables(view, progress=progress, **kw)
+
+    monkeypatch.setattr(core.report, "report_tables", held_until_released)
     run = fake_run()
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:
@@ -192,6 +208,7 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path):
         assert data.running == "probe" and screen.check_action("run_probe", ()) is None
         await pilot.press("c")
         await until(pilot, lambda: data.running is None)
+        release.set()
         assert not data.probe_done and data.progress[0] == "cancelled"
         await pilot.pause()
         assert "last run cancelled" in screen_text(app)

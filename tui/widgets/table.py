@@ -115,7 +115,10 @@ class ShadedTable(DataTable):
         self.fixed_columns = fixed_columns
         self.clear(columns=True)
         for i, h in enumerate(self.headers):
-            self.add_column(h, key=str(i))
+            # explicit widths: auto-width columns were seen rendered at the header's width (cells cut)
+            fmt = self.formats.get(i, default_format)
+            cells = [len(fmt(r[i])) for r in self.raw_rows if i < len(r)]
+            self.add_column(h, key=str(i), width=max([len(h) + 1, *cells]))
         self.order = list(range(len(self.raw_rows)))
         if self.sort_column is not None and self.sort_column < len(self.headers):
             self._apply_sort()
