@@ -12,9 +12,9 @@ import contextlib
 import hashlib
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -52,7 +52,6 @@ class ExtractOptions:
     quantization: str = "none"
     offload_folder: str | None = None  # for modules the device map sends to "disk"
     distributed: bool = False  # one rank of torchrun/accelerate/srun: see core/distributed.py
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def local_model_stamp(name_or_path: str) -> str | None:
@@ -319,8 +318,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
 
     aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
-    batch_size = 1 if getattr(loaded.facts, "requires_batch_size_one", False) else max(1, opts.batch_size)
-    fresh = make_plan(lengths, batch_size, opts.batch_tokens)
+    fresh = make_plan(lengths, max(1, opts.batch_size), opts.batch_tokens)
     if dist.is_main:
         plan = writer.load_plan()
         if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gc
-import io
 import os
 import re
 import tempfile
