@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
@@ -54,20 +53,14 @@ def recent_path() -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
+    from cache.store import atomic_write_text
+    from core.errors import CacheError
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=str(path.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        atomic_write_text(path, text)
+    except CacheError as exc:  # callers handle OSError
+        raise OSError(str(exc)) from None
 
 
 class SettingsError(ValueError):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import gc
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,23 +46,11 @@ def sentence_rows(data: SentenceData, moe_layers: list[int], ranks: int) -> list
 
 
 def write_csv_atomic(path: Path, header: tuple, rows: list[tuple]) -> Path:
+    """The grid's CSV through the one CSV writer of core (atomic, spreadsheet-safe cells)."""
+    from core.csvio import write_csv
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(header)
-            w.writerows(rows)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return write_csv(path, header, rows)
 
 
 class GridScreen(Screen):
@@ -245,9 +231,11 @@ class GridScreen(Screen):
         safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.data.sent_id)[:60]
         run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(self.run, "run_id", "run")))
         path = base / f"moe-tui-{run_id}-s{self.sentence_index + 1}-{safe_id}.csv"
+        from core.errors import MoeTuiError
+
         try:
             write_csv_atomic(path, CSV_HEADER, rows)
-        except OSError as exc:
+        except (OSError, MoeTuiError) as exc:
             self.app.show_error("Export failed", f"{path}: {exc}")
             return
         self.last_export = path
