@@ -189,11 +189,15 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
     release = threading.Event()
 
     def held_until_released(view, *, progress=None, **kw):
-        """The first probe job waits here (polling progress, which raises Cancelled once the worker is
-        cancelled), so that cancelling is tested whatever the machine's speed."""
-        while progress is not None and not release.is_set():
+        """The first probe job waits here until its worker is cancelled, then reports progress (which
+        raises Cancelled), so that cancelling is tested whatever the machine's speed."""
+        if progress is not None and not release.is_set():
+            from textual.worker import get_current_worker
+
+            worker = get_current_worker()
+            while not worker.is_cancelled and not release.is_set():
+                release.wait(0.01)
             progress("held by the test", 0, 1)
-            release.wait(0.01)
         return real_tables(view, progress=progress, **kw)
 
     monkeypatch.setattr(core.report, "report_tables", held_until_released)
