@@ -161,13 +161,12 @@ def cmd_extract(args) -> int:
             sys.stderr.write(json.dumps(ev) + "\n")
             sys.stderr.flush()
 
+        from core.errors import MoeTuiError
+
         try:
             run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
-        except BaseException as exc:  # report the error as an event too, then let main() print it
-            from core.errors import MoeTuiError
-
-            if isinstance(exc, MoeTuiError):
-                progress({"event": "error", "message": str(exc)})
+        except MoeTuiError as exc:  # report the error as an event too, then let main() print it
+            progress({"event": "error", "message": str(exc)})
             raise
     elif args.progress == "none":
         run_dir = extract(opts, should_cancel=lambda: stop["n"] > 0)
