@@ -6,7 +6,7 @@
 2. Batched vs one sentence at a time: 1,000 UD EWT dev sentences through the capture in
    length-sorted batches vs alone; throughput ratio. Target >= 5x.
 
-Run: ``.venv/bin/python benchmarks/bench_extract.py [--rounds N] [--device cpu|cuda]``
+Run: ``.venv/bin/python -m benchmarks.bench_extract [--rounds N] [--device cpu|cuda]``
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 EWT_DEV = REPO.parent / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
 
@@ -39,7 +38,6 @@ def build(model_type: str, path: Path, vocab: int = 2048) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    sys.path.insert(0, str(REPO))
     from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
 
     cfg = AutoConfig.for_model(model_type, vocab_size=vocab, max_position_embeddings=512,
@@ -53,8 +51,8 @@ def build(model_type: str, path: Path, vocab: int = 2048) -> Path:
 def bench_overhead(model_type: str, device: str, rounds: int) -> tuple[float, float, float]:
     import torch
 
-    from core.capture import RouteCapture
-    from core.models import load_model
+    from moe_tui.core.capture import RouteCapture
+    from moe_tui.core.models import load_model
 
     with tempfile.TemporaryDirectory() as d:
         loaded = load_model(str(build(model_type, Path(d))), device=device, dtype="float32")
@@ -96,11 +94,11 @@ def bench_overhead(model_type: str, device: str, rounds: int) -> tuple[float, fl
 def bench_batching(device: str, n_sentences: int = 1000, batch_size: int = 32) -> tuple[float, float]:
     import torch
 
-    from core.align import align_corpus
-    from core.capture import RouteCapture
-    from core.corpus import read_corpus
-    from core.extract import _BatchRunner, make_plan
-    from core.models import load_model
+    from moe_tui.core.align import align_corpus
+    from moe_tui.core.capture import RouteCapture
+    from moe_tui.core.corpus import read_corpus
+    from moe_tui.core.extract import _BatchRunner, make_plan
+    from moe_tui.core.models import load_model
 
     with tempfile.TemporaryDirectory() as d:
         loaded = load_model(str(build("mixtral", Path(d))), device=device, dtype="float32")

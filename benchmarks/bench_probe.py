@@ -3,21 +3,17 @@
 116,000 synthetic tokens, L=32 MoE layers, k=2 of N=8 experts, 17 POS, routes correlated with POS
 (each POS prefers a pair of experts per layer; 60% of (token, layer) routes are random).
 Prints fit + predict time and accuracy for top_k and top_1 (and the word-form baseline).
-Run:  .venv/bin/python benchmarks/bench_probe.py [--tokens N] [--max-iter 500] [--onehot]
+Run:  .venv/bin/python -m benchmarks.bench_probe [--tokens N] [--max-iter 500] [--onehot]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from core import probe as Pr  # noqa: E402
+from moe_tui.core import probe as Pr
 
 
 def synthetic(T: int, L: int, k: int, N: int, P: int, seed: int = 0):

@@ -1,6 +1,6 @@
 """Routing-grid latency: first frame and keystroke-to-frame on a 512-token × 64-MoE-layer sentence.
 
-    .venv/bin/python benchmarks/bench_tui.py [--tokens 512 --layers 64 --experts 64 --k 8 --repeat 40]
+    .venv/bin/python -m benchmarks.bench_tui [--tokens 512 --layers 64 --experts 64 --k 8 --repeat 40]
 
 Targets: first frame ≤ 0.5 s, keystroke-to-frame ≤ 50 ms (p95). Headless Textual (the compositor renders every
 frame and the bench turns each update into terminal bytes; only the write itself is skipped).
@@ -19,15 +19,12 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tests.tui_fakes import UPOS, FakeRun, FakeStore, fake_inspect  # noqa: E402
+from tests.tui_fakes import UPOS, FakeRun, FakeStore, fake_inspect
 
 
 def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, seed: int = 0) -> FakeRun:
@@ -116,10 +113,10 @@ class FrameClock:
 
 
 async def bench(args) -> dict:
-    from tui.app import MoeTuiApp
-    from tui.screens.grid import GridScreen
-    from tui.settings import Settings
-    from tui.widgets.routing_grid import RoutingGrid
+    from moe_tui.tui.app import MoeTuiApp
+    from moe_tui.tui.screens.grid import GridScreen
+    from moe_tui.tui.settings import Settings
+    from moe_tui.tui.widgets.routing_grid import RoutingGrid
 
     run = big_run(args.tokens, args.layers, args.experts, args.k)
     app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: FakeStore({run.run_id: run}),

@@ -1,6 +1,6 @@
 """Run every benchmark in turn (each in its own process) and print its figures.
 
-Usage: ``.venv/bin/python benchmarks/run_all.py [NAME ...]`` (names: extract, metrics, probe, tui).
+Usage: ``.venv/bin/python -m benchmarks.run_all [NAME ...]`` (names: extract, metrics, probe, tui).
 Benchmarks compare against a baseline run in the same process and print ratios; nothing here is a
 pass/fail test. Run them on an otherwise idle machine.
 """
@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = {"extract": "bench_extract.py", "metrics": "bench_metrics.py", "probe": "bench_probe.py",
-           "tui": "bench_tui.py"}
+BENCHES = {"extract": "bench_extract", "metrics": "bench_metrics", "probe": "bench_probe", "tui": "bench_tui"}
 
 
 def main(argv: list[str]) -> int:
@@ -24,12 +23,9 @@ def main(argv: list[str]) -> int:
         return 2
     worst = 0
     for name in names:
-        script = HERE / BENCHES[name]
-        if not script.exists():
-            print(f"== {name}: {script.name} missing", flush=True)
-            continue
-        print(f"== {name} ({script.name})", flush=True)
-        worst = max(worst, subprocess.call([sys.executable, str(script)]))
+        module = f"benchmarks.{BENCHES[name]}"
+        print(f"== {name} ({module})", flush=True)
+        worst = max(worst, subprocess.call([sys.executable, "-m", module], cwd=HERE.parent))
     return worst
 
 

@@ -29,11 +29,12 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
-from core.errors import CacheError, RunCorruptError
+from moe_tui.errors import CacheError, RunCorruptError
+from moe_tui.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, canonical_json
 
 SCHEMA_VERSION = 1
 ARRAY_NAMES = (
@@ -73,10 +74,6 @@ def cache_root(override: str | os.PathLike | None = None) -> Path:
     return platformdirs.user_cache_path("moe-tui") / "runs"
 
 
-def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-
-
 def manifest_digest(manifest: dict) -> str:
     """sha256 over the canonical JSON of a manifest without its own ``manifest_sha256`` field."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
@@ -86,52 +83,6 @@ def manifest_digest(manifest: dict) -> str:
 def run_id_for(identity: dict) -> str:
     """A run's id: the first 16 hex digits of sha256 over the canonical JSON of its identity."""
     return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------- atomic writes
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes | Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``data`` (bytes, or a callable writing into a binary file) to ``path`` atomically.
-
-    On any error the temporary file is removed and the previous ``path`` (if any) is untouched;
-    an ``OSError`` is re-raised as :class:`CacheError` naming the path.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            if callable(data):
-                data(fh)
-            else:
-                fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise CacheError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _sha256_file(path: Path) -> str:

@@ -3,7 +3,7 @@
 Design (see the notes in ``/work/shared/notes/transformers_moe_5x.md``):
 
 * The hooks read the model's **real** selection from the router's return value (never a top-k recomputed
-  from raw logits when the router returns indices). Adapters (``core.models.ADAPTERS``):
+  from raw logits when the router returns indices). Adapters (``moe_tui.core.models.ADAPTERS``):
 
   - ``generic``: router returns ``(logits|probs, weights (N,k), indices (N,k), ...)``; or, for remote-code
     DeepSeek-MoE gates, ``(indices (N,k) int, weights (N,k), aux_loss)`` (detected: first element is an
@@ -32,12 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import ModelError
+from moe_tui.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
-    from core.models import LoadedModel
+    from moe_tui.core.models import LoadedModel
 
 __all__ = ["RouteCapture", "sentinel_for", "expert_dtype_for"]
 

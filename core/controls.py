@@ -9,7 +9,7 @@ than word identity?
   distance of top-1 paths for same form / same POS vs same form / different POS;
 * :func:`bootstrap_spec`, :func:`bootstrap_accuracy` -- sentence-level bootstrap intervals.
 
-Array conventions as in :mod:`core.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]``,
+Array conventions as in :mod:`moe_tui.core.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]``,
 ``sentence [T]``, ``token_ids [T]``. Every random step takes an explicit seed.
 """
 
@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core import metrics
-from core.probe import ProbeResult, form_baseline, run_probe, split_indices
+from moe_tui.core import metrics
+from moe_tui.core.probe import ProbeResult, form_baseline, run_probe, split_indices
 
 __all__ = [
     "spec_permutation_null",

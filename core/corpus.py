@@ -4,7 +4,7 @@ Design notes
 ------------
 * CoNLL-U is split into sentence blocks here (so that every error can name ``file:line``); each
   line is parsed with the ``conllu`` library's own parsers (``parse_comment_line``, the ID and MISC
-  field parsers). Anything those raise is re-raised as :class:`~core.errors.CorpusError` with the
+  field parsers). Anything those raise is re-raised as :class:`~moe_tui.errors.CorpusError` with the
   line number.
 * **Sentence text.** The text is rebuilt from the surface tokens (multiword-token lines and the
   words outside any range) with one space after each token unless its MISC says ``SpaceAfter=No``
@@ -18,7 +18,7 @@ Design notes
 * Empty nodes (``8.1``) are skipped. In PTB files, ``-NONE-`` (empty element) tokens are skipped.
 * PTB files: ``word<TAB>tag`` per line (two whitespace-separated fields are accepted when there is
   no tab), a blank line between sentences; the text is the words joined by single spaces. Tags are
-  Penn tags mapped through :data:`~core.tagsets.PTB_TO_UPOS`; a bare UPOS tag is accepted as well.
+  Penn tags mapped through :data:`~moe_tui.core.tagsets.PTB_TO_UPOS`; a bare UPOS tag is accepted as well.
   ``Corpus.pos_column`` is ``"xpos"`` for PTB files (the tags *are* Penn tags).
 * Selection: ``max_sentences`` keeps the first N sentences; ``sample`` then draws a seeded sample
   (``numpy.random.default_rng(seed).choice(pool, sample, replace=False)``) from those, sorted back to
@@ -35,8 +35,8 @@ from typing import Any
 
 import conllu.parser as cp
 
-from core.errors import CorpusError
-from core.tagsets import PTB_TO_UPOS, UPOS_TAGS, check_tagset, map_tag
+from moe_tui.core.tagsets import PTB_TO_UPOS, UPOS_TAGS, check_tagset, map_tag
+from moe_tui.errors import CorpusError
 
 __all__ = ["Word", "Sentence", "Corpus", "read_corpus"]
 
@@ -89,7 +89,7 @@ class Corpus:
     format : str
         ``"conllu"`` or ``"ptb"``.
     tagset : str
-        Tagset name (see :data:`core.tagsets.TAGSETS`).
+        Tagset name (see :data:`moe_tui.core.tagsets.TAGSETS`).
     pos_column : str
         ``"upos"`` or ``"xpos"``.
     sha256 : str

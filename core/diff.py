@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.errors import ReportError
+from moe_tui.errors import ReportError
 
 
 def expert_set_differs(experts_a: np.ndarray, experts_b: np.ndarray) -> np.ndarray:

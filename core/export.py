@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import MoeTuiError
+from moe_tui.errors import MoeTuiError
 
 ROUTE_COLUMNS = ("sentence", "token", "token_text", "word", "pos", "layer", "rank", "expert", "weight")
 
@@ -62,13 +62,13 @@ def export_routes(run, out: str | Path) -> Path:
             raise MoeTuiError("writing .parquet needs pyarrow: pip install 'moe-tui[parquet]'") from None
         cols = list(zip(*iter_route_rows(run))) or [[] for _ in ROUTE_COLUMNS]
         table = pa.table({name: list(col) for name, col in zip(ROUTE_COLUMNS, cols)})
-        from cache.store import atomic_write_bytes
+        from moe_tui.fileio import atomic_write_bytes
 
         out = out.resolve()
         atomic_write_bytes(out, lambda fh: pq.write_table(table, fh))
         return out
     if suffix not in (".csv", ""):
         raise MoeTuiError(f"unknown export format {suffix!r}: use .csv or .parquet")
-    from core.csvio import write_csv
+    from moe_tui.fileio import write_csv
 
     return write_csv(out, ROUTE_COLUMNS, iter_route_rows(run))

@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from cache.store import RunStore, RunWriter, run_id_for, run_lock
-from core.errors import Cancelled, ModelError
+from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
+from moe_tui.errors import Cancelled, ModelError
 
 Progress = Callable[[dict], None]
 
@@ -226,9 +226,9 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
     ``progress`` receives the event dicts documented in docs/CONTRACT.md; ``should_cancel`` is
     polled between batches and raises :class:`Cancelled` (finished shards are kept).
     """
-    from core.corpus import read_corpus
-    from core.distributed import dist_info
-    from core.models import resolve_model_fingerprint
+    from moe_tui.core.corpus import read_corpus
+    from moe_tui.core.distributed import dist_info
+    from moe_tui.core.models import resolve_model_fingerprint
 
     emit: Progress = progress or (lambda e: None)
     cancelled = should_cancel or (lambda: False)
@@ -253,17 +253,17 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
 
     if store.is_complete(run_id):
         return hit()
-    from core.models import check_quantization
+    from moe_tui.core.models import check_quantization
 
     device, max_memory = opts.device, opts.max_memory
     if dist.active and not opts.device_map:
-        from core.distributed import rank_device
+        from moe_tui.core.distributed import rank_device
 
         device = rank_device(dist, opts.device)
     elif dist.active:  # a device map per rank: over this rank's share of the node's GPUs
         import torch
 
-        from core.distributed import rank_max_memory
+        from moe_tui.core.distributed import rank_max_memory
 
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         max_memory = rank_max_memory(dist, opts.max_memory, n_gpus, lambda i: torch.cuda.mem_get_info(i)[0])
@@ -294,18 +294,18 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
                     max_memory: dict | None = None) -> None:
     """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize.
 
-    ``dist`` (a :class:`core.distributed.DistInfo`): with several ranks, this rank extracts only the
+    ``dist`` (a :class:`moe_tui.core.distributed.DistInfo`): with several ranks, this rank extracts only the
     shards it owns; rank 0 writes the plan, waits for every shard and finalizes.
     """
-    from core.distributed import DistInfo, wait_for_plan, wait_for_shards
+    from moe_tui.core.distributed import DistInfo, wait_for_plan, wait_for_shards
 
     dist = dist or DistInfo()
     writer = RunWriter(run_dir, identity)
     if dist.is_main:
         writer.begin()
     emit({"event": "stage", "stage": "loading-model"})
-    from core.capture import RouteCapture
-    from core.models import load_model
+    from moe_tui.core.capture import RouteCapture
+    from moe_tui.core.models import load_model
 
     _quiet_transformers()
     loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
@@ -314,7 +314,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
                         max_memory=max_memory if max_memory is not None else opts.max_memory,
                         quantization=opts.quantization, offload_folder=opts.offload_folder)
     emit({"event": "stage", "stage": "aligning"})
-    from core.align import align_corpus
+    from moe_tui.core.align import align_corpus
 
     aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
@@ -372,7 +372,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     emit({"event": "stage", "stage": "finalizing"})
     facts = loaded.facts
     facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
-    from core.tagsets import TAGSETS
+    from moe_tui.core.tagsets import TAGSETS
 
     manifest_extra = {
         # the name as given (hub id or folder) is kept in identity; a folder is shown by its absolute path

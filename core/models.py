@@ -6,7 +6,7 @@ Router discovery rule (see ``/work/shared/notes/transformers_moe_5x.md``): the M
 layers (``...layers.{i}.`` / ``...blocks.{i}.``) that contain a router module, i.e. a module whose class
 name ends in ``TopKRouter`` / ``TopkRouter`` / ``Router`` / ``Gating`` / ``Gate`` (minus a few non-router
 "gates" such as linear-attention forget gates).  Per-architecture quirks live in ``ADAPTERS`` below and are
-applied by :mod:`core.capture`.
+applied by :mod:`moe_tui.core.capture`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.errors import ModelError, NotMoEError, RemoteCodeRequired
+from moe_tui.errors import ModelError, NotMoEError, RemoteCodeRequired
 
 if TYPE_CHECKING:  # pragma: no cover
-    import torch
+    pass
 
 __all__ = [
     "ModelFacts",
@@ -43,7 +43,7 @@ __all__ = [
 # Architecture registry
 # --------------------------------------------------------------------------------------------------
 
-#: model_type -> adapter name used by core.capture.  Everything else uses "generic":
+#: model_type -> adapter name used by moe_tui.core.capture.  Everything else uses "generic":
 #: the router returns (logits|probs, weights (N,k), indices (N,k), ...) or, for remote-code
 #: DeepSeek-style gates, (indices (N,k) int, weights (N,k), ...).
 ADAPTERS: dict[str, str] = {
@@ -736,7 +736,7 @@ def load_model(
         kwargs["device_map"] = {"": str(dev)}
     try:
         model, info = cls.from_pretrained(src, config=config, **kwargs)
-    except (ModelError,):
+    except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001
         msg = " ".join(str(exc).split()) or type(exc).__name__

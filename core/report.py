@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from core import metrics
-from core.csvio import safe_cell
-from core.csvio import write_csv as csv_write
-from core.errors import CacheError, ReportError
+from moe_tui.core import metrics
+from moe_tui.errors import CacheError, ReportError
+from moe_tui.fileio import safe_cell
+from moe_tui.fileio import write_csv as csv_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.probe import ProbeResult
+    from moe_tui.core.probe import ProbeResult
 
 __all__ = [
     "RunView",
@@ -273,7 +273,7 @@ def table_summary(view: RunView, probes: dict | None = None) -> Table:
 
 
 def _split(view: RunView, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from core.probe import split_indices
+    from moe_tui.core.probe import split_indices
 
     return view._get(f"split:{seed}", lambda: split_indices(view.n_tokens, seed=seed))
 
@@ -281,7 +281,7 @@ def _split(view: RunView, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None) -> "ProbeResult":
     """One probe (``top_k``, ``top_1``, ``onehot_top_k``) or the form ``baseline``, cached on the
     view; shared 2/3-1/3 split seeded with ``opts.seed``."""
-    from core.probe import form_baseline, run_probe
+    from moe_tui.core.probe import form_baseline, run_probe
 
     o = opts or ReportOptions()
     key = f"probe:{variant}:{o.seed}:{o.max_iter}:{o.early_stopping}:{o.mlp_kwargs!r}"
@@ -312,7 +312,7 @@ def table_confusion(result: "ProbeResult", tags: Sequence[str]) -> Table:
 
 def table_ablation(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
     """ablation.csv -- paper Fig. 3: accuracy after removing the first / last n MoE layers."""
-    from core.probe import ablation
+    from moe_tui.core.probe import ablation
 
     o = opts or ReportOptions()
     full = compute_probe(view, "top_k", o)
@@ -325,7 +325,7 @@ def table_ablation(view: RunView, opts: ReportOptions | None = None, progress: P
 def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
     """tsne.csv -- paper Fig. 2: t-SNE of a seeded sample of top-k paths (Hamming distance).
     ``token`` is the position in the view's analysed-token arrays."""
-    from core.probe import tsne_embedding
+    from moe_tui.core.probe import tsne_embedding
 
     o = opts or ReportOptions()
     idx, xy, p = tsne_embedding(view.experts, view.pos, n_samples=o.tsne_samples, seed=o.seed)
@@ -339,7 +339,7 @@ def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
 
 def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
     """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean."""
-    from core.controls import spec_permutation_null
+    from moe_tui.core.controls import spec_permutation_null
 
     o = opts or ReportOptions()
     res = view._get(f"null:{o.seed}:{o.n_permutations}", lambda: spec_permutation_null(
@@ -358,7 +358,7 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     """controls.csv -- token identity, control task, selectivity, ambiguous forms, Hamming distances
     and sentence-bootstrap 95% intervals (global Spec and each probe in ``probe_variants`` plus the
     baseline)."""
-    from core import controls as C
+    from moe_tui.core import controls as C
 
     o = opts or ReportOptions()
     tr, te = _split(view, o.seed)
@@ -464,7 +464,7 @@ format_cell = safe_cell  # one cell formatter for every CSV moe-tui writes
 
 
 def write_csv(path: str | os.PathLike, table: Table) -> Path:
-    """Write one table atomically (temp file + fsync + ``os.replace``) with :func:`core.csvio.write_csv`."""
+    """Write one table atomically (temp file + fsync + ``os.replace``) with :func:`moe_tui.fileio.write_csv`."""
     try:
         return csv_write(path, table["columns"], table["rows"])
     except CacheError as exc:

@@ -14,7 +14,7 @@ Tags are always *read* as UPOS (directly from the UPOS column, or from a Penn ta
 
 from __future__ import annotations
 
-from core.errors import CorpusError
+from moe_tui.errors import CorpusError
 
 UPOS_TAGS: tuple[str, ...] = (
     "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",

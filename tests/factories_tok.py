@@ -182,8 +182,7 @@ def wordpiece_tokenizer(texts: Iterable[str] = SMALL_TEXTS, vocab_size: int = 10
 
 @lru_cache(maxsize=16)
 def _wordpiece(texts: tuple[str, ...], vocab_size: int):
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from tokenizers import trainers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

@@ -1,4 +1,4 @@
-"""In-memory stand-ins for cache Runs / RunStore and core.models facts, for the TUI tests (docs/CONTRACT.md)."""
+"""In-memory stand-ins for cache Runs / RunStore and moe_tui.core.models facts, for the TUI tests (docs/CONTRACT.md)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def fake_run(n_layers: int = 6, n_experts: int = 8, top_k: int = 2, sentences=No
     """A small deterministic run: a BOS token then one token per word; experts depend on POS and layer."""
     rng = np.random.default_rng(seed)
     sentences = sentences or SENTENCES
-    tok_ids, offs, widx, pos, special, toks_all, sent_meta = [], [0], [], [], [], [], []
+    tok_ids, offs, widx, pos, special, sent_meta = [], [0], [], [], [], []
     offsets = []
     for sid, text, tags in sentences:
         words = text.split()
@@ -68,14 +68,14 @@ def fake_run(n_layers: int = 6, n_experts: int = 8, top_k: int = 2, sentences=No
     pos_a = np.array(pos, dtype=np.int16)
     experts = np.zeros((T, n_layers, top_k), dtype=np.uint8)
     for t in range(T):
-        for l in range(n_layers):
-            base = (int(pos_a[t]) * 3 + l) % n_experts if pos_a[t] >= 0 else (l % n_experts)
+        for layer in range(n_layers):
+            base = (int(pos_a[t]) * 3 + layer) % n_experts if pos_a[t] >= 0 else (layer % n_experts)
             second = (base + 1 + int(rng.integers(0, n_experts - 1))) % n_experts
             if second == base:
                 second = (base + 1) % n_experts
-            experts[t, l, 0] = base
+            experts[t, layer, 0] = base
             if top_k > 1:
-                experts[t, l, 1] = second
+                experts[t, layer, 1] = second
     w = rng.random((T, n_layers, top_k)).astype(np.float32)
     w = np.sort(w, axis=-1)[..., ::-1]
     w = (w / w.sum(-1, keepdims=True)).astype(np.float16)
@@ -109,7 +109,7 @@ class FakeStore:
 
     def open(self, run_id):
         if run_id not in self.runs:
-            from core.errors import CacheError
+            from moe_tui.errors import CacheError
 
             raise CacheError(f"no run {run_id!r} in the fake store")
         return self.runs[run_id]
@@ -156,7 +156,7 @@ class TmuxApp:
         repo = Path(__file__).resolve().parents[1]
         script = repo / ".venv" / "bin" / "moe-tui"
         prog = shlex.quote(str(script)) if script.exists() else \
-            f"{shlex.quote(sys.executable)} -c 'from tui.app import run_app; run_app()'"
+            f"{shlex.quote(sys.executable)} -c 'from moe_tui.tui.app import run_app; run_app()'"
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         self.T = [tmux, "-L", f"moe_e2e_{os.getpid()}_{id(self)}"]
         subprocess.run(self.T + ["new-session", "-d", "-s", "e2e", "-x", str(size[0]), "-y", str(size[1]),

@@ -1,7 +1,7 @@
 """moe-tui: the Textual app. Displays what core/ and cache/ return; computes no science itself.
 
-Invariant: workers never touch widgets — they post messages (tui.messages) and App/Screen handlers own state.
-Importing this module must not import torch, transformers or sklearn (tests/test_tui_imports.py).
+Invariant: workers never touch widgets — they post messages (moe_tui.tui.messages) and App/Screen handlers own state.
+Importing this module must not import torch, transformers or sklearn (tests/tui/test_units.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from textual import work
 from textual.app import App
 from textual.reactive import reactive, var
 
-from tui import actions
-from tui.commands import RegistryProvider
-from tui.messages import (
+from moe_tui.tui import actions
+from moe_tui.tui.commands import RegistryProvider
+from moe_tui.tui.messages import (
     ExtractionCancelled,
     ExtractionDone,
     ExtractionFailed,
@@ -27,8 +27,8 @@ from tui.messages import (
     RunOpened,
     RunOpenFailed,
 )
-from tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
-from tui.worker import ExtractRequest, build_extract_command, drive_extraction
+from moe_tui.tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
+from moe_tui.tui.worker import ExtractRequest, build_extract_command, drive_extraction
 
 
 @dataclass
@@ -51,13 +51,13 @@ class ExtractState:
 
 
 def _default_inspect(path: str):
-    from core.models import inspect_model  # imports torch lazily: only ever called in a thread worker
+    from moe_tui.core.models import inspect_model  # imports torch lazily: only ever called in a thread worker
 
     return inspect_model(path)
 
 
 def _default_store():
-    from cache.store import RunStore
+    from moe_tui.cache.store import RunStore
 
     return RunStore()
 
@@ -108,12 +108,12 @@ class MoeTuiApp(App):
         self.min_size = min_size or (settings.min_width, settings.min_height)
         self.extract_state: ExtractState | None = None
         self._extract_worker = None
-        self.analysis: dict = {}            # run_id -> tui.screens.analysis.AnalysisData (the panes' tables)
-        self.report_options = None          # core.report.ReportOptions for the panes (None: defaults / env)
+        self.analysis: dict = {}            # run_id -> moe_tui.tui.screens.analysis.AnalysisData (the panes' tables)
+        self.report_options = None          # moe_tui.core.report.ReportOptions for the panes (None: defaults / env)
         self.last_report_dir: str | None = None
         self._too_small = None
         if demo:
-            from tui.discovery import demo_corpus, demo_entry
+            from moe_tui.tui.discovery import demo_corpus, demo_entry
 
             entry = demo_entry()
             if entry is not None:
@@ -125,7 +125,7 @@ class MoeTuiApp(App):
     def on_mount(self) -> None:
         if self.settings.theme in self.available_themes:
             self.theme = self.settings.theme
-        from tui.screens.home import HomeScreen
+        from moe_tui.tui.screens.home import HomeScreen
 
         self.push_screen(HomeScreen())
         if self.demo and self.selected_model and self.initial_data:
@@ -147,7 +147,7 @@ class MoeTuiApp(App):
         self._check_size()
 
     def _check_size(self) -> None:
-        from tui.screens.modals import TooSmallScreen
+        from moe_tui.tui.screens.modals import TooSmallScreen
 
         if self._home() is None:
             return
@@ -165,13 +165,13 @@ class MoeTuiApp(App):
 
     # ---- errors ---------------------------------------------------------------------------------------------
     def show_error(self, title: str, message: str, detail: str = "") -> None:
-        from tui.screens.modals import ErrorModal
+        from moe_tui.tui.screens.modals import ErrorModal
 
         self.push_screen(ErrorModal(title, message, detail))
 
     # ---- app actions ----------------------------------------------------------------------------------------
     def action_help(self) -> None:
-        from tui.screens.modals import HelpScreen
+        from moe_tui.tui.screens.modals import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -184,19 +184,19 @@ class MoeTuiApp(App):
             self.pop_screen()
 
     def action_show_progress(self) -> None:
-        from tui.screens.progress import ProgressScreen
+        from moe_tui.tui.screens.progress import ProgressScreen
 
         if not isinstance(self.screen, ProgressScreen):
             self.push_screen(ProgressScreen())
 
     def action_open_pane(self, kind: str) -> None:
-        from tui.screens.analysis import open_pane
+        from moe_tui.tui.screens.analysis import open_pane
 
         open_pane(self, kind)
 
     def on_analysis_event(self, msg) -> None:
-        """Every message of tui.screens.analysis (workers of the analysis panes) lands here."""
-        from tui.screens.analysis import handle_event
+        """Every message of moe_tui.tui.screens.analysis (workers of the analysis panes) lands here."""
+        from moe_tui.tui.screens.analysis import handle_event
 
         handle_event(self, msg)
 
@@ -208,7 +208,7 @@ class MoeTuiApp(App):
         return True
 
     def _home(self):
-        from tui.screens.home import HomeScreen
+        from moe_tui.tui.screens.home import HomeScreen
 
         for s in self.screen_stack:
             if isinstance(s, HomeScreen):
@@ -332,7 +332,7 @@ class MoeTuiApp(App):
         self.post_message(RunOpened(run))
 
     def on_run_opened(self, msg: RunOpened) -> None:
-        from tui.screens.grid import GridScreen
+        from moe_tui.tui.screens.grid import GridScreen
 
         self.push_screen(GridScreen(msg.run))
 

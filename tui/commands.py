@@ -6,7 +6,7 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui.actions import ACTIONS, ActionSpec, display_keys, effective_keys
+from moe_tui.tui.actions import ACTIONS, ActionSpec, display_keys, effective_keys
 
 
 def _split(action: str) -> tuple[str, tuple]:

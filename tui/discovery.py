@@ -48,7 +48,7 @@ def is_moe_config(cfg: dict) -> bool:
 
 def demo_entry() -> ModelEntry | None:
     try:
-        from core.demo import demo_model_path  # type: ignore[attr-defined]
+        from moe_tui.core.demo import demo_model_path  # type: ignore[attr-defined]
     except ImportError:
         return None
     try:
@@ -60,7 +60,7 @@ def demo_entry() -> ModelEntry | None:
 
 def demo_corpus() -> str | None:
     try:
-        import core.demo as demo
+        import moe_tui.core.demo as demo
     except ImportError:
         return None
     fn = getattr(demo, "demo_corpus_path", None)

@@ -1,6 +1,6 @@
 """User settings: a JSON (or TOML, read-only) file at ``user_config_path("moe-tui")/config.json``.
 
-``MOE_TUI_CONFIG`` overrides the path. ``keymap`` maps binding ids (see :mod:`tui.actions`) to key strings,
+``MOE_TUI_CONFIG`` overrides the path. ``keymap`` maps binding ids (see :mod:`moe_tui.tui.actions`) to key strings,
 e.g. ``{"grid.export": "ctrl+e", "app.help": "f1,question_mark"}``. Recently used models and corpora are kept
 in ``recent.json`` next to the config file.
 """
@@ -53,8 +53,8 @@ def recent_path() -> Path:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    from cache.store import atomic_write_text
-    from core.errors import CacheError
+    from moe_tui.errors import CacheError
+    from moe_tui.fileio import atomic_write_text
 
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,7 +1,7 @@
-"""Extraction driver: runs ``python -m tui.cli extract ... --progress json`` as a child process.
+"""Extraction driver: runs ``python -m moe_tui.cli extract ... --progress json`` as a child process.
 
 The child writes one JSON event per line on stderr (docs/CONTRACT.md). This module parses them and posts
-messages (:mod:`tui.messages`) to a target (the App): coalesced progress, stage and notice events, then exactly
+messages (:mod:`moe_tui.tui.messages`) to a target (the App): coalesced progress, stage and notice events, then exactly
 one of ExtractionDone / ExtractionFailed / ExtractionCancelled. Cancel = cancel the asyncio task: the child gets
 SIGTERM (SIGKILL after a grace period). Only the App decides whether a second extraction may start.
 """
@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from tui.messages import (
+from moe_tui.tui.messages import (
     ExtractionCancelled,
     ExtractionDone,
     ExtractionFailed,
@@ -48,7 +48,7 @@ class ExtractRequest:
 
 def build_extract_command(req: ExtractRequest) -> list[str]:
     """The child command line (the headless CLI; it shares core/ with everything else)."""
-    cmd = [sys.executable, "-m", "tui.cli", "extract", "--model", req.model, "--data", req.data,
+    cmd = [sys.executable, "-m", "moe_tui.cli", "extract", "--model", req.model, "--data", req.data,
            "--tagset", req.tagset, "--batch-size", str(req.batch_size), "--dtype", req.dtype,
            "--device", req.device, "--progress", "json"]
     if req.sample:

@@ -1,7 +1,7 @@
 """Analysis panes of one run (issue "TUI II"): specialisation, KL, probe, comparison.
 
-Every number comes from :mod:`core.report` (``report_tables`` / ``compare_tables`` / ``write_report``):
-the panes pivot, sort, shade and plot those tables, and export them with ``core.report.write_csv``, so an
+Every number comes from :mod:`moe_tui.core.report` (``report_tables`` / ``compare_tables`` / ``write_report``):
+the panes pivot, sort, shade and plot those tables, and export them with ``moe_tui.core.report.write_csv``, so an
 exported CSV is the ``moe-tui report`` CSV of the same run.
 
 Threading: the heavy jobs (building the ``RunView``, the routing tables, the probes + controls, writing
@@ -9,7 +9,7 @@ the report) run in thread workers owned by the App, so a probe keeps running whi
 panes. Workers never touch widgets: they post :class:`AnalysisEvent` messages to the App, whose
 ``on_analysis_event`` calls :func:`handle_event` (here), which updates the per-run :class:`AnalysisData`
 and tells the pane on screen to redraw. Long jobs poll ``worker.is_cancelled`` in core's progress callback
-and raise :class:`core.errors.Cancelled`. scikit-learn is imported by core only inside the probe job.
+and raise :class:`moe_tui.errors.Cancelled`. scikit-learn is imported by core only inside the probe job.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, ProgressBar, SelectionList, Static
 from textual.worker import get_current_worker
 
-from tui import actions
-from tui.runview import run_title
-from tui.widgets.plots import Plot
-from tui.widgets.table import ShadedTable
+from moe_tui.tui import actions
+from moe_tui.tui.runview import run_title
+from moe_tui.tui.widgets.plots import Plot
+from moe_tui.tui.widgets.table import ShadedTable
 
 PROBE_VARIANTS = ("top_k", "top_1", "onehot_top_k", "baseline")
 
@@ -47,9 +47,9 @@ PROBE_VARIANTS = ("top_k", "top_1", "onehot_top_k", "baseline")
 @dataclass
 class AnalysisData:
     run: Any
-    options: Any                                   # core.report.ReportOptions
-    view: Any = None                               # core.report.RunView, once built
-    tables: dict = field(default_factory=dict)     # stem -> core.report table, as report_tables returns
+    options: Any                                   # moe_tui.core.report.ReportOptions
+    view: Any = None                               # moe_tui.core.report.RunView, once built
+    tables: dict = field(default_factory=dict)     # stem -> moe_tui.core.report table, as report_tables returns
     probe_done: bool = False
     controls_done: bool = False
     base_loading: bool = False
@@ -66,12 +66,12 @@ class AnalysisData:
 
 def report_options(app):
     """``app.report_options`` if set (tests), else ``$MOE_TUI_REPORT_OPTIONS`` (JSON of
-    core.report.ReportOptions fields, e.g. ``{"max_iter": 100, "n_boot": 50}``), else the defaults
+    moe_tui.core.report.ReportOptions fields, e.g. ``{"max_iter": 100, "n_boot": 50}``), else the defaults
     ``moe-tui report`` uses."""
     opts = getattr(app, "report_options", None)
     if opts is not None:
         return opts
-    from core.report import ReportOptions
+    from moe_tui.core.report import ReportOptions
 
     env = os.environ.get("MOE_TUI_REPORT_OPTIONS")
     if env:
@@ -162,7 +162,7 @@ class PaneRunOpened(AnalysisEvent):
 
 
 def _base_job(app, run, view, options) -> None:
-    from core.report import RunView, report_tables
+    from moe_tui.core.report import RunView, report_tables
 
     rid = str(getattr(run, "run_id", "run"))
     worker = get_current_worker()
@@ -179,8 +179,8 @@ def _base_job(app, run, view, options) -> None:
 
 
 def _probe_job(app, run, view, options) -> None:
-    from core.errors import Cancelled
-    from core.report import RunView, report_tables
+    from moe_tui.core.report import RunView, report_tables
+    from moe_tui.errors import Cancelled
 
     rid = str(getattr(run, "run_id", "run"))
     worker = get_current_worker()
@@ -207,8 +207,8 @@ def _probe_job(app, run, view, options) -> None:
 
 
 def _report_job(app, rid: str, views: list, out: Path, probe: bool, controls: bool, options) -> None:
-    from core.errors import Cancelled
-    from core.report import write_report
+    from moe_tui.core.report import write_report
+    from moe_tui.errors import Cancelled
 
     worker = get_current_worker()
 
@@ -229,7 +229,7 @@ def _report_job(app, rid: str, views: list, out: Path, probe: bool, controls: bo
 
 
 def _open_run_job(app, run_id: str, kind: str) -> None:
-    from tui.messages import RunOpenFailed
+    from moe_tui.tui.messages import RunOpenFailed
 
     try:
         run = app.run_store().open(run_id)
@@ -280,7 +280,7 @@ def open_pane(app, kind: str) -> None:
         else:
             app.push_screen(cls(run))
         return
-    from tui.screens.home import HomeScreen
+    from moe_tui.tui.screens.home import HomeScreen
 
     if isinstance(screen, HomeScreen):
         runs = getattr(screen, "runs", []) or []
@@ -371,7 +371,7 @@ def _rows_as_dicts(table: dict) -> list[dict]:
 
 
 def table_tsv(table: dict) -> str:
-    from core.report import format_cell
+    from moe_tui.core.report import format_cell
 
     lines = ["\t".join(table["columns"])]
     for r in table["rows"]:
@@ -473,8 +473,8 @@ class PaneScreen(Screen):
         return f"moe-tui-{self.data.run_id if self.data else 'run'}"
 
     def action_export(self) -> None:
-        from core.errors import ReportError
-        from core.report import write_csv
+        from moe_tui.core.report import write_csv
+        from moe_tui.errors import ReportError
 
         table = self.focused_table()
         if not table:
@@ -704,7 +704,7 @@ class SpecScreen(PaneScreen):
         return s, li, local, expert
 
     async def jump_to_grid(self) -> None:
-        from tui.screens.grid import GridScreen
+        from moe_tui.tui.screens.grid import GridScreen
 
         target = self.jump_target()
         if target is None:
@@ -783,8 +783,8 @@ class KLScreen(PaneScreen):
         return li, int(h.raw_rows[raw][0])
 
     def bars_table(self, li: int, expert: int) -> dict:
-        """The plotted numbers: the expert's POS shares (core.inspect) against the corpus shares (pos_counts)."""
-        from core.inspect import expert_pos_distribution
+        """The plotted numbers: the expert's POS shares (moe_tui.core.inspect) against the corpus shares (pos_counts)."""
+        from moe_tui.core.inspect import expert_pos_distribution
 
         view = self.data.view
         dist = expert_pos_distribution(view.experts, view.pos, li, expert, view.n_pos, n_experts=view.n_experts)
@@ -1025,7 +1025,7 @@ class CompareScreen(PaneScreen):
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def _compute(self, ids: list, known: dict, options) -> None:
-        from core.report import RunView, compare_tables, report_tables
+        from moe_tui.core.report import RunView, compare_tables, report_tables
 
         worker = get_current_worker()
         views, per_run = [], {}

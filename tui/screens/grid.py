@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-
 from rich.style import Style
 from textual import on
 from textual.app import ComposeResult
@@ -17,12 +16,12 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
-from core.inspect import LayerStatsCache
-from tui import actions
-from tui.runview import SentenceData, n_sentences, run_title, sentence_data
-from tui.widgets.palette import expert_style, pos_style
-from tui.widgets.routing_grid import RoutingGrid
-from tui.widgets.text_panel import ScrollingTextBox, TextBox
+from moe_tui.core.inspect import LayerStatsCache
+from moe_tui.tui import actions
+from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data
+from moe_tui.tui.widgets.palette import expert_style, pos_style
+from moe_tui.tui.widgets.routing_grid import RoutingGrid
+from moe_tui.tui.widgets.text_panel import ScrollingTextBox, TextBox
 
 SIDE_PANEL_DELAY_S = 0.04
 LEGEND_MAX_IDS = 96
@@ -47,7 +46,7 @@ def sentence_rows(data: SentenceData, moe_layers: list[int], ranks: int) -> list
 
 def write_csv_atomic(path: Path, header: tuple, rows: list[tuple]) -> Path:
     """The grid's CSV through the one CSV writer of core (atomic, spreadsheet-safe cells)."""
-    from core.csvio import write_csv
+    from moe_tui.fileio import write_csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     return write_csv(path, header, rows)
@@ -57,7 +56,7 @@ class GridScreen(Screen):
     """The routing grid screen.
 
     Speed: a cursor key repaints only the grid lines it touches (see RoutingGrid). The title, legend and side panel
-    are Line-API panes (tui.widgets.text_panel) that repaint without a screen layout; the side panel follows the
+    are Line-API panes (moe_tui.tui.widgets.text_panel) that repaint without a screen layout; the side panel follows the
     cursor 40 ms after it rests, and is only repainted when its text changed.
     """
 
@@ -231,7 +230,7 @@ class GridScreen(Screen):
         safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.data.sent_id)[:60]
         run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(self.run, "run_id", "run")))
         path = base / f"moe-tui-{run_id}-s{self.sentence_index + 1}-{safe_id}.csv"
-        from core.errors import MoeTuiError
+        from moe_tui.errors import MoeTuiError
 
         try:
             write_csv_atomic(path, CSV_HEADER, rows)

@@ -12,13 +12,23 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import (
-    Button, Checkbox, DataTable, Footer, Input, Label, OptionList, Select, Static, TabbedContent, TabPane,
+    Button,
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
 )
 from textual.widgets.option_list import Option
 
-from tui import actions
-from tui.discovery import ModelEntry, discover_models
-from tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
+from moe_tui.tui import actions
+from moe_tui.tui.discovery import ModelEntry, discover_models
+from moe_tui.tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
 
 
 class PathSuggester(Suggester):

@@ -8,7 +8,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from tui import actions
+from moe_tui.tui import actions
 
 
 class ErrorModal(ModalScreen[None]):
@@ -60,7 +60,7 @@ class ErrorModal(ModalScreen[None]):
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key, generated from :data:`tui.actions.ACTIONS` with the user's keymap applied."""
+    """Every key, generated from :data:`moe_tui.tui.actions.ACTIONS` with the user's keymap applied."""
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }

@@ -7,7 +7,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import Footer, Log, ProgressBar, Static
 
-from tui import actions
+from moe_tui.tui import actions
 
 
 def fmt_eta(s: float | None) -> str:

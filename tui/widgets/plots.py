@@ -3,7 +3,7 @@ incompatible). Screens describe *what* to draw (lines, grouped bars, a scatter);
 rewriting this module only.
 
 ``plt.build()`` runs on the UI thread at every render: inputs are downsampled here (scatter ≤ ``MAX_POINTS``).
-Every plot carries the :mod:`core.report` table it shows (``report_table``) so ``e`` can export it.
+Every plot carries the :mod:`moe_tui.core.report` table it shows (``report_table``) so ``e`` can export it.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ class Plot(PlotextPlot, can_focus=True):
                 if pts:
                     p.plot([a for a, _ in pts], [b for _, b in pts], label=lab, marker="braille",
                            color=SERIES_COLORS[i % len(SERIES_COLORS)])
-            for j, (y, lab) in enumerate(s.hlines):
+            for j, (y, _lab) in enumerate(s.hlines):
                 if y is not None and not math.isnan(float(y)):
                     p.horizontal_line(float(y), color="gray" if j == 0 else "white")
             if s.x:

@@ -19,8 +19,8 @@ from textual.reactive import var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from tui.runview import SentenceData, display_token
-from tui.widgets.palette import expert_style, pos_fg, pos_style
+from moe_tui.tui.runview import SentenceData, display_token
+from moe_tui.tui.widgets.palette import expert_style, pos_fg, pos_style
 
 HEADER_ROWS = 2
 CHUNK = 16          # tokens per cached strip piece in top-1 mode (~96 cells): only visible pieces are ever built

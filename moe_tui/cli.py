@@ -1,0 +1,391 @@
+"""The ``moe-tui`` console script.
+
+With no subcommand it opens the TUI; subcommands run the same headless core (for batch jobs).
+Nothing heavy is imported here: torch/transformers load only when a model is loaded, textual only
+when the TUI opens. Every user error is one line on stderr and a non-zero exit code:
+0 ok, 1 unexpected internal error, 2 bad input, 130 interrupted/cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line (plus the usage line argparse adds)."""
+
+    def error(self, message: str):  # pragma: no cover - exercised through the CLI tests
+        self.print_usage(sys.stderr)
+        print(f"moe-tui: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
+def _max_memory(text: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if "=" not in part:
+            raise argparse.ArgumentTypeError(f"--max-memory wants DEVICE=SIZE pairs, got {part!r}")
+        k, v = part.split("=", 1)
+        k = k.strip().lower()
+        out[k[3:] if k.startswith("gpu") and k[3:].isdigit() else k] = v.strip()
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="moe-tui", description="Inspect how Mixture-of-Experts models route tokens, by part of speech. "
+                "With no command, opens the terminal UI.")
+    p.add_argument("--version", action="store_true", help="print the version and exit")
+    p.add_argument("--model", action="append", default=[], metavar="ID_OR_PATH",
+                   help="(TUI) add a model to the model list; repeatable")
+    p.add_argument("--data", metavar="FILE", help="(TUI) preselect a corpus file")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    e = sub.add_parser("extract", help="capture the routing of a model over a POS-tagged corpus into the run cache")
+    e.add_argument("--model", required=True, metavar="ID_OR_PATH", help="hub id (from the local HF cache) or folder")
+    e.add_argument("--data", required=True, metavar="FILE", help="CoNLL-U or PTB-tagged file")
+    e.add_argument("--tagset", default="upos", help="upos (17 tags, default) or paper15 (AUX->VERB, SCONJ->ADP)")
+    e.add_argument("--format", default="auto", choices=["auto", "conllu", "ptb"])
+    e.add_argument("--pos-column", default="upos", choices=["upos", "xpos"],
+                   help="CoNLL-U column to read; xpos is mapped through the UD English Penn table")
+    e.add_argument("--max-sentences", type=_positive_int, metavar="N")
+    e.add_argument("--sample", type=_positive_int, metavar="N", help="a seeded random sample of N sentences")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="sentences per batch")
+    e.add_argument("--batch-tokens", type=_positive_int, metavar="N", help="also cap padded tokens per batch")
+    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    e.add_argument("--device-map", metavar="auto|balanced|sequential|MAP.json",
+                   help="spread one model over the GPUs (and CPU/disk) with accelerate; MAP.json: "
+                        '{"module": "cpu"|"disk"|N, ...}')
+    e.add_argument("--max-memory", type=_max_memory, metavar="GPU0=70GiB,...,cpu=200GiB")
+    e.add_argument("--offload-folder", metavar="DIR", help="where modules the device map sends to disk go")
+    e.add_argument("--distributed", action="store_true",
+                   help="one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
+                        "write one run (the cache must be on a shared file system)")
+    e.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit", "fp8"])
+    e.add_argument("--revision", help="model revision (branch, tag or commit)")
+    e.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model's own Python code (off by default; only for models you trust)")
+    e.add_argument("--cache-dir", metavar="DIR", help="run cache (default: $MOE_TUI_CACHE or the user cache dir)")
+    e.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
+                   help="progress on stderr: a bar, JSON lines (for tools), or nothing")
+
+    r = sub.add_parser("runs", help="list the cached runs")
+    r.add_argument("--cache-dir", metavar="DIR")
+    r.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    x = sub.add_parser("export-routes", help="write a run's routes as CSV (or Parquet)")
+    x.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
+    x.add_argument("--out", required=True, metavar="FILE.csv")
+    x.add_argument("--cache-dir", metavar="DIR")
+
+    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV")
+    rep.add_argument("runs", nargs="+", metavar="RUN")
+    rep.add_argument("--out", required=True, metavar="DIR")
+    rep.add_argument("--probe", action="store_true", help="train the MLP probes (slow)")
+    rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
+    rep.add_argument("--max-iter", type=_positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
+    rep.add_argument("--early-stopping", action="store_true", help="MLP early stopping (off, as in the paper)")
+    rep.add_argument("--ablation-step", type=_positive_int, default=1, metavar="N",
+                     help="ablate n = 0, N, 2N, ... layers (default 1: every n)")
+    rep.add_argument("--tsne-samples", type=_positive_int, default=5000, metavar="N")
+    rep.add_argument("--permutations", type=_positive_int, default=100, metavar="R",
+                     help="permutations for the Spec null (default 100)")
+    rep.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B",
+                     help="bootstrap resamples over sentences (default 200)")
+    rep.add_argument("--cache-dir", metavar="DIR")
+
+    d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
+    d.add_argument("run_a", metavar="RUN_A")
+    d.add_argument("run_b", metavar="RUN_B")
+    d.add_argument("--cache-dir", metavar="DIR")
+
+    i = sub.add_parser("inspect", help="a model's MoE facts (layers, experts, k) without loading weights")
+    i.add_argument("model", metavar="ID_OR_PATH")
+    i.add_argument("--trust-remote-code", action="store_true")
+    i.add_argument("--json", action="store_true")
+
+    sub.add_parser("demo", help="open the TUI on the built-in demo model and corpus")
+    return p
+
+
+# --------------------------------------------------------------------------- commands
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def cmd_extract(args) -> int:
+    from moe_tui.core.extract import ExtractOptions, extract
+
+    opts = ExtractOptions(
+        model=args.model, data=args.data, format=args.format, tagset=args.tagset, pos_column=args.pos_column,
+        max_sentences=args.max_sentences, sample=args.sample, seed=args.seed, batch_size=args.batch_size,
+        batch_tokens=args.batch_tokens, dtype=args.dtype, device=args.device,
+        trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
+        device_map=args.device_map, max_memory=args.max_memory, quantization=args.quantization,
+        offload_folder=args.offload_folder, distributed=args.distributed,
+    )
+    stop = {"n": 0}
+
+    def on_term(signum, frame):
+        stop["n"] += 1
+        if stop["n"] > 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    if args.progress == "json":
+        def progress(ev: dict) -> None:
+            sys.stderr.write(json.dumps(ev) + "\n")
+            sys.stderr.flush()
+
+        from moe_tui.errors import MoeTuiError
+
+        try:
+            run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+        except MoeTuiError as exc:  # report the error as an event too, then let main() print it
+            progress({"event": "error", "message": str(exc)})
+            raise
+    elif args.progress == "none":
+        run_dir = extract(opts, should_cancel=lambda: stop["n"] > 0)
+    else:
+        run_dir = _extract_with_bar(opts, stop)
+    print(run_dir)
+    return EXIT_OK
+
+
+def _extract_with_bar(opts, stop) -> Path:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from moe_tui.core.extract import extract
+
+    console = _stderr_console()
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console, transient=False) as bar:
+        task = bar.add_task("reading corpus", total=None, rate="")
+
+        def progress(ev: dict) -> None:
+            kind = ev.get("event")
+            if kind == "stage":
+                bar.update(task, description=ev["stage"])
+            elif kind == "progress":
+                bar.update(task, total=ev["sentences_total"], completed=ev["sentences_done"],
+                           rate=f"{ev['tokens_per_s']:.0f} tok/s")
+            elif kind == "notice":
+                console.print(f"moe-tui: {ev['message']}")
+
+        return extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+
+
+def cmd_runs(args) -> int:
+    from moe_tui.cache.store import RunStore
+
+    runs = RunStore(args.cache_dir).list_runs()
+    for r in runs:
+        if args.json:
+            print(json.dumps({"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "tokens": r.tokens,
+                              "created": r.created, "status": r.status, "path": str(r.path)}))
+        else:
+            tokens = r.tokens if r.tokens is not None else "-"
+            print(f"{r.run_id}\t{r.model}\t{r.corpus}\t{tokens}\t{r.created}\t{r.status}")
+    if not runs and not args.json:
+        print("no runs yet (moe-tui extract --model ... --data ...)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_export_routes(args) -> int:
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.export import export_routes
+
+    run = RunStore(args.cache_dir).open(args.run)
+    print(export_routes(run, args.out))
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from moe_tui.cache.store import RunStore
+    from moe_tui.errors import ReportError
+
+    store = RunStore(args.cache_dir)
+    runs = [store.open(ref) for ref in args.runs]  # a bad or corrupt run fails here, before any work
+    out = Path(args.out).expanduser()
+    try:  # an unwritable --out fails now, not after minutes of probes
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    from moe_tui.core.report import ReportOptions, RunView, write_report
+
+    views = [RunView.from_run(run) for run in runs]
+    console = _stderr_console()
+    last = {"stage": None}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage != last["stage"]:  # one line per stage, not per step
+            last["stage"] = stage
+            console.print(f"moe-tui: {stage}", highlight=False)
+
+    options = ReportOptions(seed=args.seed, kl_reference=args.kl_reference, max_iter=args.max_iter,
+                            early_stopping=args.early_stopping, ablation_step=args.ablation_step,
+                            tsne_samples=args.tsne_samples, n_permutations=args.permutations,
+                            n_boot=args.bootstrap)
+    result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
+                          kl_reference=args.kl_reference, progress=progress, options=options)
+    print_report(result)
+    print(out.resolve())
+    return EXIT_OK
+
+
+# tables small enough to read in a terminal; every table is in the CSV files
+_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls")
+
+
+def print_report(result: dict) -> None:
+    """Plain-text tables of the report on stdout (numbers rounded for reading; the CSVs are unrounded)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    console = Console(highlight=False, soft_wrap=False, width=max(120, Console().width))
+
+    def show(title: str, table: dict) -> None:
+        t = RichTable(title=title, title_justify="left")
+        for c in table["columns"]:
+            t.add_column(str(c))
+        for row in table["rows"]:
+            t.add_row(*(f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row))
+        console.print(t)
+
+    for run_id, tables in result["runs"].items():
+        for stem in _PRINTED:
+            if stem in tables:
+                show(f"{run_id} · {stem}", tables[stem])
+    for stem, table in result.get("compare", {}).items():
+        show(stem, table)
+
+
+def cmd_diff(args) -> int:
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.diff import diff_runs
+
+    store = RunStore(args.cache_dir)
+    res = diff_runs(store.open(args.run_a), store.open(args.run_b))
+    print(f"tokens\t{res['tokens']}")
+    print(f"token_layers\t{res['token_layers']}")
+    print(f"differing_sets\t{res['differing_sets']}")
+    print(f"share_differing\t{res['share_differing']!r}")
+    print(f"share_top1_differing\t{res['share_top1_differing']!r}")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from dataclasses import asdict
+
+    from moe_tui.core.models import inspect_model
+
+    facts = asdict(inspect_model(args.model, trust_remote_code=args.trust_remote_code))
+    if args.json:
+        print(json.dumps(facts, indent=2))
+    else:
+        for k, v in facts.items():
+            print(f"{k}\t{v}")
+    return EXIT_OK
+
+
+def _first_time() -> bool:
+    """No runs cached yet and nothing asked for: `moe-tui` then opens on the demo."""
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.demo import demo_model_path
+
+    return demo_model_path().is_dir() and not RunStore().list_runs()
+
+
+def open_tui(models: list[str] | None = None, data: str | None = None, demo: bool = False) -> int:
+    from moe_tui.tui.app import run_app
+
+    if not demo and not models and not data and _first_time():
+        demo = True
+
+    return run_app(models=models or None, data=data, demo=demo) or EXIT_OK
+
+
+COMMANDS = {
+    "extract": cmd_extract,
+    "runs": cmd_runs,
+    "export-routes": cmd_export_routes,
+    "report": cmd_report,
+    "diff": cmd_diff,
+    "inspect": cmd_inspect,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # our own progress goes to stderr
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from moe_tui.cache.store import tool_version
+
+        print(f"moe-tui {tool_version()}")
+        return EXIT_OK
+    from moe_tui.errors import MoeTuiError
+
+    try:
+        if args.command is None:
+            return open_tui(args.model, args.data)
+        if args.command == "demo":
+            return open_tui(demo=True)
+        return COMMANDS[args.command](args)
+    except MoeTuiError as exc:
+        print(f"moe-tui: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("moe-tui: interrupted; finished batches are kept, run the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # an internal error still gets one line (MOE_TUI_DEBUG=1 for the traceback)
+        if os.environ.get("MOE_TUI_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or exc.__class__.__name__
+        print(f"moe-tui: internal error: {exc.__class__.__name__}: {msg} (set MOE_TUI_DEBUG=1 for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    finally:
+        if os.environ.get("MOE_TUI_TIMING"):
+            print(f"moe-tui: {time.perf_counter() - t0:.3f}s", file=sys.stderr)
+
+
+if __name__ == "__main__":  # python -m moe_tui.cli
+    sys.exit(main())

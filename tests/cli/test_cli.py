@@ -1,0 +1,247 @@
+"""The headless CLI contract: outputs, CSV columns, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moe_tui.cache.store import RunStore
+from moe_tui.cli import main
+from tests.conftest import EWT_DEV, REPO
+from tests.factories_model import ewt_tiny_model
+from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+
+N_SENT = 12
+
+
+@pytest.fixture(scope="module")
+def tiny_olmoe():
+    return ewt_tiny_model("olmoe")
+
+
+@pytest.fixture(scope="module")
+def tiny_dense(tmp_path_factory):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_llama")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    LlamaForCausalLM(cfg).save_pretrained(str(path))
+    byte_bpe_tokenizer(ewt_texts()[:800], vocab_size=512).save_pretrained(str(path))
+    return path
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def extract_args(model, *extra):
+    return ["extract", "--model", str(model), "--data", str(EWT_DEV), "--max-sentences", str(N_SENT),
+            "--device", "cpu", "--dtype", "float32", "--progress", "none", *extra]
+
+
+def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *extract_args(tiny_olmoe))
+    assert code == 0, err
+    run_dir = Path(out.strip().splitlines()[-1])
+    assert (run_dir / "manifest.json").exists()
+    code, out, _ = run_cli(capsys, "runs")
+    assert code == 0 and run_dir.name in out and "tiny_olmoe" in out
+    code, out, _ = run_cli(capsys, "runs", "--json")
+    rec = json.loads(out.splitlines()[0])
+    assert rec["run_id"] == run_dir.name and rec["status"] == "complete"
+
+    csv_path = tmp_path / "routes.csv"
+    code, out, err = run_cli(capsys, "export-routes", run_dir.name[:8], "--out", str(csv_path))
+    assert code == 0, err
+    assert Path(out.strip()) == csv_path.resolve()
+    run = RunStore().open(run_dir.name)
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["sentence", "token", "token_text", "word", "pos", "layer", "rank", "expert", "weight"]
+    n_tokens = int((~np.asarray(run.special)).sum())
+    assert len(rows) - 1 == n_tokens * len(run.moe_layers) * run.top_k
+    # spot-check one row against the arrays
+    sent, tok, _, word, pos, layer, rank, expert, weight = rows[1 + 5]
+    g = int(run.sentence_offsets[int(sent)]) + int(tok)
+    li = run.moe_layers.index(int(layer))
+    assert int(expert) == int(run.experts[g, li, int(rank)])
+    assert float(weight) == float(run.weights[g, li, int(rank)])
+    assert pos == run.tags[run.pos[g]]
+    assert word == run.sentences[int(sent)]["words"][run.word_index[g]][0]
+    assert not any(r[1] == "0" for r in rows[1:])  # token 0 is the BOS: excluded
+
+    pq_path = tmp_path / "routes.parquet"
+    assert run_cli(capsys, "export-routes", run_dir.name, "--out", str(pq_path))[0] == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(pq_path).num_rows == len(rows) - 1
+
+
+def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
+    code, out1, _ = run_cli(capsys, *extract_args(tiny_olmoe))
+    code, out2, _ = run_cli(capsys, *extract_args(tiny_olmoe, "--batch-size", "3"))
+    assert code == 0 and out1.splitlines()[-1] == out2.splitlines()[-1]
+
+
+def test_progress_json_events(tiny_olmoe, tmp_path, capsys):
+    code, out, err = run_cli(capsys, *extract_args(tiny_olmoe, "--max-sentences", "4", "--progress", "json"))
+    assert code == 0
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "done" and events[-1]["run_dir"] == out.strip().splitlines()[-1]
+
+
+def _one_line_error(code, out, err, pattern):
+    assert code == 2, (code, err)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("moe-tui: error: ")
+    assert pattern in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+def test_bad_inputs_one_line(tiny_olmoe, tiny_dense, tmp_path, capsys):
+    bad = tmp_path / "bad.conllu"
+    bad.write_text("# text = a b\n1\ta\ta\tNOUN\t_\t_\t0\troot\t_\t_\n2\tb\tb\tNOUN\t_\n\n")
+    cases = [
+        (["--data", str(tmp_path / "missing.conllu")], "missing.conllu"),
+        (["--data", str(bad)], ":3"),
+        (["--tagset", "ptb45"], "ptb45"),
+        (["--model", str(tmp_path / "no_such_model")], "no_such_model"),
+        (["--model", str(tmp_path)], "config.json"),
+        (["--model", str(tiny_dense)], "no MoE router"),
+    ]
+    for (flag, value), pattern in cases:
+        args = extract_args(tiny_olmoe)
+        if flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+        _one_line_error(*run_cli(capsys, *args), pattern)
+    assert RunStore().list_runs() == [] or all(r.status == "complete" for r in RunStore().list_runs())
+
+
+def test_remote_code_needed(tmp_path, capsys):
+    model = tmp_path / "custom"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "deepseek", "architectures": ["DeepseekForCausalLM"],
+        "auto_map": {"AutoConfig": "configuration_deepseek.DeepseekConfig",
+                     "AutoModelForCausalLM": "modeling_deepseek.DeepseekForCausalLM"}}))
+    code, out, err = run_cli(capsys, *extract_args(model))
+    _one_line_error(code, out, err, "--trust-remote-code")
+
+
+def test_unknown_run_and_report_errors(tmp_path, capsys):
+    _one_line_error(*run_cli(capsys, "export-routes", "deadbeef", "--out", str(tmp_path / "x.csv")), "unknown run")
+    _one_line_error(*run_cli(capsys, "diff", "deadbeef", "cafe"), "unknown run")
+
+
+def test_export_to_unwritable_place(tiny_olmoe, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, *extract_args(tiny_olmoe))
+    run_id = Path(out.strip().splitlines()[-1]).name
+    target = tmp_path / "no" / "such" / "dir" / "r.csv"
+    _one_line_error(*run_cli(capsys, "export-routes", run_id, "--out", str(target)), "cannot write")
+    assert not target.parent.exists()
+
+
+def test_usage_error_exit_code(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["extract", "--model"])
+    assert e.value.code == 2
+
+
+def _modules_after(code: str) -> set[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+                         capture_output=True, text=True, env=env, cwd=str(REPO), check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+HEAVY = {"torch", "transformers", "sklearn", "accelerate"}
+
+
+def test_help_and_headless_imports_are_light():
+    mods = _modules_after("import contextlib, io\nfrom moe_tui.cli import main\n"
+                          "with contextlib.redirect_stdout(io.StringIO()):\n"
+                          "    try: main(['--help'])\n    except SystemExit: pass")
+    assert not (mods & (HEAVY | {"textual"}))
+
+
+def test_core_and_cache_never_import_textual():
+    core_mods = sorted(p.stem for p in (REPO / "core").glob("*.py") if p.stem != "__init__")
+    code = "\n".join(f"import core.{m}" for m in core_mods) + "\nimport moe_tui.cache.store"
+    mods = _modules_after(code)
+    assert "textual" not in mods and not any(m.startswith("textual.") for m in mods)
+    assert not (mods & HEAVY), mods & HEAVY
+
+
+REPORT_FILES = {
+    "pos_counts.csv": "pos,tokens,percent",
+    "spec_layer.csv": "layer,pos,tokens,spec,uniform,delta",
+    "spec_pos.csv": "pos,mean_spec,max_spec,max_layer",
+    "kl_layer_expert.csv": "layer,expert,assignments,kl",
+    "kl_summary.csv": "mu_min,mu_max,mu_mean",
+    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline",
+    "probe.csv": "variant,accuracy,train_tokens,test_tokens",
+    "confusion_top_k.csv": "true,pred,count",
+    "ablation.csv": "side,removed,accuracy",
+    "tsne.csv": "token,x,y,pos",
+    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess",
+    "controls.csv": "variant,accuracy",
+}
+
+
+@pytest.mark.slow
+def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
+    """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
+    contract, and its numbers are the metrics computed directly from the run's arrays."""
+    from moe_tui.core import metrics
+
+    ids = []
+    for model in (tiny_olmoe, ewt_tiny_model("mixtral")):
+        code, out, err = run_cli(capsys, *extract_args(model))
+        assert code == 0, err
+        ids.append(Path(out.strip().splitlines()[-1]).name)
+    out_dir = tmp_path / "report"
+    # both runs side by side (routing tables + comparison), then the probes and controls of one run
+    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir))
+    assert code == 0, err
+    assert out.strip().splitlines()[-1] == str(out_dir.resolve())
+    assert "summary" in out and "spec_pos" in out  # the plain-text tables
+    for name in ("compare_table1.csv", "compare_table3.csv", "compare_table5.csv"):
+        assert (out_dir / name).read_text().count("\n") >= 3
+    code, out, err = run_cli(capsys, "report", ids[0], "--out", str(out_dir), "--probe", "--controls",
+                             "--tsne-samples", "200", "--permutations", "20", "--bootstrap", "50",
+                             "--ablation-step", "2", "--max-iter", "200")
+    assert code == 0, err
+    for name, header in REPORT_FILES.items():
+        lines = (out_dir / ids[0] / name).read_text().splitlines()
+        assert lines[0] == header, name
+        assert len(lines) > 1, name
+    assert len((out_dir / ids[0] / "tsne.csv").read_text().splitlines()) == 201
+    ablation = (out_dir / ids[0] / "ablation.csv").read_text().splitlines()[1:]
+    assert sorted({int(r.split(",")[1]) for r in ablation}) == [0, 2]  # L = 4, step 2
+    # summary.csv's Spec is the global Spec of the arrays, unrounded
+    run = RunStore().open(ids[0])
+    mask = run.analysis_mask()
+    P = len(run.tags)
+    ex, pos = np.asarray(run.experts)[mask], np.asarray(run.pos)[mask]
+    mean_spec, _, _ = metrics.spec_by_pos(metrics.spec_layer(ex, pos, run.num_experts, P))
+    tokens, _ = metrics.pos_counts(pos, P)
+    with open(out_dir / ids[0] / "summary.csv", newline="") as fh:
+        row = list(csv.DictReader(fh))[0]
+    assert float(row["spec"]) == metrics.global_spec(mean_spec, run.tags, tokens)
+    assert int(row["tokens"]) == int(mask.sum())
+    assert float(row["uniform"]) == 100.0 * run.top_k / run.num_experts

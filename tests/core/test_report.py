@@ -1,0 +1,168 @@
+"""moe_tui.core.report: RunView.from_run, exact CSV columns, atomic writes, quoting, cross-run tables."""
+
+from __future__ import annotations
+
+import csv
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from moe_tui.core.report import ReportOptions, RunView, format_cell, report_tables, write_report
+from moe_tui.errors import ReportError
+
+TAGS = ("NOUN", "VERB", "X")
+FAST = ReportOptions(seed=0, max_iter=30, ablation_removed=[0, 1], tsne_samples=40, n_permutations=5, n_boot=10,
+                     mlp_kwargs={"hidden_layer_sizes": (8,)})
+
+
+def make_view(run_id="run_a", model="org/tiny-moe", T=240, seed=0) -> RunView:
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(0, 3, T)
+    experts = np.stack([(2 * pos + rng.integers(0, 2, T))[:, None].repeat(3, 1),
+                        ((2 * pos + 2) % 8)[:, None].repeat(3, 1)], axis=2)
+    return RunView(model=model, run_id=run_id, tags=TAGS, moe_layers=[1, 3, 5], n_experts=8, top_k=2,
+                   experts=experts, pos=pos, forms=np.array([f"w{i % 7}" for i in range(T)]),
+                   sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
+
+
+def read(path):
+    with open(path, newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_from_run_uses_mask_words_and_offsets():
+    # two sentences; token 0 and 4 are special (pos -1)
+    sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]], "tokens": []},
+                 {"id": "s2", "text": "runs", "words": [["Runs", "VERB", 0, 4]], "tokens": []}]
+    experts = np.arange(6 * 2 * 1, dtype=np.uint8).reshape(6, 2, 1) % 4
+    run = SimpleNamespace(
+        experts=experts, pos=np.array([-1, 0, 1, 1, -1, 2], dtype=np.int16),
+        analysis_mask=lambda: np.array([False, True, True, True, False, True]),
+        sentences=sentences, word_index=np.array([-1, 0, 1, 1, -1, 0], dtype=np.int32),
+        sentence_offsets=np.array([0, 4, 6]), token_ids=np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
+        manifest={"model": {"name_or_path": "org/m"}}, tags=("DET", "NOUN", "VERB"), moe_layers=[0, 2],
+        num_experts=4, top_k=1, run_id="abc")
+    v = RunView.from_run(run)
+    assert v.model == "org/m" and v.run_id == "abc" and v.moe_layers == [0, 2]
+    assert v.forms.tolist() == ["the", "dog", "dog", "runs"]
+    assert v.sentence.tolist() == [0, 0, 0, 1]
+    assert v.pos.tolist() == [0, 1, 1, 2]
+    assert v.token_ids.tolist() == [10, 11, 12, 13]
+    np.testing.assert_array_equal(v.experts, experts[[1, 2, 3, 5]])
+
+
+def test_write_report_basic_columns_and_values(tmp_path):
+    v = make_view()
+    res = write_report([v], tmp_path)
+    d = tmp_path / "run_a"
+    expected = {
+        "pos_counts.csv": ["pos", "tokens", "percent"],
+        "spec_layer.csv": ["layer", "pos", "tokens", "spec", "uniform", "delta"],
+        "spec_pos.csv": ["pos", "mean_spec", "max_spec", "max_layer"],
+        "kl_layer_expert.csv": ["layer", "expert", "assignments", "kl"],
+        "kl_summary.csv": ["mu_min", "mu_max", "mu_mean"],
+        "summary.csv": ["model", "moe_layers", "experts", "top_k", "tokens", "spec", "uniform", "delta",
+                        "mlp_top_k", "mlp_top_1", "baseline"],
+    }
+    for name, cols in expected.items():
+        assert read(d / name)[0] == cols, name
+    assert sorted(p.name for p in d.iterdir()) == sorted(expected)  # no temp files left, no probe files
+    assert not list(tmp_path.glob("compare_*"))
+    spec_layer = read(d / "spec_layer.csv")
+    assert {r[0] for r in spec_layer[1:]} == {"1", "3", "5"}  # decoder-layer indices
+    summary = read(d / "summary.csv")[1]
+    assert summary[:5] == ["org/tiny-moe", "3", "8", "2", "240"]
+    assert summary[8:] == ["", "", ""]  # probe columns empty without --probe
+    # unrounded repr floats, identical to the returned tables
+    spec = res["runs"]["run_a"]["summary"]["rows"][0][5]
+    assert summary[5] == repr(spec) and float(summary[6]) == 25.0
+    assert float(summary[7]) == pytest.approx(spec - 25.0)
+    # X has no token -> empty spec cells
+    rows = {r[0]: r for r in read(d / "spec_pos.csv")[1:]}
+    if int(read(d / "pos_counts.csv")[3][1]) == 0:
+        assert rows["X"][1] == ""
+
+
+def test_write_report_probe_controls_and_compare(tmp_path):
+    a, b = make_view("run_a"), make_view("run_b", model="=evil()", seed=1)
+    seen = []
+    res = write_report([a, b], tmp_path, probe=True, controls=True, options=FAST,
+                       progress=lambda s, i, n: seen.append(s))
+    d = tmp_path / "run_a"
+    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens"]
+    assert [r[0] for r in read(d / "probe.csv")[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
+    for v in ("top_k", "top_1", "onehot_top_k", "baseline"):
+        c = read(d / f"confusion_{v}.csv")
+        assert c[0] == ["true", "pred", "count"] and len(c) == 1 + 9
+        assert sum(int(r[2]) for r in c[1:]) == 80  # 1/3 of 240 test tokens
+    abl = read(d / "ablation.csv")
+    assert abl[0] == ["side", "removed", "accuracy"] and len(abl) == 1 + 4
+    ts = read(d / "tsne.csv")
+    assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
+    assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]
+    ctrl = {r[0]: r[1] for r in read(d / "controls.csv")[1:]}
+    assert read(d / "controls.csv")[0] == ["variant", "accuracy"]
+    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_baseline",
+                "hamming_same_pos", "hamming_diff_pos", "spec_ci_low", "spec_ci_high", "top_k_ci_low",
+                "top_k_ci_high", "baseline_ci_low", "baseline_ci_high"):
+        assert key in ctrl, key
+    summ = read(d / "summary.csv")[1]
+    assert all(summ[i] != "" for i in (8, 9, 10))
+    assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers
+    t1 = read(tmp_path / "compare_table1.csv")
+    assert t1[0] == ["model", "run_id", "k_n", "moe_layers", "mlp_top_k", "mlp_top_1", "spec", "uniform", "delta"]
+    assert t1[1][2] == "2/8" and t1[2][0] == "'=evil()"  # formula injection neutralised
+    assert read(tmp_path / "compare_table3.csv")[0] == ["model", "run_id", "mu_min", "mu_max", "mu_mean"]
+    t5 = read(tmp_path / "compare_table5.csv")
+    assert t5[0] == ["pos", "model", "run_id", "mean_spec", "max_spec", "max_layer"] and len(t5) == 1 + 6
+    assert set(res["compare"]) == {"compare_table1", "compare_table3", "compare_table5"}
+    assert any("ablation" in s for s in seen)
+    assert not list(tmp_path.rglob("*.tmp-*"))
+
+
+def test_format_cell():
+    assert format_cell(-1.5) == "-1.5" and format_cell(np.float64(0.1)) == "0.1"
+    assert format_cell(float("nan")) == "" and format_cell(None) == ""
+    assert format_cell(np.int64(3)) == "3"
+    assert format_cell("-x") == "'-x" and format_cell("+1") == "'+1" and format_cell("@a") == "'@a"
+    assert format_cell("NOUN") == "NOUN"
+    assert format_cell(1 / 3) == repr(1 / 3)
+
+
+def test_report_tables_kl_reference_and_errors(tmp_path):
+    v = make_view()
+    t = report_tables(v, kl_reference="uniform")
+    t2 = report_tables(make_view(), kl_reference="corpus")
+    assert t["kl_summary"]["rows"] != t2["kl_summary"]["rows"]
+    with pytest.raises(ReportError):
+        write_report([], tmp_path)
+    with pytest.raises(ReportError):
+        write_report([v, make_view()], tmp_path)  # same run twice
+    with pytest.raises(ReportError):
+        write_report([v], tmp_path, kl_reference="bogus")
+    bad = make_view()
+    bad.moe_layers = [1, 2]
+    with pytest.raises(ReportError):
+        write_report([bad], tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ReportError):
+        write_report([make_view()], blocker)
+
+
+def test_values_match_metrics(tmp_path):
+    from moe_tui.core import metrics as M
+
+    v = make_view()
+    write_report([v], tmp_path)
+    rows = read(tmp_path / "run_a" / "spec_layer.csv")[1:]
+    spec = M.spec_layer(v.experts, v.pos, 8, 3)
+    for r in rows:
+        li = [1, 3, 5].index(int(r[0]))
+        p = TAGS.index(r[1])
+        if r[3]:
+            assert float(r[3]) == spec[li, p]
+        else:
+            assert math.isnan(spec[li, p])

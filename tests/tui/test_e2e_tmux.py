@@ -1,0 +1,38 @@
+"""End-to-end: the real `moe-tui` console script in a private tmux server; keys in, capture-pane out."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from tests.tui.test_store import write_real_run
+from tests.tui_fakes import TmuxApp, fake_run
+
+TMUX = shutil.which("tmux")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install -y tmux)")]
+
+
+def test_e2e_open_run_move_help_quit(tmp_path):
+    cache = tmp_path / "runs"
+    run_id = write_real_run(cache, fake_run())
+    env = {"MOE_TUI_CACHE": str(cache), "MOE_TUI_CONFIG": str(tmp_path / "cfg" / "config.json"),
+           "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
+    with TmuxApp(TMUX, env) as app:
+        app.wait_for("Models")
+        app.keys("F7")
+        app.wait_for(run_id)
+        app.keys("Enter")
+        app.wait_for("sentence 1/4")
+        app.keys("l")
+        app.keys("l")
+        screen = app.wait_for("'Ġcat'")
+        assert "POS NOUN" in screen
+        app.keys("n")
+        app.wait_for("sentence 2/4")
+        app.keys("?")
+        app.wait_for("binding id")
+        app.keys("Escape")
+        time.sleep(0.3)  # Escape followed at once by a key arrives as alt+key
+        app.quit()
