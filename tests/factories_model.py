@@ -82,6 +82,8 @@ _SPECIFIC: dict[str, dict] = {
     "afmoe": {"num_dense_layers": 1, "num_shared_experts": 1},
     "lfm2_moe": {"num_dense_layers": 1, "layer_types": ["conv", "full_attention", "conv", "full_attention"]},
     "zaya": {"num_experts_per_tok": 1, "router_hidden_size": 16},
+    # the LM head has unpadded_vocab_size rows (default 200058); saving pads it back to vocab_size
+    "inkling2_text": {"unpadded_vocab_size": VOCAB},
 }
 
 _MLA = {"num_key_value_heads": 4, "kv_lora_rank": 8, "q_lora_rank": 16, "qk_rope_head_dim": 8, "v_head_dim": 8,
@@ -147,7 +149,7 @@ def save_tiny_tokenizer(path) -> None:
 def build_tiny_model(model_type: str, path, *, seed: int = 0, **overrides) -> Path:
     """Build, randomise and save a tiny ``model_type`` model (+ tokenizer) into ``path``; returns ``path``."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoModel
+    from transformers import AutoModel, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     path = Path(path)
@@ -163,7 +165,7 @@ def build_tiny_model(model_type: str, path, *, seed: int = 0, **overrides) -> Pa
     return path
 
 
-# model_types the capture tests run over (see tests/test_capture.py)
+# model_types the capture tests run over (see tests/core/test_capture.py)
 SUPPORTED = [
     "mixtral", "minimax", "olmoe", "flex_olmo", "qwen2_moe", "qwen3_moe", "qwen3_next", "phimoe", "dbrx",
     "deepseek_v2", "deepseek_v3", "glm4_moe", "ernie4_5_moe", "dots1", "hunyuan_v1_moe", "gpt_oss",
