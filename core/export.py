@@ -4,7 +4,8 @@ Columns: ``sentence,token,token_text,word,pos,layer,rank,expert,weight`` where `
 sentence index in the run, ``token`` the token's index within its sentence (special tokens keep
 their index but get no rows), ``token_text`` the tokenizer's piece, ``word`` the form of the word the
 token belongs to ("" if none), ``layer`` the decoder-layer index, ``rank`` 0 for the top-1 expert,
-``weight`` the routing weight as stored (float16, written exactly).
+``weight`` the routing weight as stored (float16, written exactly). Text is written exactly as stored
+in the run; ``spreadsheet_safe`` (CSV only) prefixes formula-like text cells with ``'``.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def iter_route_rows(run, sentences: list[int] | None = None):
                     yield (*head, layer, r, ex[li][r], we[li][r])
 
 
-def export_routes(run, out: str | Path) -> Path:
-    """Write the routes of ``run`` to ``out`` (.csv, or .parquet with pyarrow). Returns the absolute path."""
+def export_routes(run, out: str | Path, *, spreadsheet_safe: bool = False) -> Path:
+    """Write the routes of ``run`` to ``out`` (.csv, or .parquet with pyarrow). Returns the absolute path.
+
+    ``spreadsheet_safe`` neutralises formula-like text cells of a CSV (altering them); Parquet is typed and
+    never altered."""
     out = Path(out).expanduser()
     suffix = out.suffix.lower()
     if suffix == ".parquet":
@@ -71,4 +75,4 @@ def export_routes(run, out: str | Path) -> Path:
         raise MoeTuiError(f"unknown export format {suffix!r}: use .csv or .parquet")
     from moe_tui.fileio import write_csv
 
-    return write_csv(out, ROUTE_COLUMNS, iter_route_rows(run))
+    return write_csv(out, ROUTE_COLUMNS, iter_route_rows(run), spreadsheet_safe=spreadsheet_safe)

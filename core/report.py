@@ -7,9 +7,9 @@ One source of numbers: every table is computed by a ``table_*`` function returni
 same dicts for the CLI (rich) and the TUI.
 
 CSV conventions: header row = the exact column names; floats written with ``repr`` (unrounded);
-NaN / None written as an empty cell; text cells starting with ``= + - @`` (or tab / CR) get a
-leading single quote (spreadsheet formula injection); files written atomically (temp file in the
-same directory, fsync, ``os.replace``).
+NaN / None written as an empty cell; text exactly as stored (with ``spreadsheet_safe``, text cells
+starting with ``= + - @``, tab or CR get a leading single quote against formula injection); files
+written atomically (temp file in the same directory, fsync, ``os.replace``).
 
 ``layer`` columns hold decoder-layer indices (``RunView.moe_layers``), never MoE-layer positions.
 sklearn is only imported (lazily) when probes or controls are requested.
@@ -27,7 +27,7 @@ import numpy as np
 
 from moe_tui.core import metrics
 from moe_tui.errors import CacheError, ReportError
-from moe_tui.fileio import safe_cell
+from moe_tui.fileio import format_cell
 from moe_tui.fileio import write_csv as csv_write
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -460,21 +460,18 @@ def compare_tables(views: Sequence[RunView], per_run: dict[str, dict[str, Table]
 
 
 
-format_cell = safe_cell  # one cell formatter for every CSV moe-tui writes
-
-
-def write_csv(path: str | os.PathLike, table: Table) -> Path:
+def write_csv(path: str | os.PathLike, table: Table, *, spreadsheet_safe: bool = False) -> Path:
     """Write one table atomically (temp file + fsync + ``os.replace``) with :func:`moe_tui.fileio.write_csv`."""
     try:
-        return csv_write(path, table["columns"], table["rows"])
+        return csv_write(path, table["columns"], table["rows"], spreadsheet_safe=spreadsheet_safe)
     except CacheError as exc:
         raise ReportError(str(exc)) from None
 
 
 def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: bool = False, controls: bool = False,
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
-                 options: ReportOptions | None = None) -> dict:
-    """Compute and write the report.
+                 options: ReportOptions | None = None, spreadsheet_safe: bool = False) -> dict:
+    """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
@@ -503,10 +500,10 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         except OSError as exc:
             raise ReportError(f"cannot create output folder {d}: {exc.strerror or exc}") from exc
         for stem, t in tables.items():
-            files.append(str(write_csv(d / f"{stem}.csv", t)))
+            files.append(str(write_csv(d / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
     compare: dict[str, Table] = {}
     if len(views) >= 2:
         compare = compare_tables(views, per_run)
         for stem, t in compare.items():
-            files.append(str(write_csv(out / f"{stem}.csv", t)))
+            files.append(str(write_csv(out / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
     return {"runs": per_run, "compare": compare, "files": files}

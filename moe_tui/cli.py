@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export-routes", help="write a run's routes as CSV (or Parquet)")
     x.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
     x.add_argument("--out", required=True, metavar="FILE.csv")
+    x.add_argument("--spreadsheet-safe", action="store_true",
+                   help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
+                        "formulas; this alters the text (off: every cell exactly as stored)")
     x.add_argument("--cache-dir", metavar="DIR")
 
     rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV")
@@ -113,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="permutations for the Spec null (default 100)")
     rep.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B",
                      help="bootstrap resamples over sentences (default 200)")
+    rep.add_argument("--spreadsheet-safe", action="store_true",
+                     help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
+                          "formulas; this alters the text (off: every cell exactly as stored)")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
@@ -228,7 +234,7 @@ def cmd_export_routes(args) -> int:
     from moe_tui.core.export import export_routes
 
     run = RunStore(args.cache_dir).open(args.run)
-    print(export_routes(run, args.out))
+    print(export_routes(run, args.out, spreadsheet_safe=args.spreadsheet_safe))
     return EXIT_OK
 
 
@@ -259,7 +265,8 @@ def cmd_report(args) -> int:
                             tsne_samples=args.tsne_samples, n_permutations=args.permutations,
                             n_boot=args.bootstrap)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
-                          kl_reference=args.kl_reference, progress=progress, options=options)
+                          kl_reference=args.kl_reference, progress=progress, options=options,
+                          spreadsheet_safe=args.spreadsheet_safe)
     print_report(result)
     print(out.resolve())
     return EXIT_OK

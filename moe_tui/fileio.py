@@ -1,5 +1,5 @@
 """The bottom layer for files: atomic writes (temp file, fsync, rename), canonical JSON, and the CSV writer
-shared by every export (unrounded numbers, spreadsheet-safe text cells).
+shared by every export (text exactly as stored, unrounded numbers; spreadsheet-safe cells on request).
 
 Everything above (the run store, the core, the TUI) writes through these, so a crash leaves either the old
 file or the new one, never half of it.
@@ -73,12 +73,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def safe_cell(value: Any) -> str:
+def format_cell(value: Any, *, spreadsheet_safe: bool = False) -> str:
     """CSV text of one cell.
 
-    Ints as ints, floats unrounded (``repr``; NaN and None -> empty), booleans as true/false, and
-    text that a spreadsheet would run as a formula (starting with = + - @, tab or CR) gets a
-    leading ``'``. Numbers are never quoted (a negative number is not text).
+    Ints as ints, floats unrounded (``repr``; NaN and None -> empty), booleans as true/false, text
+    exactly as given. With ``spreadsheet_safe``, text that a spreadsheet would run as a formula
+    (starting with = + - @, tab or CR) gets a leading ``'`` (this alters the text: opt-in only).
+    Numbers are never altered (a negative number is not text).
     """
     if value is None:
         return ""
@@ -90,21 +91,48 @@ def safe_cell(value: Any) -> str:
         v = float(value)
         return "" if math.isnan(v) else repr(v)
     s = str(value)
-    return "'" + s if s.startswith(_FORMULA_START) else s
+    if spreadsheet_safe and s.startswith(_FORMULA_START):
+        return "'" + s
+    return s
 
 
-def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
+def safe_cell(value: Any) -> str:
+    """:func:`format_cell` with formula neutralisation (``--spreadsheet-safe``)."""
+    return format_cell(value, spreadsheet_safe=True)
+
+
+def write_rows(fh, header: Sequence[str], rows: Iterable[Sequence], *, spreadsheet_safe: bool = False,
+               delimiter: str = ",") -> int:
+    """Write ``header`` and ``rows`` as CSV (or TSV with ``delimiter="\t"``) into the text file ``fh``;
+    return the number of rows. The csv module quotes cells holding the delimiter, quotes or newlines, so
+    every text cell reads back exactly."""
+    w = csv.writer(fh, lineterminator="\n", delimiter=delimiter)
+    w.writerow(header)
+    n = 0
+    for row in rows:
+        w.writerow([format_cell(v, spreadsheet_safe=spreadsheet_safe) for v in row])
+        n += 1
+    return n
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence], *,
+              spreadsheet_safe: bool = False) -> Path:
     """Write ``rows`` under ``header`` to ``path`` atomically; return the absolute path."""
     path = Path(path).expanduser().resolve()
 
     def write(fh):
         text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-        w = csv.writer(text, lineterminator="\n")
-        w.writerow(header)
-        for row in rows:
-            w.writerow([safe_cell(v) for v in row])
+        write_rows(text, header, rows, spreadsheet_safe=spreadsheet_safe)
         text.flush()
         text.detach()
 
     atomic_write_bytes(path, write)
     return path
+
+
+def tsv_text(header: Sequence[str], rows: Iterable[Sequence], *, spreadsheet_safe: bool = False) -> str:
+    """A table as TSV text for the clipboard: the same cells as the CSV files, tab-separated; a cell holding a
+    tab, a quote or a newline is quoted (as spreadsheets read it), never altered."""
+    buf = io.StringIO()
+    write_rows(buf, header, rows, spreadsheet_safe=spreadsheet_safe, delimiter="\t")
+    return buf.getvalue()

@@ -32,6 +32,8 @@ class Settings(BaseModel):
     animation_level: str = Field("none", description="none | basic | full (none is best over SSH)")
     keymap: dict[str, str] = Field(default_factory=dict, description="binding id -> keys")
     export_dir: str | None = Field(None, description="Directory for CSV exports (default: the current directory)")
+    spreadsheet_safe: bool = Field(False, description="Prefix exported/copied text cells that start with = + - @ "
+                                   "with ' (alters the text; off: exactly as stored)")
     min_width: int = 80
     min_height: int = 24
     extract: ExtractDefaults = Field(default_factory=ExtractDefaults)

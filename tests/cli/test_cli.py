@@ -163,7 +163,7 @@ def test_usage_error_exit_code(capsys):
 
 
 def _modules_after(code: str) -> set[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
                          capture_output=True, text=True, env=env, cwd=str(REPO), check=True)
     return set(json.loads(out.stdout.strip().splitlines()[-1]))

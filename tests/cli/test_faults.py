@@ -95,7 +95,7 @@ class Child:
     """``python -m moe_tui.cli extract ... --progress json`` with its JSON events read on a thread."""
 
     def __init__(self, cache: Path, on_event=None, extra=()):
-        env = {**os.environ, "PYTHONPATH": str(REPO), "MOE_TUI_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+        env = {**os.environ, "MOE_TUI_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                "OMP_NUM_THREADS": "1"}  # 6 children share 2 cores; the tiny model's ops are single-threaded anyway
         args = ["extract", "--model", str(tiny_model()), "--data", str(EWT_DEV), "--max-sentences", str(N_SENT),

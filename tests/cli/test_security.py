@@ -173,7 +173,7 @@ def test_remote_code_is_never_run_without_the_flag(tmp_path, capsys):
 FORMULAS = ["=SUM(A1)", "+1", "-cmd", "@SUM(A1)"]
 
 
-def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path, capsys):
+def test_csv_cells_that_look_like_formulas_are_neutralised_with_spreadsheet_safe(tmp_path, capsys):
     from moe_tui.core.extract import extract
 
     rows = [f"{i}\t{w}\t{w}\tSYM\t_\t_\t0\troot\t_\t_" for i, w in enumerate(FORMULAS + ["ok"], 1)]
@@ -181,7 +181,8 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path, capsys):
     data.write_text("# text = " + " ".join(FORMULAS + ["ok"]) + "\n" + "\n".join(rows) + "\n")
     run_dir = extract(ex_opts(tmp_path / "cache", data=data, batch_size=1))
     out = tmp_path / "routes.csv"
-    code, _, err = cli(capsys, "export-routes", run_dir.name, "--out", out, "--cache-dir", tmp_path / "cache")
+    code, _, err = cli(capsys, "export-routes", run_dir.name, "--out", out, "--cache-dir", tmp_path / "cache",
+                       "--spreadsheet-safe")
     assert code == 0, err
     with open(out, newline="", encoding="utf-8") as fh:
         table = list(csv.reader(fh))
@@ -193,6 +194,12 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(tmp_path, capsys):
         for name in ("token_text", "word", "pos"):
             assert not r[header.index(name)].startswith(("=", "+", "-", "@", "\t", "\r")), r
         float(r[header.index("weight")]), int(r[header.index("expert")])
+    # without the flag the same export holds the words exactly
+    exact = tmp_path / "exact.csv"
+    assert cli(capsys, "export-routes", run_dir.name, "--out", exact, "--cache-dir", tmp_path / "cache")[0] == 0
+    with open(exact, newline="", encoding="utf-8") as fh:
+        exact_rows = list(csv.DictReader(fh))
+    assert {r["word"] for r in exact_rows} - {""} == set(FORMULAS) | {"ok"}
     from moe_tui.fileio import safe_cell
 
     assert safe_cell("=1+2") == "'=1+2" and str(safe_cell(-1.5)) == "-1.5" and str(safe_cell(-3)) == "-3"

@@ -113,7 +113,9 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers
     t1 = read(tmp_path / "compare_table1.csv")
     assert t1[0] == ["model", "run_id", "k_n", "moe_layers", "mlp_top_k", "mlp_top_1", "spec", "uniform", "delta"]
-    assert t1[1][2] == "2/8" and t1[2][0] == "'=evil()"  # formula injection neutralised
+    assert t1[1][2] == "2/8" and t1[2][0] == "=evil()"  # text exactly as given
+    write_report([a, b], tmp_path / "safe", spreadsheet_safe=True)
+    assert read(tmp_path / "safe" / "compare_table1.csv")[2][0] == "'=evil()"  # opt-in neutralisation
     assert read(tmp_path / "compare_table3.csv")[0] == ["model", "run_id", "mu_min", "mu_max", "mu_mean"]
     t5 = read(tmp_path / "compare_table5.csv")
     assert t5[0] == ["pos", "model", "run_id", "mean_spec", "max_spec", "max_layer"] and len(t5) == 1 + 6
@@ -126,7 +128,10 @@ def test_format_cell():
     assert format_cell(-1.5) == "-1.5" and format_cell(np.float64(0.1)) == "0.1"
     assert format_cell(float("nan")) == "" and format_cell(None) == ""
     assert format_cell(np.int64(3)) == "3"
-    assert format_cell("-x") == "'-x" and format_cell("+1") == "'+1" and format_cell("@a") == "'@a"
+    # text is exact by default; formula neutralisation is opt-in
+    assert format_cell("-x") == "-x" and format_cell("+1") == "+1" and format_cell("@a") == "@a"
+    assert format_cell("-x", spreadsheet_safe=True) == "'-x" and format_cell("+1", spreadsheet_safe=True) == "'+1"
+    assert format_cell("@a", spreadsheet_safe=True) == "'@a" and format_cell(-1.5, spreadsheet_safe=True) == "-1.5"
     assert format_cell("NOUN") == "NOUN"
     assert format_cell(1 / 3) == repr(1 / 3)
 

@@ -16,7 +16,7 @@ from moe_tui.core.distributed import DistInfo, dist_info, gpus_for_rank, rank_ma
 from moe_tui.core.extract import ExtractOptions, extract
 from moe_tui.core.models import resolve_device_map, resolve_max_memory
 from moe_tui.errors import CacheError, ModelError
-from tests.conftest import EWT_DEV, EWT_TEST, REPO
+from tests.conftest import EWT_DEV, EWT_TEST
 from tests.factories_model import ewt_tiny_model
 
 pytestmark = pytest.mark.slow  # seconds per test: child processes, training, full flows
@@ -99,7 +99,7 @@ def test_cpu_and_disk_offload_gives_the_same_routes(tiny, ref, tmp_path):
 # ----------------------------------------------------------------------------- one corpus, several ranks
 def test_torchrun_two_ranks_make_the_single_process_run(tiny, ref, tmp_path):
     cache = tmp_path / "shared_cache"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "MOE_TUI_CACHE": str(cache), "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "MOE_TUI_CACHE": str(cache), "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "moe_tui.cli", "extract", "--model", str(tiny), "--data", str(EWT_DEV), "--max-sentences",

@@ -206,7 +206,8 @@ def _probe_job(app, run, view, options) -> None:
     app.post_message(TablesReady(rid, tables, view, "probe", time.monotonic() - t0))
 
 
-def _report_job(app, rid: str, views: list, out: Path, probe: bool, controls: bool, options) -> None:
+def _report_job(app, rid: str, views: list, out: Path, probe: bool, controls: bool, options,
+                spreadsheet_safe: bool = False) -> None:
     from moe_tui.core.report import write_report
     from moe_tui.errors import Cancelled
 
@@ -218,7 +219,8 @@ def _report_job(app, rid: str, views: list, out: Path, probe: bool, controls: bo
         app.post_message(JobProgress(rid, "report", str(stage), int(done), int(total)))
 
     try:
-        res = write_report(views, out, probe=probe, controls=controls, options=options, progress=progress)
+        res = write_report(views, out, probe=probe, controls=controls, options=options, progress=progress,
+                           spreadsheet_safe=spreadsheet_safe)
     except Cancelled:
         app.post_message(JobCancelled(rid, "report"))
         return
@@ -370,13 +372,10 @@ def _rows_as_dicts(table: dict) -> list[dict]:
     return [dict(zip(table["columns"], r)) for r in table["rows"]]
 
 
-def table_tsv(table: dict) -> str:
-    from moe_tui.core.report import format_cell
+def table_tsv(table: dict, *, spreadsheet_safe: bool = False) -> str:
+    from moe_tui.fileio import tsv_text
 
-    lines = ["\t".join(table["columns"])]
-    for r in table["rows"]:
-        lines.append("\t".join(format_cell(c).replace("\t", " ").replace("\n", " ") for c in r))
-    return "\n".join(lines) + "\n"
+    return tsv_text(table["columns"], table["rows"], spreadsheet_safe=spreadsheet_safe)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -484,7 +483,7 @@ class PaneScreen(Screen):
         path = base / f"{self.export_prefix()}-{table['name']}.csv"
         try:
             base.mkdir(parents=True, exist_ok=True)
-            write_csv(path, table)
+            write_csv(path, table, spreadsheet_safe=self.app.settings.spreadsheet_safe)
         except (OSError, ReportError) as exc:
             self.app.show_error("Export failed", f"{path}: {exc}")
             return
@@ -507,7 +506,8 @@ class PaneScreen(Screen):
             return
         out = export_base(self.app) / (f"moe-tui-report-{d.run_id}" if len(views) == 1 else "moe-tui-compare-report")
         d.running, d.progress = "report", ("writing", 0, 1)
-        d.job = self.app.run_worker(partial(_report_job, self.app, d.run_id, views, out, probe, controls, d.options),
+        d.job = self.app.run_worker(partial(_report_job, self.app, d.run_id, views, out, probe, controls, d.options,
+                                            self.app.settings.spreadsheet_safe),
                                     thread=True, name=f"report:{d.run_id}", group=f"report-{d.run_id}",
                                     exclusive=True, exit_on_error=False, description="write report")
         self.notify(f"Writing the report to {out.resolve()} …", timeout=3, markup=False)
@@ -516,13 +516,13 @@ class PaneScreen(Screen):
     def action_copy_tsv(self) -> None:
         w = self.focused
         if isinstance(w, ShadedTable) and w.rows:
-            text = w.to_tsv()
+            text = w.to_tsv(spreadsheet_safe=self.app.settings.spreadsheet_safe)
         else:
             table = self.focused_table()
             if not table:
                 self.notify("Nothing to copy yet", severity="warning")
                 return
-            text = table_tsv(table)
+            text = table_tsv(table, spreadsheet_safe=self.app.settings.spreadsheet_safe)
         self.app.copy_to_clipboard(text)
         self.notify(f"Copied {text.count(chr(10)) - 1} rows as TSV (OSC 52)", timeout=3)
 

@@ -40,16 +40,16 @@ def sentence_rows(data: SentenceData, moe_layers: list[int], ranks: int) -> list
         for li, layer in enumerate(moe_layers):
             for r in range(ranks):
                 rows.append((data.tokens[i], data.words[i], data.pos[i], int(layer), r,
-                             int(data.experts[i, li, r]), f"{float(data.weights[i, li, r]):.4f}"))
+                             int(data.experts[i, li, r]), float(data.weights[i, li, r])))
     return rows
 
 
-def write_csv_atomic(path: Path, header: tuple, rows: list[tuple]) -> Path:
-    """The grid's CSV through the one CSV writer of core (atomic, spreadsheet-safe cells)."""
+def write_csv_atomic(path: Path, header: tuple, rows: list[tuple], *, spreadsheet_safe: bool = False) -> Path:
+    """The grid's CSV through the one CSV writer (atomic; text exact unless ``spreadsheet_safe``)."""
     from moe_tui.fileio import write_csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    return write_csv(path, header, rows)
+    return write_csv(path, header, rows, spreadsheet_safe=spreadsheet_safe)
 
 
 class GridScreen(Screen):
@@ -233,7 +233,7 @@ class GridScreen(Screen):
         from moe_tui.errors import MoeTuiError
 
         try:
-            write_csv_atomic(path, CSV_HEADER, rows)
+            write_csv_atomic(path, CSV_HEADER, rows, spreadsheet_safe=self.app.settings.spreadsheet_safe)
         except (OSError, MoeTuiError) as exc:
             self.app.show_error("Export failed", f"{path}: {exc}")
             return

@@ -196,14 +196,8 @@ class ShadedTable(DataTable):
             self.move_cursor(row=self.order.index(raw),
                              column=self.cursor_coordinate.column if column is None else column, animate=False)
 
-    def to_tsv(self) -> str:
-        """Header + rows in display order, unrounded (moe_tui.core.report cell format), tab separated."""
-        from moe_tui.core.report import format_cell
+    def to_tsv(self, *, spreadsheet_safe: bool = False) -> str:
+        """Header + rows in display order, unrounded and exact (the CSV cell format), tab separated."""
+        from moe_tui.fileio import tsv_text
 
-        def clean(s: str) -> str:
-            return s.replace("\t", " ").replace("\n", " ")
-
-        lines = ["\t".join(clean(h) for h in self.headers)]
-        for i in self.order:
-            lines.append("\t".join(clean(format_cell(x)) for x in self.raw_rows[i]))
-        return "\n".join(lines) + "\n"
+        return tsv_text(self.headers, [self.raw_rows[i] for i in self.order], spreadsheet_safe=spreadsheet_safe)
