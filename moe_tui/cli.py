@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
     d.add_argument("run_a", metavar="RUN_A")
     d.add_argument("run_b", metavar="RUN_B")
+    d.add_argument("--by", choices=["layer", "pos"], help="a table of the disagreement per MoE layer or per POS")
+    d.add_argument("--out", metavar="FILE.csv", help="with --by: write the table as CSV (else it goes to stdout)")
     d.add_argument("--cache-dir", metavar="DIR")
 
     i = sub.add_parser("inspect", help="a model's MoE facts (layers, experts, k) without loading weights")
@@ -301,10 +303,25 @@ def print_report(result: dict) -> None:
 
 def cmd_diff(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.diff import diff_runs
+    from moe_tui.core.diff import diff_runs, diff_table
+    from moe_tui.errors import ReportError
 
+    if args.out and not args.by:
+        raise ReportError("--out needs --by layer or --by pos")
     store = RunStore(args.cache_dir)
-    res = diff_runs(store.open(args.run_a), store.open(args.run_b))
+    run_a, run_b = store.open(args.run_a), store.open(args.run_b)
+    if args.by:
+        table = diff_table(run_a, run_b, args.by)
+        if args.out:
+            from moe_tui.core.report import write_csv
+
+            print(write_csv(args.out, table))
+        else:
+            from moe_tui.fileio import tsv_text
+
+            sys.stdout.write(tsv_text(table["columns"], table["rows"]))
+        return EXIT_OK
+    res = diff_runs(run_a, run_b)
     print(f"tokens\t{res['tokens']}")
     print(f"token_layers\t{res['token_layers']}")
     print(f"differing_sets\t{res['differing_sets']}")

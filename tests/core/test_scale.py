@@ -156,6 +156,16 @@ def test_diff_fp32_vs_bf16_identical_and_other_corpus(tiny, ref, capsys):
     out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
     share = float(out["share_differing"])
     assert 0.0 < share < 1.0, share
+    assert main(["diff", str(ref), str(bf16), "--by", "layer"]) == 0
+    by_layer = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert by_layer[0][:4] == ["layer", "token_layers", "differing_sets", "share_differing"]
+    # the per-layer counts add up to the overall count
+    assert sum(int(r[2]) for r in by_layer[1:]) == int(out["differing_sets"])
+    assert main(["diff", str(ref), str(bf16), "--by", "pos", "--out", str(ref.parent / "by_pos.csv")]) == 0
+    by_pos = (ref.parent / "by_pos.csv").read_text().splitlines()
+    assert by_pos[0].startswith("pos,tokens,token_layers,differing_sets")
+    assert sum(int(r.split(",")[3]) for r in by_pos[1:]) == int(out["differing_sets"])
+    capsys.readouterr()
     assert main(["diff", str(ref), str(ref)]) == 0
     out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
     assert float(out["share_differing"]) == 0.0 and out["differing_sets"] == "0"
