@@ -58,18 +58,19 @@ def disagreement_table(experts_a: np.ndarray, experts_b: np.ndarray, pos: np.nda
     raise ReportError(f"--by must be 'layer' or 'pos', got {by!r}")
 
 
-def _check_comparable(run_a, run_b) -> None:
+def _check_comparable(run_a, run_b, *, same_tags: bool = False) -> None:
     if not np.array_equal(np.asarray(run_a.token_ids), np.asarray(run_b.token_ids)):
         raise ReportError("the two runs do not hold the same tokens (different corpus, selection or tokenizer)")
     if run_a.moe_layers != run_b.moe_layers or run_a.top_k != run_b.top_k:
         raise ReportError("the two runs do not have the same MoE layers and top-k")
-    if tuple(run_a.tags) != tuple(run_b.tags) or not np.array_equal(np.asarray(run_a.pos), np.asarray(run_b.pos)):
+    if same_tags and (tuple(run_a.tags) != tuple(run_b.tags)
+                      or not np.array_equal(np.asarray(run_a.pos), np.asarray(run_b.pos))):
         raise ReportError("the two runs do not tag the tokens the same way (different tagset or POS column)")
 
 
 def diff_table(run_a, run_b, by: str) -> dict:
-    """:func:`disagreement_table` over the analysed tokens of two comparable runs."""
-    _check_comparable(run_a, run_b)
+    """:func:`disagreement_table` over the analysed tokens of two comparable runs (by POS: same tagging)."""
+    _check_comparable(run_a, run_b, same_tags=by == "pos")
     mask = run_a.analysis_mask()
     return disagreement_table(np.asarray(run_a.experts)[mask], np.asarray(run_b.experts)[mask],
                               np.asarray(run_a.pos)[mask], by=by, moe_layers=list(run_a.moe_layers),
