@@ -525,11 +525,16 @@ def paper_models(views: Sequence[RunView], paper_model: str | None = "auto") -> 
         why = paper.tagset_mismatch(views[0].tags)
         if why is not None:
             raise ReportError(f"run {views[0].run_id}: {why}")
+        paper.load_figures()  # a damaged figures file fails now
         return {views[0].run_id: paper_model}, []
     chosen: dict[str, str] = {}
     notices: list[str] = []
+    try:
+        figures = paper.load_figures()
+    except ReportError as exc:  # a damaged install: the report goes on without the paper
+        return {}, [f"no paper_vs_measured.csv: {exc}"]
     for v in views:
-        model = paper.match_model(v.model)
+        model = paper.match_model(v.model, figures)
         if model is None:
             continue
         why = paper.tagset_mismatch(v.tags)

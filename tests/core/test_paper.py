@@ -301,6 +301,18 @@ def test_write_report_keeps_runs_of_other_tagsets_apart_from_the_paper(tmp_path)
     assert not (tmp_path / "named").exists() and not (tmp_path / "two").exists()
 
 
+def test_a_damaged_figures_file_leaves_the_report_without_the_paper(tmp_path, monkeypatch):
+    bad = tmp_path / "figs.json"
+    bad.write_text("{", encoding="utf-8")
+    monkeypatch.setattr(paper, "figures_path", lambda: bad)
+    res = write_report([view(P15)], tmp_path / "auto")  # inferred: the report goes on, a notice says why
+    assert res["paper"] == {} and "not valid JSON" in res["notices"][0]
+    assert (tmp_path / "auto" / "run_a" / "summary.csv").is_file()
+    with pytest.raises(ReportError, match="not valid JSON"):  # named: refused before any work
+        write_report([view(P15)], tmp_path / "named", paper_model="Mixtral-8x7B-v0.1")
+    assert not (tmp_path / "named").exists()
+
+
 def test_compare_rows_put_a_paper_row_beside_each_matched_run(tmp_path):
     M = "Mixtral-8x7B-v0.1"
     figs = figures_with(tmp_path, {("1", M, "mlp_top_k", ""): 84.0, ("1", M, "spec", ""): 50.0,

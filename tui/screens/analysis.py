@@ -1053,10 +1053,14 @@ class CompareScreen(PaneScreen):
 
     def on_compare_ready(self, msg: CompareReady) -> None:
         from moe_tui.core.paper import compare_rows, with_paper_rows
+        from moe_tui.errors import MoeTuiError
 
         self.compare = msg.tables
         self.compare_views = msg.views
-        paper_rows, note = compare_rows(msg.views)  # a "paper" row beside each run of one of the paper's models
+        try:  # a "paper" row beside each run of one of the paper's models
+            paper_rows, note = compare_rows(msg.views)
+        except MoeTuiError as exc:  # a damaged figures file: no paper rows, say why
+            paper_rows, note = {stem: [] for stem in msg.tables}, str(exc)
         fmt = _fmt(3)
         for wid, stem in (("#compare-t1", "compare_table1"), ("#compare-t3", "compare_table3"),
                           ("#compare-t5", "compare_table5")):
