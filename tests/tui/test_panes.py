@@ -318,8 +318,8 @@ async def test_compare_pane_paper_rows_and_refusal(tmp_path):
         # a run with other tags: refused in one line, in an error dialog
         sel.select(c.run_id)
         await until(pilot, lambda: type(app.screen).__name__ == "ErrorModal")
-        text = screen_text(app)
-        assert "Compare failed" in text and "different tags" in text
+        await until(pilot, lambda: "different tags" in screen_text(app))  # drawn
+        assert "Compare failed" in screen_text(app)
         assert f"only {c.run_id} has AUX" in app.screen.message and "\n" not in app.screen.message
 
 
