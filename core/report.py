@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from moe_tui.core import metrics
+from moe_tui.core import metrics, paper
 from moe_tui.errors import CacheError, ReportError
 from moe_tui.fileio import format_cell
 from moe_tui.fileio import write_csv as csv_write
@@ -49,7 +49,9 @@ __all__ = [
     "table_spec_null",
     "table_controls",
     "report_tables",
+    "check_comparable",
     "compare_tables",
+    "paper_models",
     "write_report",
     "write_csv",
     "format_cell",
@@ -157,6 +159,11 @@ class RunView:
     def global_spec(self) -> float:
         return self._get("global_spec", lambda: metrics.global_spec(self.spec_pos()[0], self.tags, self.pos_counts()[0]))
 
+    def global_pos(self) -> tuple[str, ...]:
+        """The tags :meth:`global_spec` averages (``metrics.global_spec_tags``)."""
+        return self._get("global_pos",
+                         lambda: metrics.global_spec_tags(self.spec_pos()[0], self.tags, self.pos_counts()[0]))
+
     def kl(self, reference: str = "corpus") -> tuple[np.ndarray, np.ndarray]:
         return self._get(f"kl:{reference}", lambda: metrics.kl_per_expert(self.counts(), self.pos_counts()[0], reference=reference))
 
@@ -253,7 +260,8 @@ def table_kl_summary(view: RunView, kl_reference: str = "corpus") -> Table:
 
 
 def table_summary(view: RunView, probes: dict | None = None) -> Table:
-    """summary.csv -- paper Table 1 row for this run (probe cells empty without probes)."""
+    """summary.csv -- paper Table 1 row for this run (probe cells empty without probes); ``global_pos``
+    lists the tags the global Spec averages, space-separated (15 under ``upos``, 13 under ``paper15``)."""
     u = metrics.uniform_spec(view.top_k, view.n_experts)
     g = _f(view.global_spec())
     probes = probes or {}
@@ -263,9 +271,9 @@ def table_summary(view: RunView, probes: dict | None = None) -> Table:
         return None if r is None else _f(r.accuracy)
 
     row = [view.model, len(view.moe_layers), view.n_experts, view.top_k, view.n_tokens, g, u,
-           None if g is None else g - u, acc("top_k"), acc("top_1"), acc("baseline")]
+           None if g is None else g - u, acc("top_k"), acc("top_1"), acc("baseline"), " ".join(view.global_pos())]
     return _table("summary", ["model", "moe_layers", "experts", "top_k", "tokens", "spec", "uniform", "delta",
-                              "mlp_top_k", "mlp_top_1", "baseline"], [row])
+                              "mlp_top_k", "mlp_top_1", "baseline", "global_pos"], [row])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -435,8 +443,37 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     return out
 
 
+def check_comparable(views: Sequence[RunView]) -> None:
+    """Raise :class:`ReportError` (one line) unless every run's global Spec averages the same tags.
+
+    A global Spec over 15 tags (``upos``: AUX and SCONJ included) and one over 13 (``paper15``) are
+    different quantities; so are two runs where a POS occurs in one corpus only.
+    """
+    if len(views) < 2:
+        return
+    first = views[0]
+    ref = first.global_pos()
+    for v in views[1:]:
+        other = v.global_pos()
+        if other == ref:
+            continue
+        only_a = [t for t in ref if t not in other]
+        only_b = [t for t in other if t not in ref]
+        diff = "; ".join(part for part in (
+            f"only {first.run_id} has {' '.join(only_a)}" if only_a else "",
+            f"only {v.run_id} has {' '.join(only_b)}" if only_b else "") if part)
+        raise ReportError(
+            f"cannot put runs side by side: their global Spec averages different tags "
+            f"({first.run_id}: {len(ref)} POS, {v.run_id}: {len(other)} POS; {diff}); "
+            f"compare runs extracted with the same --tagset on the same corpus")
+
+
 def compare_tables(views: Sequence[RunView], per_run: dict[str, dict[str, Table]]) -> dict[str, Table]:
-    """Cross-run Tables 1, 3, 5 from already computed per-run tables (same numbers as the per-run files)."""
+    """Cross-run Tables 1, 3, 5 from already computed per-run tables (same numbers as the per-run files).
+
+    Raises :class:`ReportError` when the runs' global Spec averages different tags (:func:`check_comparable`).
+    """
+    check_comparable(views)
     t1, t3, t5 = [], [], []
     for v in views:
         tabs = per_run[v.run_id]
@@ -468,17 +505,61 @@ def write_csv(path: str | os.PathLike, table: Table, *, spreadsheet_safe: bool =
         raise ReportError(str(exc)) from None
 
 
+def paper_models(views: Sequence[RunView], paper_model: str | None = "auto") -> tuple[dict[str, str], list[str]]:
+    """Which paper model each run is set beside (``paper_vs_measured.csv``), decided before any work.
+
+    ``paper_model``: ``"auto"`` infers it from each run's hub id (:func:`moe_tui.core.paper.match_model`);
+    ``None`` turns the comparison off; a name of :data:`moe_tui.core.paper.PAPER_MODELS` sets it for the one
+    run given. Returns ``({run_id: model}, notices)``; a notice says why a matched run is left out (its
+    tagset is not the paper's). Raises :class:`ReportError` for an unknown name, a name with several runs, or
+    a named run whose tagset is not the paper's.
+    """
+    if paper_model is None:
+        return {}, []
+    if paper_model != "auto":
+        if paper_model not in paper.PAPER_MODELS:
+            raise ReportError(f"unknown paper model {paper_model!r}; one of {', '.join(paper.PAPER_MODELS)}")
+        if len(views) != 1:
+            raise ReportError("--paper-model names the model of one run; give one run, or leave it out to match "
+                              "each run by its hub id")
+        why = paper.tagset_mismatch(views[0].tags)
+        if why is not None:
+            raise ReportError(f"run {views[0].run_id}: {why}")
+        paper.load_figures()  # a damaged figures file fails now
+        return {views[0].run_id: paper_model}, []
+    chosen: dict[str, str] = {}
+    notices: list[str] = []
+    try:
+        figures = paper.load_figures()
+    except ReportError as exc:  # a damaged install: the report goes on without the paper
+        return {}, [f"no paper_vs_measured.csv: {exc}"]
+    for v in views:
+        model = paper.match_model(v.model, figures)
+        if model is None:
+            continue
+        why = paper.tagset_mismatch(v.tags)
+        if why is not None:
+            notices.append(f"run {v.run_id} is {model} but gets no paper_vs_measured.csv: {why}")
+            continue
+        chosen[v.run_id] = model
+    return chosen, notices
+
+
 def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: bool = False, controls: bool = False,
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
-                 options: ReportOptions | None = None, spreadsheet_safe: bool = False) -> dict:
+                 options: ReportOptions | None = None, spreadsheet_safe: bool = False,
+                 paper_model: str | None = "auto") -> dict:
     """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
-    controls with ``controls``). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
+    controls with ``controls``; + paper_vs_measured for a run of one of the paper's models, see
+    :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
 
-    Returns ``{"runs": {run_id: {stem: table}}, "compare": {stem: table}, "files": [paths]}``.
-    Raises :class:`ReportError` (no runs, duplicate run ids, bad arrays, unwritable output).
+    Returns ``{"runs": {run_id: {stem: table}}, "compare": {stem: table}, "files": [paths],
+    "paper": {run_id: paper model}, "notices": [one-line str]}``.
+    Raises :class:`ReportError` (no runs, duplicate run ids, bad arrays, runs whose global Spec averages
+    different tags, a bad ``paper_model``, unwritable output) before any long computation where it can.
     """
     if not views:
         raise ReportError("no runs to report on")
@@ -487,12 +568,18 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         raise ReportError(f"the same run is listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     if kl_reference not in ("corpus", "uniform"):
         raise ReportError(f"KL reference must be 'corpus' or 'uniform', got {kl_reference!r}")
+    for v in views:
+        v.validate()
+    check_comparable(views)  # refuse now, not after minutes of probes
+    matched, notices = paper_models(views, paper_model)
     o = options or ReportOptions(seed=seed, kl_reference=kl_reference)
     out = Path(out_dir)
     files: list[str] = []
     per_run: dict[str, dict[str, Table]] = {}
     for v in views:
         tables = report_tables(v, probe=probe, controls=controls, progress=progress, options=o)
+        if v.run_id in matched:
+            tables["paper_vs_measured"] = paper.paper_vs_measured(matched[v.run_id], tables)
         per_run[v.run_id] = tables
         d = out / v.run_id
         try:
@@ -506,4 +593,4 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         compare = compare_tables(views, per_run)
         for stem, t in compare.items():
             files.append(str(write_csv(out / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
-    return {"runs": per_run, "compare": compare, "files": files}
+    return {"runs": per_run, "compare": compare, "files": files, "paper": matched, "notices": notices}

@@ -18,6 +18,10 @@ from pathlib import Path
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+# the paper's six models (moe_tui.core.paper.PAPER_MODELS; repeated so that --help imports no numpy)
+PAPER_MODELS = ("dbrx-base", "Mixtral-8x7B-v0.1", "Phi-3.5-MoE-instruct", "deepseek-moe-16b-base",
+                "Qwen1.5-MoE-A2.7B", "OLMoE-1B-7B")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors in one line (plus the usage line argparse adds)."""
@@ -119,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--spreadsheet-safe", action="store_true",
                      help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
                           "formulas; this alters the text (off: every cell exactly as stored)")
+    rep.add_argument("--paper-model", metavar="NAME", choices=PAPER_MODELS,
+                     help="write RUN/paper_vs_measured.csv against this model of the paper (one run; the run needs "
+                          "--tagset paper15): " + ", ".join(PAPER_MODELS) + ". Default: inferred from each run's hub id")
+    rep.add_argument("--no-paper", action="store_true", help="do not set any run beside the paper")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
@@ -253,6 +261,9 @@ def cmd_report(args) -> int:
         raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     from moe_tui.core.report import ReportOptions, RunView, write_report
 
+    if args.paper_model and args.no_paper:
+        raise ReportError("--paper-model and --no-paper contradict each other; give one")
+    paper_model = None if args.no_paper else (args.paper_model or "auto")
     views = [RunView.from_run(run) for run in runs]
     console = _stderr_console()
     last = {"stage": None}
@@ -268,7 +279,9 @@ def cmd_report(args) -> int:
                             n_boot=args.bootstrap)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
-                          spreadsheet_safe=args.spreadsheet_safe)
+                          spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model)
+    for notice in result.get("notices", []):  # one line each, never wrapped
+        print(f"moe-tui: {notice}", file=sys.stderr)
     print_report(result)
     print(out.resolve())
     return EXIT_OK

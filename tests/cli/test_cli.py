@@ -193,7 +193,7 @@ REPORT_FILES = {
     "spec_pos.csv": "pos,mean_spec,max_spec,max_layer",
     "kl_layer_expert.csv": "layer,expert,assignments,kl",
     "kl_summary.csv": "mu_min,mu_max,mu_mean",
-    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline",
+    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline,global_pos",
     "probe.csv": "variant,accuracy,train_tokens,test_tokens",
     "confusion_top_k.csv": "true,pred,count",
     "ablation.csv": "side,removed,accuracy",

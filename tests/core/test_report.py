@@ -64,7 +64,7 @@ def test_write_report_basic_columns_and_values(tmp_path):
         "kl_layer_expert.csv": ["layer", "expert", "assignments", "kl"],
         "kl_summary.csv": ["mu_min", "mu_max", "mu_mean"],
         "summary.csv": ["model", "moe_layers", "experts", "top_k", "tokens", "spec", "uniform", "delta",
-                        "mlp_top_k", "mlp_top_1", "baseline"],
+                        "mlp_top_k", "mlp_top_1", "baseline", "global_pos"],
     }
     for name, cols in expected.items():
         assert read(d / name)[0] == cols, name
@@ -74,7 +74,8 @@ def test_write_report_basic_columns_and_values(tmp_path):
     assert {r[0] for r in spec_layer[1:]} == {"1", "3", "5"}  # decoder-layer indices
     summary = read(d / "summary.csv")[1]
     assert summary[:5] == ["org/tiny-moe", "3", "8", "2", "240"]
-    assert summary[8:] == ["", "", ""]  # probe columns empty without --probe
+    assert summary[8:11] == ["", "", ""]  # probe columns empty without --probe
+    assert summary[11] == "NOUN VERB"  # the tags the global Spec averages: X left out
     # unrounded repr floats, identical to the returned tables
     spec = res["runs"]["run_a"]["summary"]["rows"][0][5]
     assert summary[5] == repr(spec) and float(summary[6]) == 25.0

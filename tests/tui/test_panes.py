@@ -17,7 +17,7 @@ from textual.worker import WorkerCancelled, WorkerFailed
 from moe_tui.tui import actions
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
-from tests.tui_fakes import FakeStore, fake_inspect, fake_run, screen_text
+from tests.tui_fakes import SENTENCES, FakeStore, fake_inspect, fake_run, screen_text
 
 SIZE = (120, 36)
 REPO = Path(__file__).resolve().parents[2]
@@ -85,6 +85,10 @@ async def test_spec_pane_sort_export_plot_and_jump_to_grid(tmp_path):
         screen = await open_from_home(pilot, "s", "spec")
         text = screen_text(app)
         assert "global Spec" in text and "mean_spec" in text
+        # beside the global Spec: how many tags it averages, and (end of the title) which
+        title = str(screen.query_one("#pane-title").content)
+        gpos = " ".join(t for t in run.tags if t in {"ADJ", "ADP", "ADV", "DET", "NOUN", "PRON", "PUNCT", "VERB"})
+        assert "(8 POS)" in text and title.endswith(f"global POS: {gpos}")
         m = screen.query_one("#spec-matrix")
         tags = list(run.tags)
         assert m.row_count == len(run.moe_layers) and m.headers == ["layer", *tags, "U"]
@@ -271,6 +275,52 @@ async def test_compare_pane_two_runs(tmp_path):
         await pilot.press("e")
         assert exported(screen) == (ref / "compare_table5.csv").read_bytes()
         assert "fake/moe-other" in screen_text(app)
+
+
+def paper15_run(**kw):
+    """A fake run re-tagged with the paper's 15 tags (its sentences use none of AUX, SCONJ)."""
+    from moe_tui.core.tagsets import TAGSETS
+
+    run = fake_run(**kw)
+    p15 = TAGSETS["paper15"]
+    run.pos = np.array([p15.index(run.tags[p]) if p >= 0 else -1 for p in run.pos], dtype=np.int16)
+    run.tags = p15
+    return run
+
+
+@pytest.mark.slow
+async def test_compare_pane_paper_rows_and_refusal(tmp_path):
+    a = paper15_run(seed=0, run_id="runaaaaaaaaaaaa1")
+    a.manifest = {**a.manifest, "model": {"name_or_path": "mistralai/Mixtral-8x7B-v0.1"}}
+    b = paper15_run(seed=1, run_id="runbbbbbbbbbbbb2")
+    # the 17 UD tags, with an AUX: its global Spec averages a tag the paper15 runs fold into VERB
+    c = fake_run(seed=2, run_id="runcccccccccccc3",
+                 sentences=SENTENCES + [("s5", "It is old .", ["PRON", "AUX", "ADJ", "PUNCT"])])
+    app = make_app(tmp_path, [a, b, c])
+    ref = reference(tmp_path, [a, b])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_from_home(pilot, "C", "compare")
+        sel = screen.query_one("#compare-runs")
+        await until(pilot, lambda: sel.option_count == 3)
+        sel.select(b.run_id)
+        t1, t3, t5 = (screen.query_one(f"#compare-t{i}") for i in (1, 3, 5))
+        await until(pilot, lambda: t1.row_count == 3)
+        await pilot.pause()
+        # a "paper" row right after the run of the paper's Mixtral (values empty where the paper's are not held)
+        assert [r[1] for r in t1.raw_rows] == [a.run_id, "paper", b.run_id]
+        assert t1.raw_rows[1][0] == "Mixtral-8x7B-v0.1"
+        assert [r[1] for r in t3.raw_rows] == [a.run_id, "paper", b.run_id]
+        assert [r[2] for r in t5.raw_rows[:2]] == [a.run_id, "paper"] and t5.raw_rows[0][0] == t5.raw_rows[1][0]
+        # exports stay the report's CSVs (the paper rows are in paper_vs_measured.csv)
+        t1.focus()
+        await pilot.press("e")
+        assert exported(screen) == (ref / "compare_table1.csv").read_bytes()
+        # a run with other tags: refused in one line, in an error dialog
+        sel.select(c.run_id)
+        await until(pilot, lambda: type(app.screen).__name__ == "ErrorModal")
+        await until(pilot, lambda: "different tags" in screen_text(app))  # drawn
+        assert "Compare failed" in screen_text(app)
+        assert f"only {c.run_id} has AUX" in app.screen.message and "\n" not in app.screen.message
 
 
 async def check_grid_to_panes_and_report(pilot, run, ref) -> None:

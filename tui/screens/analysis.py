@@ -584,9 +584,11 @@ class SpecScreen(PaneScreen):
         if "summary" in tabs:
             s = _rows_as_dicts(tabs["summary"])[0]
             f = _fmt(2)
-            extra = (f"global Spec {f(s['spec'])}  U {f(s['uniform'])}  ΔU {f(s['delta'])}  "
+            gpos = str(s.get("global_pos") or "")
+            extra = (f"global Spec {f(s['spec'])} ({len(gpos.split())} POS)  U {f(s['uniform'])}  ΔU {f(s['delta'])}  "
                      f"{s['tokens']} tok k={s['top_k']}/N={s['experts']}")
             extra += "  null: " + ("permutation" if "spec_null" in tabs else "run the probe pane")
+            extra += f"  global POS: {gpos}"
         self._title(extra)
         if "spec_layer" not in tabs or self.data is None or self.data.view is None:
             return
@@ -1026,6 +1028,7 @@ class CompareScreen(PaneScreen):
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)
     def _compute(self, ids: list, known: dict, options) -> None:
         from moe_tui.core.report import RunView, compare_tables, report_tables
+        from moe_tui.errors import MoeTuiError
 
         worker = get_current_worker()
         views, per_run = [], {}
@@ -1043,22 +1046,30 @@ class CompareScreen(PaneScreen):
                 per_run[view.run_id] = tables
             out = compare_tables(views, per_run)
         except Exception as exc:  # noqa: BLE001
-            self.post_message(JobFailed(str(self.run.run_id), "compare", f"{type(exc).__name__}: {exc}"))
+            text = str(exc) if isinstance(exc, MoeTuiError) else f"{type(exc).__name__}: {exc}"  # already one line
+            self.post_message(JobFailed(str(self.run.run_id), "compare", text))
             return
         self.post_message(CompareReady(ids, views, per_run, out))
 
     def on_compare_ready(self, msg: CompareReady) -> None:
+        from moe_tui.core.paper import compare_rows, with_paper_rows
+        from moe_tui.errors import MoeTuiError
+
         self.compare = msg.tables
         self.compare_views = msg.views
+        try:  # a "paper" row beside each run of one of the paper's models
+            paper_rows, note = compare_rows(msg.views)
+        except MoeTuiError as exc:  # a damaged figures file: no paper rows, say why
+            paper_rows, note = {stem: [] for stem in msg.tables}, str(exc)
         fmt = _fmt(3)
         for wid, stem in (("#compare-t1", "compare_table1"), ("#compare-t3", "compare_table3"),
                           ("#compare-t5", "compare_table5")):
             t = msg.tables[stem]
             numeric = [i for i, c in enumerate(t["columns"]) if c not in ("model", "run_id", "k_n", "pos", "moe_layers",
                                                                           "max_layer")]
-            self.query_one(wid, ShadedTable).set_data(t["columns"], t["rows"], shade=numeric,
+            self.query_one(wid, ShadedTable).set_data(t["columns"], with_paper_rows(t, paper_rows[stem]), shade=numeric,
                                                       formats={i: fmt for i in numeric}, report_table=t)
-        self._title(f"{len(msg.views)} run(s) · space toggles a run in the list")
+        self._title(f"{len(msg.views)} run(s) · space toggles a run in the list" + (f" · {note}" if note else ""))
 
     def redraw(self) -> None:
         self._title(f"{len(self.compare_views)} run(s) · space toggles a run in the list" if self.compare_views else
