@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.core.probe import ProbeResult
 
 __all__ = [
+    "PROBE_VARIANTS",
+    "PROBE_ROWS",
     "RunView",
     "ReportOptions",
     "table_pos_counts",
@@ -58,7 +60,10 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 Table = dict
 
+#: The probes the report trains, in table order (moe_tui.core.probe.VARIANTS lists every feature it can build).
 PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
+#: The rows of probe.csv and the confusion_<variant> tables: the probes, then the word-form baseline.
+PROBE_ROWS: tuple[str, ...] = (*PROBE_VARIANTS, "baseline")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -183,7 +188,7 @@ class RunView:
 
 @dataclass
 class ReportOptions:
-    """Knobs of the probe / control computations (defaults follow the paper / the brief)."""
+    """Knobs of the probe / control computations (defaults follow the paper)."""
 
     seed: int = 0
     kl_reference: str = "corpus"
@@ -416,7 +421,7 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     step("routing tables", 1, 1)
     probes: dict[str, ProbeResult] = {}
     if probe:
-        names = list(PROBE_VARIANTS) + ["baseline"]
+        names = list(PROBE_ROWS)
         for i, name in enumerate(names):
             step(f"probe {name}", i, len(names))
             probes[name] = compute_probe(view, name, o)
@@ -429,7 +434,7 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     out["summary"] = table_summary(view, probes)
     if controls:
         out["spec_null"] = table_spec_null(view, o, progress=lambda s, i, n: step(s, i, n))
-        variants = ("top_k", "top_1", "onehot_top_k") if probe else ("top_k",)
+        variants = PROBE_VARIANTS if probe else ("top_k",)
         out["controls"] = table_controls(view, o, progress=lambda s, i, n: step(s, i, n), probe_variants=variants)
     step("done", 1, 1)
     return out

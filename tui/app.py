@@ -15,20 +15,20 @@ from textual import work
 from textual.app import App
 from textual.reactive import reactive, var
 
+from moe_tui.core.events import Event, Notice, Progress, Stage
+from moe_tui.core.options import ExtractOptions
 from moe_tui.tui import actions
 from moe_tui.tui.commands import RegistryProvider
 from moe_tui.tui.messages import (
     ExtractionCancelled,
     ExtractionDone,
+    ExtractionEvent,
     ExtractionFailed,
-    ExtractionNotice,
-    ExtractionProgress,
-    ExtractionStage,
     RunOpened,
     RunOpenFailed,
 )
 from moe_tui.tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
-from moe_tui.tui.worker import ExtractRequest, build_extract_command, drive_extraction
+from moe_tui.tui.worker import build_extract_command, drive_extraction
 
 
 @dataclass
@@ -48,6 +48,17 @@ class ExtractState:
     run_dir: str | None = None
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def apply(self, event: Event) -> None:
+        """Take in a stage, progress or notice event of the job."""
+        if isinstance(event, Stage):
+            self.stage = event.stage
+        elif isinstance(event, Progress):
+            self.sentences_done, self.sentences_total = event.sentences_done, event.sentences_total
+            self.tokens_done, self.tokens_total = event.tokens_done, event.tokens_total
+            self.tokens_per_s, self.eta_s = event.tokens_per_s, event.eta_s
+        elif isinstance(event, Notice):
+            self.notices.append(event.message)
 
 
 def _default_inspect(path: str):
@@ -80,7 +91,7 @@ class MoeTuiApp(App):
         *,
         settings: Settings | None = None,
         inspect_fn: Callable[[str], object] | None = None,
-        extract_command: Callable[[ExtractRequest], list[str]] | None = None,
+        extract_command: Callable[[ExtractOptions], list[str]] | None = None,
         run_store: Callable[[], object] | None = None,
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
@@ -223,7 +234,7 @@ class MoeTuiApp(App):
         if home is None:
             return
         try:
-            fields = home.extract_request_fields()
+            fields = home.extract_form()
         except ValueError as exc:
             self.notify(f"invalid option: {exc}", severity="error", markup=False)
             return
@@ -236,16 +247,15 @@ class MoeTuiApp(App):
         if not os.path.exists(fields["data"]):
             self.notify(f"corpus not found: {fields['data']}", severity="error", markup=False)
             return
-        req = ExtractRequest(model=self.selected_model, **fields)
-        self.start_extraction(req)
+        self.start_extraction(ExtractOptions(model=self.selected_model, **fields))
 
-    def start_extraction(self, req: ExtractRequest) -> None:
-        cmd = self.extract_command(req)
-        self.extract_state = ExtractState(model=req.model, data=req.data)
+    def start_extraction(self, opts: ExtractOptions) -> None:
+        cmd = self.extract_command(opts)
+        self.extract_state = ExtractState(model=opts.model, data=opts.data)
         self.extracting = True
         self.extract_tick += 1
-        self.recent = remember("models", req.model)
-        self.recent = remember("corpora", req.data)
+        self.recent = remember("models", opts.model)
+        self.recent = remember("corpora", opts.data)
         self._extract_worker = self.run_worker(
             drive_extraction(self, cmd), name="extract", group="extract", exclusive=True, exit_on_error=False,
             description="moe-tui extract",
@@ -260,24 +270,12 @@ class MoeTuiApp(App):
     def _bump(self) -> None:
         self.extract_tick += 1
 
-    def on_extraction_stage(self, msg: ExtractionStage) -> None:
+    def on_extraction_event(self, msg: ExtractionEvent) -> None:
         if self.extract_state:
-            self.extract_state.stage = msg.stage
+            self.extract_state.apply(msg.event)
             self._bump()
-
-    def on_extraction_progress(self, msg: ExtractionProgress) -> None:
-        st = self.extract_state
-        if st:
-            st.sentences_done, st.sentences_total = msg.sentences_done, msg.sentences_total
-            st.tokens_done, st.tokens_total = msg.tokens_done, msg.tokens_total
-            st.tokens_per_s, st.eta_s = msg.tokens_per_s, msg.eta_s
-            self._bump()
-
-    def on_extraction_notice(self, msg: ExtractionNotice) -> None:
-        if self.extract_state:
-            self.extract_state.notices.append(msg.message)
-            self._bump()
-        self.notify(msg.message, title="extraction", markup=False, timeout=5)
+        if isinstance(msg.event, Notice):
+            self.notify(msg.event.message, title="extraction", markup=False, timeout=5)
 
     def on_extraction_done(self, msg: ExtractionDone) -> None:
         st = self.extract_state
