@@ -106,10 +106,10 @@ async def test_corpus_picker_completion_and_trust_warning(tmp_path):
         assert inp._suggestion == str(corpus)
         await pilot.press("right")          # accept the suggestion
         assert inp.value == str(corpus)
-        app.screen.query_one("#opt-trust").value = True
+        app.screen.query_one("#opt-trust-remote-code").value = True
         await pilot.pause()
         assert "trust remote code runs Python" in screen_text(app)
-        fields = app.screen.extract_request_fields()
+        fields = app.screen.extract_form()
         assert fields["data"] == str(corpus) and fields["trust_remote_code"] is True
         assert fields["tagset"] == "upos" and fields["batch_size"] == 16
 
