@@ -43,6 +43,7 @@ __all__ = [
     "table_spec_pos",
     "table_kl_layer_expert",
     "table_kl_summary",
+    "table_kl_expert_pos",
     "table_summary",
     "table_probe",
     "table_confusion",
@@ -249,6 +250,19 @@ def table_kl_layer_expert(view: RunView, kl_reference: str = "corpus") -> Table:
     rows = [[int(layer), e, int(n[li, e]), _f(kl[li, e])]
             for li, layer in enumerate(view.moe_layers) for e in range(view.n_experts)]
     return _table("kl_layer_expert", ["layer", "expert", "assignments", "kl"], rows)
+
+
+def table_kl_expert_pos(view: RunView, layer_idx: int, expert: int) -> Table:
+    """kl_expert_L<layer>_E<expert> -- paper Fig. 5 bars for one (MoE layer position, expert): the POS
+    distribution of the expert's assignments against the corpus POS distribution (the P and Q of its KL).
+    Shares are all 0 for an expert with no assignment."""
+    row = view.counts()[layer_idx, expert].astype(np.float64)
+    tokens = view.pos_counts()[0].astype(np.float64)
+    p = row / row.sum() if row.sum() else row
+    q = tokens / tokens.sum() if tokens.sum() else tokens
+    layer = int(view.moe_layers[layer_idx])
+    return _table(f"kl_expert_L{layer}_E{expert}", ["pos", "expert_share", "corpus_share"],
+                  [[tag, float(p[i]), float(q[i])] for i, tag in enumerate(view.tags)])
 
 
 def table_kl_summary(view: RunView, kl_reference: str = "corpus") -> Table:

@@ -66,7 +66,8 @@ class RunsListed(Message):
 
 @dataclass
 class RunOpened(Message):
-    run: Any
+    run: Any                      # moe_tui.cache.store.Run
+    pane: str | None = None       # open it in this analysis pane (moe_tui.tui.screens.panes.PANES), else the grid
 
 
 @dataclass

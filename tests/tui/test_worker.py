@@ -1,4 +1,4 @@
-"""The extraction driver against a fake child process that prints the CONTRACT's JSON events."""
+"""The extraction driver against a stand-in child process that prints the progress events' JSON lines."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from moe_tui.cache.store import RunStore
 from moe_tui.core.events import Progress, Stage, parse_event
 from moe_tui.core.options import ExtractOptions
 from moe_tui.tui.app import MoeTuiApp
@@ -18,7 +19,8 @@ from moe_tui.tui.screens.modals import ErrorModal
 from moe_tui.tui.screens.progress import ProgressScreen
 from moe_tui.tui.settings import Settings
 from moe_tui.tui.worker import build_extract_command, drive_extraction
-from tests.tui_fakes import FakeStore, fake_inspect, screen_text
+from tests.runs import model_facts
+from tests.tui.helpers import screen_text
 
 CHILD = r"""
 import json, os, sys, time
@@ -101,8 +103,8 @@ def make_app(tmp_path, mode):
         seen.append(req)
         return child_cmd(mode, pidfile)
 
-    app = MoeTuiApp(models=[str(tmp_path / "m")], data=str(corpus), settings=Settings(), inspect_fn=fake_inspect,
-                    run_store=lambda: FakeStore({}), scan_hf_cache=False, extract_command=cmd)
+    app = MoeTuiApp(models=[str(tmp_path / "m")], data=str(corpus), settings=Settings(), inspect_fn=model_facts,
+                    run_store=lambda: RunStore(tmp_path / "runs"), scan_hf_cache=False, extract_command=cmd)
     return app, pidfile, seen
 
 
