@@ -55,7 +55,7 @@ def hf_cache_models() -> list[ModelEntry]:
         return []
     out = []
     for repo in sorted(info.repos, key=lambda r: r.repo_id):
-        if getattr(repo, "repo_type", "model") != "model":
+        if repo.repo_type != "model":
             continue
         revs = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
         for rev in revs:
