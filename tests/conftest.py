@@ -13,7 +13,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-EWT_DIR = REPO.parent / "shared" / "data" / "ud_english_ewt"
+# UD English EWT (CC BY-SA 4.0) is not part of the repository: beside it by default, or where $MOE_TUI_EWT_DIR says
+EWT_DIR = Path(os.environ.get("MOE_TUI_EWT_DIR") or REPO.parent / "shared" / "data" / "ud_english_ewt")
 EWT_DEV = EWT_DIR / "en_ewt-ud-dev.conllu"
 EWT_TEST = EWT_DIR / "en_ewt-ud-test.conllu"
 

@@ -27,6 +27,35 @@ def test_registry_ids_unique_and_bindings_carry_ids():
     assert "`grid.export`" in keys_markdown()
 
 
+def test_registry_gating_names_real_kinds_and_attributes():
+    """``only`` names pane kinds that exist; ``when`` / ``unless`` name attributes of the scope's screen (or App)."""
+    from moe_tui.tui.actions import ACTIONS, check
+    from moe_tui.tui.app import MoeTuiApp
+    from moe_tui.tui.screens.panes import PANES, PaneScreen
+    from moe_tui.tui.screens.progress import ProgressScreen
+
+    targets = {"app": MoeTuiApp, "pane": PaneScreen, "progress": ProgressScreen}
+    gated = [a for a in ACTIONS if a.only or a.when or a.unless]
+    assert {a.id for a in gated} >= {"pane.jump", "pane.delta", "pane.run", "pane.cancel", "pane.variant",
+                                     "app.extract", "app.cancel", "progress.cancel"}
+    for a in gated:
+        assert set(a.only) <= set(PANES), a.id
+        for attr in filter(None, (a.when, a.unless)):
+            assert hasattr(targets[a.scope], attr), (a.id, attr)
+
+    class Probe:            # a probe pane's answers, from the registry alone
+        KIND, probe_running = "probe", False
+
+    class Spec:
+        KIND, probe_running = "spec", False
+
+    assert check(Probe, "pane", "run_probe") is True and check(Probe, "pane", "cancel_probe") is None
+    Probe.probe_running = True
+    assert check(Probe, "pane", "run_probe") is None and check(Probe, "pane", "cancel_probe") is True
+    assert check(Spec, "pane", "run_probe") is False and check(Spec, "pane", "jump") is True
+    assert check(Probe, "pane", "jump") is False and check(Probe, "pane", "export") is True
+
+
 def test_settings_roundtrip_env_path_and_toml(tmp_path, monkeypatch):
     from moe_tui.tui.settings import Settings, SettingsError, config_path, load_settings, remember, save_settings
 
