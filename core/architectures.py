@@ -74,7 +74,7 @@ def _rows() -> tuple[Architecture, ...]:
     # MoE model types found in the wild whose capture the test suite does not check (yet): offered by
     # model discovery, captured with the generic adapter (qwen3_5_moe_text passes but costs ~50 s on CPU)
     rows += [Architecture(t) for t in (
-        "qwen3_5_moe_text", "qwen3_vl_moe", "glm4v_moe", "mistral4", "bailing_moe", "arcee_moe",
+        "qwen3_5_moe_text", "qwen3_vl_moe", "glm4v_moe", "mistral4", "beam", "bailing_moe", "arcee_moe",
         "switch_transformers", "nllb_moe", "gptsan-japanese",
     )]
     rows.append(Architecture("doge", refused=(
