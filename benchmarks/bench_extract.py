@@ -1,4 +1,4 @@
-"""Extraction benchmarks (issue: core engine I).
+"""Extraction benchmarks.
 
 1. Capture overhead: the same batches through the bare base-model forward and through
    ``RouteCapture.run`` (hooks + one host copy per batch), interleaved in one process; the ratio of
@@ -18,9 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-EWT_DEV = REPO.parent / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+from tests.conftest import EWT_DEV
 
 CONFIGS = {
     # tiny but not trivial: wide enough that expert matmuls dominate, as in a real model

@@ -1,9 +1,9 @@
 """Capture the experts each token is routed to, with forward hooks on the router modules.
 
-Design (see the notes in ``/work/shared/notes/transformers_moe_5x.md``):
+Design:
 
 * The hooks read the model's **real** selection from the router's return value (never a top-k recomputed
-  from raw logits when the router returns indices). Adapters (``moe_tui.core.models.ADAPTERS``):
+  from raw logits when the router returns indices). Adapters (named per model_type in ``moe_tui.core.architectures``):
 
   - ``generic``: router returns ``(logits|probs, weights (N,k), indices (N,k), ...)``; or, for remote-code
     DeepSeek-MoE gates, ``(indices (N,k) int, weights (N,k), aux_loss)`` (detected: first element is an

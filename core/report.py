@@ -34,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.core.probe import ProbeResult
 
 __all__ = [
+    "PROBE_VARIANTS",
+    "PROBE_ROWS",
     "RunView",
     "ReportOptions",
     "table_pos_counts",
@@ -41,6 +43,7 @@ __all__ = [
     "table_spec_pos",
     "table_kl_layer_expert",
     "table_kl_summary",
+    "table_kl_expert_pos",
     "table_summary",
     "table_probe",
     "table_confusion",
@@ -60,7 +63,10 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 Table = dict
 
+#: The probes the report trains, in table order (moe_tui.core.probe.VARIANTS lists every feature it can build).
 PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
+#: The rows of probe.csv and the confusion_<variant> tables: the probes, then the word-form baseline.
+PROBE_ROWS: tuple[str, ...] = (*PROBE_VARIANTS, "baseline")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,7 +196,7 @@ class RunView:
 
 @dataclass
 class ReportOptions:
-    """Knobs of the probe / control computations (defaults follow the paper / the brief)."""
+    """Knobs of the probe / control computations (defaults follow the paper)."""
 
     seed: int = 0
     kl_reference: str = "corpus"
@@ -251,6 +257,19 @@ def table_kl_layer_expert(view: RunView, kl_reference: str = "corpus") -> Table:
     rows = [[int(layer), e, int(n[li, e]), _f(kl[li, e])]
             for li, layer in enumerate(view.moe_layers) for e in range(view.n_experts)]
     return _table("kl_layer_expert", ["layer", "expert", "assignments", "kl"], rows)
+
+
+def table_kl_expert_pos(view: RunView, layer_idx: int, expert: int) -> Table:
+    """kl_expert_L<layer>_E<expert> -- paper Fig. 5 bars for one (MoE layer position, expert): the POS
+    distribution of the expert's assignments against the corpus POS distribution (the P and Q of its KL).
+    Shares are all 0 for an expert with no assignment."""
+    row = view.counts()[layer_idx, expert].astype(np.float64)
+    tokens = view.pos_counts()[0].astype(np.float64)
+    p = row / row.sum() if row.sum() else row
+    q = tokens / tokens.sum() if tokens.sum() else tokens
+    layer = int(view.moe_layers[layer_idx])
+    return _table(f"kl_expert_L{layer}_E{expert}", ["pos", "expert_share", "corpus_share"],
+                  [[tag, float(p[i]), float(q[i])] for i, tag in enumerate(view.tags)])
 
 
 def table_kl_summary(view: RunView, kl_reference: str = "corpus") -> Table:
@@ -424,7 +443,7 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     step("routing tables", 1, 1)
     probes: dict[str, ProbeResult] = {}
     if probe:
-        names = list(PROBE_VARIANTS) + ["baseline"]
+        names = list(PROBE_ROWS)
         for i, name in enumerate(names):
             step(f"probe {name}", i, len(names))
             probes[name] = compute_probe(view, name, o)
@@ -437,7 +456,7 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     out["summary"] = table_summary(view, probes)
     if controls:
         out["spec_null"] = table_spec_null(view, o, progress=lambda s, i, n: step(s, i, n))
-        variants = ("top_k", "top_1", "onehot_top_k") if probe else ("top_k",)
+        variants = PROBE_VARIANTS if probe else ("top_k",)
         out["controls"] = table_controls(view, o, progress=lambda s, i, n: step(s, i, n), probe_variants=variants)
     step("done", 1, 1)
     return out

@@ -16,6 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+# the one definition of the extraction options (standard library only: cheap to import)
+from moe_tui.core.options import add_arguments as add_extract_arguments
+from moe_tui.core.options import positive_int
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # the paper's six models (moe_tui.core.paper.PAPER_MODELS; repeated so that --help imports no numpy)
@@ -32,27 +36,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return v
-
-
-def _max_memory(text: str) -> dict[str, str]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise argparse.ArgumentTypeError(f"--max-memory wants DEVICE=SIZE pairs, got {part!r}")
-        k, v = part.split("=", 1)
-        k = k.strip().lower()
-        out[k[3:] if k.startswith("gpu") and k[3:].isdigit() else k] = v.strip()
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="moe-tui", description="Inspect how Mixture-of-Experts models route tokens, by part of speech. "
                 "With no command, opens the terminal UI.")
@@ -63,32 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     e = sub.add_parser("extract", help="capture the routing of a model over a POS-tagged corpus into the run cache")
-    e.add_argument("--model", required=True, metavar="ID_OR_PATH", help="hub id (from the local HF cache) or folder")
-    e.add_argument("--data", required=True, metavar="FILE", help="CoNLL-U or PTB-tagged file")
-    e.add_argument("--tagset", default="upos", help="upos (17 tags, default) or paper15 (AUX->VERB, SCONJ->ADP)")
-    e.add_argument("--format", default="auto", choices=["auto", "conllu", "ptb"])
-    e.add_argument("--pos-column", default="upos", choices=["upos", "xpos"],
-                   help="CoNLL-U column to read; xpos is mapped through the UD English Penn table")
-    e.add_argument("--max-sentences", type=_positive_int, metavar="N")
-    e.add_argument("--sample", type=_positive_int, metavar="N", help="a seeded random sample of N sentences")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="sentences per batch")
-    e.add_argument("--batch-tokens", type=_positive_int, metavar="N", help="also cap padded tokens per batch")
-    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    e.add_argument("--device-map", metavar="auto|balanced|sequential|MAP.json",
-                   help="spread one model over the GPUs (and CPU/disk) with accelerate; MAP.json: "
-                        '{"module": "cpu"|"disk"|N, ...}')
-    e.add_argument("--max-memory", type=_max_memory, metavar="GPU0=70GiB,...,cpu=200GiB")
-    e.add_argument("--offload-folder", metavar="DIR", help="where modules the device map sends to disk go")
-    e.add_argument("--distributed", action="store_true",
-                   help="one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
-                        "write one run (the cache must be on a shared file system)")
-    e.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit", "fp8"])
-    e.add_argument("--revision", help="model revision (branch, tag or commit)")
-    e.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model's own Python code (off by default; only for models you trust)")
-    e.add_argument("--cache-dir", metavar="DIR", help="run cache (default: $MOE_TUI_CACHE or the user cache dir)")
+    add_extract_arguments(e)
     e.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
                    help="progress on stderr: a bar, JSON lines (for tools), or nothing")
 
@@ -111,14 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
-    rep.add_argument("--max-iter", type=_positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
+    rep.add_argument("--max-iter", type=positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
     rep.add_argument("--early-stopping", action="store_true", help="MLP early stopping (off, as in the paper)")
-    rep.add_argument("--ablation-step", type=_positive_int, default=1, metavar="N",
+    rep.add_argument("--ablation-step", type=positive_int, default=1, metavar="N",
                      help="ablate n = 0, N, 2N, ... layers (default 1: every n)")
-    rep.add_argument("--tsne-samples", type=_positive_int, default=5000, metavar="N")
-    rep.add_argument("--permutations", type=_positive_int, default=100, metavar="R",
+    rep.add_argument("--tsne-samples", type=positive_int, default=5000, metavar="N")
+    rep.add_argument("--permutations", type=positive_int, default=100, metavar="R",
                      help="permutations for the Spec null (default 100)")
-    rep.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B",
+    rep.add_argument("--bootstrap", type=positive_int, default=200, metavar="B",
                      help="bootstrap resamples over sentences (default 200)")
     rep.add_argument("--spreadsheet-safe", action="store_true",
                      help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
@@ -153,16 +111,10 @@ def _stderr_console():
 
 
 def cmd_extract(args) -> int:
-    from moe_tui.core.extract import ExtractOptions, extract
+    from moe_tui.core.extract import extract
+    from moe_tui.core.options import from_namespace
 
-    opts = ExtractOptions(
-        model=args.model, data=args.data, format=args.format, tagset=args.tagset, pos_column=args.pos_column,
-        max_sentences=args.max_sentences, sample=args.sample, seed=args.seed, batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens, dtype=args.dtype, device=args.device,
-        trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
-        device_map=args.device_map, max_memory=args.max_memory, quantization=args.quantization,
-        offload_folder=args.offload_folder, distributed=args.distributed,
-    )
+    opts = from_namespace(args)
     stop = {"n": 0}
 
     def on_term(signum, frame):
@@ -173,8 +125,10 @@ def cmd_extract(args) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     if args.progress == "json":
-        def progress(ev: dict) -> None:
-            sys.stderr.write(json.dumps(ev) + "\n")
+        from moe_tui.core.events import Error
+
+        def progress(ev) -> None:
+            sys.stderr.write(ev.to_json() + "\n")
             sys.stderr.flush()
 
         from moe_tui.errors import MoeTuiError
@@ -182,7 +136,7 @@ def cmd_extract(args) -> int:
         try:
             run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
         except MoeTuiError as exc:  # report the error as an event too, then let main() print it
-            progress({"event": "error", "message": str(exc)})
+            progress(Error(str(exc)))
             raise
     elif args.progress == "none":
         run_dir = extract(opts, should_cancel=lambda: stop["n"] > 0)
@@ -202,6 +156,7 @@ def _extract_with_bar(opts, stop) -> Path:
         TimeRemainingColumn,
     )
 
+    from moe_tui.core import events
     from moe_tui.core.extract import extract
 
     console = _stderr_console()
@@ -210,15 +165,14 @@ def _extract_with_bar(opts, stop) -> Path:
                   console=console, transient=False) as bar:
         task = bar.add_task("reading corpus", total=None, rate="")
 
-        def progress(ev: dict) -> None:
-            kind = ev.get("event")
-            if kind == "stage":
-                bar.update(task, description=ev["stage"])
-            elif kind == "progress":
-                bar.update(task, total=ev["sentences_total"], completed=ev["sentences_done"],
-                           rate=f"{ev['tokens_per_s']:.0f} tok/s")
-            elif kind == "notice":
-                console.print(f"moe-tui: {ev['message']}")
+        def progress(ev) -> None:
+            if isinstance(ev, events.Stage):
+                bar.update(task, description=ev.stage)
+            elif isinstance(ev, events.Progress):
+                bar.update(task, total=ev.sentences_total, completed=ev.sentences_done,
+                           rate=f"{ev.tokens_per_s:.0f} tok/s")
+            elif isinstance(ev, events.Notice):
+                console.print(f"moe-tui: {ev.message}")
 
         return extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
 

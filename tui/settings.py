@@ -10,19 +10,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from moe_tui.core.options import setting_fields
 
 APP_NAME = "moe-tui"
 MAX_RECENT = 10
 
 
-class ExtractDefaults(BaseModel):
-    tagset: str = "upos"
-    sample: int | None = None
-    batch_size: int = 16
-    dtype: str = "auto"
-    device: str = "auto"
+def _extract_defaults_model() -> type[BaseModel]:
+    """The ``"extract"`` settings: the extraction options marked as settings, with their defaults and help
+    (rendered from :class:`moe_tui.core.options.ExtractOptions`)."""
+    fields = {}
+    for s in setting_fields():
+        tp = Literal[s.choices] if s.choices else s.type
+        fields[s.name] = ((tp | None) if s.optional else tp,
+                          Field(s.default, description=s.help, gt=0 if s.positive else None))
+    return create_model("ExtractDefaults", __doc__="Defaults of the Home form's extraction options.", **fields)
+
+
+ExtractDefaults = _extract_defaults_model()
 
 
 class Settings(BaseModel):

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from moe_tui.core.corpus import Corpus, Sentence, Word, read_corpus
 from moe_tui.core.tagsets import PTB_TO_UPOS, TAGSETS, map_tag
 from moe_tui.errors import CorpusError
-
-EWT_DEV = Path(__file__).resolve().parents[3] / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+from tests.conftest import EWT_DEV
 
 
 def row(i, form, upos="NOUN", xpos="NN", misc="_"):

@@ -9,7 +9,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from moe_tui.core.report import ReportOptions, RunView, format_cell, report_tables, write_report
+from moe_tui.core.probe import VARIANTS as probe_features
+from moe_tui.core.report import (
+    PROBE_ROWS,
+    PROBE_VARIANTS,
+    ReportOptions,
+    RunView,
+    format_cell,
+    report_tables,
+    write_report,
+)
 from moe_tui.errors import ReportError
 
 TAGS = ("NOUN", "VERB", "X")
@@ -94,6 +103,8 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     d = tmp_path / "run_a"
     assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens"]
     assert [r[0] for r in read(d / "probe.csv")[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
+    assert list(PROBE_ROWS) == ["top_k", "top_1", "onehot_top_k", "baseline"]   # the one list the TUI uses too
+    assert set(PROBE_VARIANTS) <= set(probe_features)                        # each one a feature the probe builds
     for v in ("top_k", "top_1", "onehot_top_k", "baseline"):
         c = read(d / f"confusion_{v}.csv")
         assert c[0] == ["true", "pred", "count"] and len(c) == 1 + 9

@@ -24,6 +24,11 @@ pytestmark = pytest.mark.slow  # seconds per test: child processes, training, fu
 N_SENT = 12
 
 
+def collect(events: list):
+    """A progress callback that keeps each event in its JSON wire form (a dict, as --progress json prints it)."""
+    return lambda ev: events.append(ev.to_dict())
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return ewt_tiny_model("mixtral")
@@ -125,13 +130,13 @@ def test_dead_rank_leaves_shards_that_a_relaunch_resumes(tiny, ref, tmp_path, mo
     assert shards == ["shard-00000.npz", "shard-00002.npz"]  # rank 0's: 0 and 2 of 4
     monkeypatch.setenv("RANK", "1")
     events = []
-    assert extract(_opts(tiny, cache, distributed=True), progress=events.append) == cache / ref.name
+    assert extract(_opts(tiny, cache, distributed=True), progress=collect(events)) == cache / ref.name
     assert not RunStore(cache).is_complete(ref.name)  # rank 1 never finalizes
     assert len(list((cache / ref.name / "shards").glob("shard-*.npz"))) == 4
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k)
     events = []
-    run_dir = extract(_opts(tiny, cache), progress=events.append)  # relaunch, any world size
+    run_dir = extract(_opts(tiny, cache), progress=collect(events))  # relaunch, any world size
     assert not [e for e in events if e["event"] == "progress"]  # nothing redone
     assert _files(run_dir) == _files(ref)
 

@@ -16,9 +16,10 @@ async def test_demo_extracts_and_opens_the_grid():
     async with app.run_test(size=(140, 45)) as pilot:
         for _ in range(1200):  # the real child process: torch import + 2,000 sentences
             await pilot.pause(0.1)
-            if type(app.screen).__name__ == "GridScreen":
+            if type(app.screen).__name__ == "GridScreen" and app.screen.is_mounted:
                 break
         assert type(app.screen).__name__ == "GridScreen", app.screen
+        await pilot.pause()          # let the grid finish mounting before the app closes
     [info] = RunStore().list_runs()
     run = RunStore().open(info.run_id)
     assert run.manifest["model"]["name_or_path"] == str(demo_model_path())

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList
 from textual.widgets.option_list import Option
 
-from moe_tui.core.inspect import LayerStatsCache
+from moe_tui.core.explore import LayerStatsCache
 from moe_tui.tui import actions
 from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data
 from moe_tui.tui.widgets.palette import expert_style, pos_style
