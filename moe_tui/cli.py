@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "formulas; this alters the text (off: every cell exactly as stored)")
     x.add_argument("--cache-dir", metavar="DIR")
 
-    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV")
+    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV "
+                         "(and figures)")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--out", required=True, metavar="DIR")
     rep.add_argument("--probe", action="store_true", help="train the MLP probes (slow)")
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--spreadsheet-safe", action="store_true",
                      help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
                           "formulas; this alters the text (off: every cell exactly as stored)")
+    rep.add_argument("--figures", action="store_true",
+                     help="also draw the paper's figures (PNG and PDF) from the same tables: Spec by layer, KL "
+                          "heatmap, and with --probe the confusion matrices, layer ablation and t-SNE")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
@@ -266,7 +270,7 @@ def cmd_report(args) -> int:
                             n_boot=args.bootstrap)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
-                          spreadsheet_safe=args.spreadsheet_safe)
+                          spreadsheet_safe=args.spreadsheet_safe, figures=args.figures)
     print_report(result)
     print(out.resolve())
     return EXIT_OK
