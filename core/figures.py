@@ -152,17 +152,35 @@ def _unique(values: Iterable[Any]) -> list:
 # Styles
 
 
+#: UPOS tag -> (colour index in TOL_MUTED, style set). Set 0 (circle, solid): the nine most frequent tags, a
+#: colour each. Set 1 (square, dashed) reuses the colour of a related tag: AUX as VERB and SCONJ as ADP (the
+#: paper's 15-tag set folds them so), SYM as PUNCT, CCONJ as DET, PART as ADV, INTJ as PRON, X as PROPN,
+#: NUM as ADJ. NOUN keeps its colour alone.
+_POS_STYLE: dict[str, tuple[int, int]] = {
+    "NOUN": (0, 0), "ADP": (1, 0), "DET": (2, 0), "ADJ": (3, 0), "ADV": (4, 0), "PUNCT": (5, 0), "VERB": (6, 0),
+    "PROPN": (7, 0), "PRON": (8, 0),
+    "SCONJ": (1, 1), "CCONJ": (2, 1), "NUM": (3, 1), "PART": (4, 1), "SYM": (5, 1), "AUX": (6, 1), "X": (7, 1),
+    "INTJ": (8, 1),
+}
+
+
 def pos_style(tag: str, order: Sequence[str] = ()) -> dict[str, Any]:
-    """Colour, marker and line style of one POS: fixed by the tag's place in the 17 UPOS tags, so a POS
-    looks the same in every figure and run (tags outside UPOS follow, in ``order``)."""
-    if tag in UPOS_TAGS:
-        i = UPOS_TAGS.index(tag)
+    """Colour, marker and line style of one POS, fixed per UPOS tag (:data:`_POS_STYLE`), so a POS looks the
+    same in every figure and every run; tags outside UPOS follow, cycling, in their ``order``."""
+    if tag in _POS_STYLE:
+        colour, kind = _POS_STYLE[tag]
     else:
-        extra = [t for t in order if t not in UPOS_TAGS]
-        i = len(UPOS_TAGS) + (extra.index(tag) if tag in extra else 0)
-    n = len(TOL_MUTED)
-    return {"color": TOL_MUTED[i % n], "marker": _MARKERS[(i // n) % len(_MARKERS)],
-            "linestyle": _LINESTYLES[(i // n) % len(_LINESTYLES)]}
+        extra = [t for t in order if t not in _POS_STYLE]
+        i = extra.index(tag) if tag in extra else 0
+        colour, kind = i % len(TOL_MUTED), 2 + i // len(TOL_MUTED)
+    return {"color": TOL_MUTED[colour], "marker": _MARKERS[kind % len(_MARKERS)],
+            "linestyle": _LINESTYLES[kind % len(_LINESTYLES)]}
+
+
+def _pos_order(tags: Iterable[str]) -> list[str]:
+    """Tags in the canonical UPOS order, others after them in the order given."""
+    tags = list(tags)
+    return [t for t in UPOS_TAGS if t in tags] + [t for t in tags if t not in UPOS_TAGS]
 
 
 def model_style(i: int) -> dict[str, Any]:
@@ -289,8 +307,9 @@ def fig_spec_by_layer(panels: Mapping[str, Table]) -> "Figure":
         for ax in axes:
             if ax.get_subplotspec().is_first_col():
                 ax.set_ylabel("Spec (%)")
-        fig.legend([handles[t] for t in all_tags if t in handles], [_text(t) for t in all_tags if t in handles],
-                   loc="outside right upper", title="POS", handlelength=2.6)
+        shown = [t for t in _pos_order(all_tags) if t in handles]
+        fig.legend([handles[t] for t in shown], [_text(t) for t in shown], loc="outside right upper", title="POS",
+                   handlelength=2.6)
     return fig
 
 
@@ -389,14 +408,15 @@ def fig_confusion(panels: Mapping[str, Table]) -> "Figure":
     norm = Normalize(0.0, 1.0)
     with _style_context():
         multi = len(items) > 1
-        fig, axes = _grid(len(items), 5.2 if multi else 7.0, 5.0 if multi else 6.4, extra_w=0.9)
+        fig, axes = _grid(len(items), 4.9 if multi else 7.0, 5.6 if multi else 6.6, extra_w=0.9)
         im = None
         for ax, (title, table) in zip(axes, items):
             cm, tags = _confusion_matrix(table)
             total = cm.sum(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(total > 0, cm / np.maximum(total, 1), np.nan)
-            im = ax.imshow(np.ma.masked_invalid(share), cmap=cmap, norm=norm, interpolation="nearest", gid="confusion")
+            im = ax.imshow(np.ma.masked_invalid(share), cmap=cmap, norm=norm, interpolation="nearest", aspect="auto",
+                           gid="confusion")
             p = len(tags)
             if p <= 24:
                 fs = 6.5 if multi or p > 15 else 7.5
@@ -409,6 +429,8 @@ def fig_confusion(panels: Mapping[str, Table]) -> "Figure":
             ax.set_xticks(range(p), [_text(t) for t in tags], rotation=90)
             ax.set_yticks(range(p), [_text(t) for t in tags])
             ax.tick_params(length=0)
+            for side in ("top", "right"):
+                ax.spines[side].set_visible(True)
             ax.set_xlabel("predicted POS")
             ax.set_ylabel("true POS")
             n = int(cm.sum())
@@ -416,7 +438,7 @@ def fig_confusion(panels: Mapping[str, Table]) -> "Figure":
             v = _variant(table)
             what = "form baseline" if v == "baseline" else f"{v} probe"
             head = f"{_text(title)}\n" if multi else f"{_text(title)}: "
-            ax.set_title(f"{head}{what}, accuracy {100 * acc:.1f}% ({n:,} tokens)")
+            ax.set_title(f"{head}{what}, accuracy {100 * acc:.1f}% ({n:,} test tokens)")
         fig.colorbar(im, ax=axes, label="share of the true POS's test tokens", shrink=0.9 if multi else 0.8,
                      format=PercentFormatter(xmax=1.0, decimals=0))
     return fig
@@ -493,7 +515,7 @@ def fig_ablation(panels: Mapping[str, Table], probe: Mapping[str, Table] | None 
             ax.set_xlabel("MoE layers removed (n)")
             if ax.get_subplotspec().is_first_col():
                 ax.set_ylabel("probe accuracy")
-            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+            ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0))
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.grid(True, axis="y")
     return fig
@@ -536,7 +558,8 @@ def fig_tsne(panels: Mapping[str, Table]) -> "Figure":
             ax.set_ylabel("t-SNE 2")
             n = len(x)
             ax.set_title(_text(title) if multi else f"{_text(title)}: t-SNE of {n:,} routing paths (Hamming)")
-        fig.legend([handles[t] for t in all_tags], [_text(t) for t in all_tags], loc="outside right upper",
+        shown = _pos_order(all_tags)
+        fig.legend([handles[t] for t in shown], [_text(t) for t in shown], loc="outside right upper",
                    title="POS", markerscale=2.2 if multi else 1.8, scatterpoints=1)
     return fig
 
