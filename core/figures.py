@@ -110,7 +110,7 @@ RC: dict[str, Any] = {
     "svg.hashsalt": "moe-tui",
     "figure.dpi": 100,
     "savefig.dpi": DPI,
-    "image.interpolation": "nearest",
+    "image.interpolation": "none",  # heatmap cells as they are (raw pixels in the PDF)
 }
 
 
@@ -352,13 +352,13 @@ def fig_kl_heatmap(panels: Mapping[str, Table]) -> "Figure":
         fig, axes = _grid(len(items), 4.4 if multi else 6.4, 3.8 if multi else 4.8, extra_w=1.0)
         im = None
         for ax, (title, _), (mat, layers) in zip(axes, items, mats):
-            im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm, interpolation="nearest",
+            im = ax.imshow(np.ma.masked_invalid(mat), aspect="auto", cmap=cmap, norm=norm, interpolation="none",
                            origin="upper", gid="kl")
             if mat.size <= 160:  # small grids: the value in each cell
                 for (e, li), v in np.ndenumerate(mat):
                     if np.isfinite(v):
                         ax.text(li, e, f"{v:.2f}", ha="center", va="center", fontsize=7.5 if multi else 8.5,
-                                color="black" if norm(v) > 0.6 else "white")
+                                color="black" if norm(v) > 0.6 else "white", in_layout=False)
             ax.xaxis.set_major_locator(MaxNLocator(nbins=min(12, max(1, len(layers))), integer=True))
             ax.xaxis.set_major_formatter(_layer_formatter(layers))
             ax.yaxis.set_major_locator(MaxNLocator(nbins=min(10, max(1, mat.shape[0])), integer=True))
@@ -415,7 +415,7 @@ def fig_confusion(panels: Mapping[str, Table]) -> "Figure":
             total = cm.sum(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.where(total > 0, cm / np.maximum(total, 1), np.nan)
-            im = ax.imshow(np.ma.masked_invalid(share), cmap=cmap, norm=norm, interpolation="nearest", aspect="auto",
+            im = ax.imshow(np.ma.masked_invalid(share), cmap=cmap, norm=norm, interpolation="none", aspect="auto",
                            gid="confusion")
             p = len(tags)
             if p <= 24:
@@ -425,7 +425,7 @@ def fig_confusion(panels: Mapping[str, Table]) -> "Figure":
                         v = share[i, j]
                         if np.isfinite(v) and round(100 * v) >= 1:
                             ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=fs,
-                                    color="white" if v > 0.55 else "black")
+                                    color="white" if v > 0.55 else "black", in_layout=False)
             ax.set_xticks(range(p), [_text(t) for t in tags], rotation=90)
             ax.set_yticks(range(p), [_text(t) for t in tags])
             ax.tick_params(length=0)
@@ -620,16 +620,16 @@ def compare_figure(stem: str, per_run: Sequence[tuple[str, Mapping[str, Table]]]
     return _build(stem, per_run)
 
 
-def figure_bytes(fig: "Figure", fmt: str, title: str = "") -> bytes:
-    """``fig`` rendered as ``png`` (``DPI`` dpi) or ``pdf`` (``title`` in its metadata), deterministically
-    (no creation date: the same figure gives the same bytes)."""
+def figure_bytes(fig: "Figure", fmt: str, title: str = "", dpi: int = DPI) -> bytes:
+    """``fig`` rendered as ``png`` (``dpi``, default :data:`DPI`) or ``pdf`` (``title`` in its metadata),
+    deterministically (no creation date: the same figure gives the same bytes)."""
     buf = io.BytesIO()
     if fmt == "pdf":
         meta = {"CreationDate": None, "ModDate": None, "Creator": "moe-tui", "Title": title or None}
     else:
         meta = {}
     with _style_context():
-        fig.savefig(buf, format=fmt, dpi=DPI, metadata=meta)
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
     return buf.getvalue()
 
 
