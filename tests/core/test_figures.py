@@ -186,6 +186,15 @@ def test_missing_matplotlib_is_one_line_before_any_work(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()  # nothing computed or written
 
 
+def test_matplotlib_is_imported_only_to_draw():
+    import subprocess
+
+    code = ("import sys, moe_tui.cli, moe_tui.core.report, moe_tui.core.figures; "
+            "print('matplotlib' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_panel_titles_and_text():
     assert F.panel_titles(["/data/ckpt/mixtral", "org/m", "org/m"], ["aaaaaaaa1111", "bbbbbbbb2222", "cccccccc3333"]) \
         == ["ckpt/mixtral", "org/m (bbbbbbbb)", "org/m (cccccccc)"]
