@@ -567,18 +567,24 @@ def paper_models(views: Sequence[RunView], paper_model: str | None = "auto") -> 
 def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: bool = False, controls: bool = False,
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
                  options: ReportOptions | None = None, spreadsheet_safe: bool = False,
-                 paper_model: str | None = "auto") -> dict:
+                 paper_model: str | None = "auto",
+                 figures: bool = False) -> dict:
     """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
     controls with ``controls``; + paper_vs_measured for a run of one of the paper's models, see
     :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
+    With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.figures`) as PNG
+    and PDF: per run ``fig_spec_by_layer``, ``fig_kl_heatmap`` (+ ``fig_confusion_<variant>``,
+    ``fig_ablation``, ``fig_tsne`` with ``probe``), and with several runs their cross-model versions in
+    ``out_dir/``.
 
     Returns ``{"runs": {run_id: {stem: table}}, "compare": {stem: table}, "files": [paths],
-    "paper": {run_id: paper model}, "notices": [one-line str]}``.
+    "paper": {run_id: paper model}, "notices": [one-line str]}`` (``files`` lists the CSVs, then the figures).
     Raises :class:`ReportError` (no runs, duplicate run ids, bad arrays, runs whose global Spec averages
-    different tags, a bad ``paper_model``, unwritable output) before any long computation where it can.
+    different tags, a bad ``paper_model``, unwritable output, matplotlib missing with ``figures``) before any
+    long computation where it can.
     """
     if not views:
         raise ReportError("no runs to report on")
@@ -587,6 +593,10 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         raise ReportError(f"the same run is listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     if kl_reference not in ("corpus", "uniform"):
         raise ReportError(f"KL reference must be 'corpus' or 'uniform', got {kl_reference!r}")
+    if figures:
+        from moe_tui.core.figures import require_matplotlib
+
+        require_matplotlib()
     for v in views:
         v.validate()
     check_comparable(views)  # refuse now, not after minutes of probes
@@ -612,4 +622,11 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         compare = compare_tables(views, per_run)
         for stem, t in compare.items():
             files.append(str(write_csv(out / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
+    if figures:
+        from moe_tui.core.figures import panel_titles, write_figures
+
+        titles = panel_titles([v.model for v in views], ids)
+        paths = write_figures(out, [(v.run_id, t, per_run[v.run_id]) for v, t in zip(views, titles)],
+                              progress=progress)
+        files += [str(p) for p in paths]
     return {"runs": per_run, "compare": compare, "files": files, "paper": matched, "notices": notices}

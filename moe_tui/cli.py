@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "formulas; this alters the text (off: every cell exactly as stored)")
     x.add_argument("--cache-dir", metavar="DIR")
 
-    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV")
+    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV "
+                         "(and figures)")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--out", required=True, metavar="DIR")
     rep.add_argument("--probe", action="store_true", help="train the MLP probes (slow)")
@@ -85,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write RUN/paper_vs_measured.csv against this model of the paper (one run; the run needs "
                           "--tagset paper15): " + ", ".join(PAPER_MODELS) + ". Default: inferred from each run's hub id")
     rep.add_argument("--no-paper", action="store_true", help="do not set any run beside the paper")
+    rep.add_argument("--figures", action="store_true",
+                     help="also draw the paper's figures (PNG and PDF) from the same tables: Spec by layer, KL "
+                          "heatmap, and with --probe the confusion matrices, layer ablation and t-SNE")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
@@ -233,7 +237,8 @@ def cmd_report(args) -> int:
                             n_boot=args.bootstrap)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
-                          spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model)
+                          spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model,
+                          figures=args.figures)
     for notice in result.get("notices", []):  # one line each, never wrapped
         print(f"moe-tui: {notice}", file=sys.stderr)
     print_report(result)

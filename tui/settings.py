@@ -43,6 +43,8 @@ class Settings(BaseModel):
     export_dir: str | None = Field(None, description="Directory for CSV exports (default: the current directory)")
     spreadsheet_safe: bool = Field(False, description="Prefix exported/copied text cells that start with = + - @ "
                                    "with ' (alters the text; off: exactly as stored)")
+    report_figures: bool = Field(True, description="The whole-report export (E) also draws the paper's figures "
+                                 "(PNG and PDF), as moe-tui report --figures")
     min_width: int = 80
     min_height: int = 24
     extract: ExtractDefaults = Field(default_factory=ExtractDefaults)

@@ -204,9 +204,9 @@ REPORT_FILES = {
 
 
 @pytest.mark.slow
-def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
+def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys, monkeypatch):
     """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
-    contract, and its numbers are the metrics computed directly from the run's arrays."""
+    contract (figures included), and its numbers are the metrics computed directly from the run's arrays."""
     from moe_tui.core import metrics
 
     ids = []
@@ -216,12 +216,21 @@ def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
         ids.append(Path(out.strip().splitlines()[-1]).name)
     out_dir = tmp_path / "report"
     # both runs side by side (routing tables + comparison), then the probes and controls of one run
-    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir))
+    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir), "--figures")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str(out_dir.resolve())
     assert "summary" in out and "spec_pos" in out  # the plain-text tables
     for name in ("compare_table1.csv", "compare_table3.csv", "compare_table5.csv"):
         assert (out_dir / name).read_text().count("\n") >= 3
+    for folder in (out_dir / ids[0], out_dir / ids[1], out_dir):  # per run, then the cross-model versions
+        for stem in ("fig_spec_by_layer", "fig_kl_heatmap"):
+            assert (folder / f"{stem}.png").read_bytes().startswith(b"\x89PNG"), (folder, stem)
+            assert (folder / f"{stem}.pdf").read_bytes().startswith(b"%PDF"), (folder, stem)
+    with monkeypatch.context() as mp:  # figures without matplotlib: one line, exit 2, before any work
+        mp.setitem(sys.modules, "matplotlib", None)
+        code, out, err = run_cli(capsys, "report", ids[0], "--out", str(tmp_path / "nofig"), "--figures")
+    assert code == 2 and err.count("\n") == 1 and "matplotlib" in err and "Traceback" not in err
+    assert not list((tmp_path / "nofig").rglob("*.csv"))
     code, out, err = run_cli(capsys, "report", ids[0], "--out", str(out_dir), "--probe", "--controls",
                              "--tsne-samples", "200", "--permutations", "20", "--bootstrap", "50",
                              "--ablation-step", "2", "--max-iter", "200")

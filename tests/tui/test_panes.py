@@ -348,6 +348,9 @@ async def check_grid_to_panes_and_report(pilot, run, ref) -> None:
     assert out.is_absolute() and out == (Path(app.settings.export_dir) / f"moe-tui-report-{run.run_id}").resolve()
     for stem in ("pos_counts", "spec_layer", "spec_pos", "kl_layer_expert", "kl_summary", "summary"):
         assert (out / run.run_id / f"{stem}.csv").read_bytes() == (ref / f"{stem}.csv").read_bytes()
+    # the report_figures setting (on by default): the paper's figures beside the tables
+    for stem in ("fig_spec_by_layer", "fig_kl_heatmap"):
+        assert (out / run.run_id / f"{stem}.png").stat().st_size > 0 and (out / run.run_id / f"{stem}.pdf").exists()
     await pilot.press("K")
     await until(pilot, lambda: getattr(app.screen, "KIND", "") == "kl")
     await check_kl_pane(pilot, run, ref)

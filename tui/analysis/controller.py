@@ -116,7 +116,8 @@ class AnalysisController:
         out = self.export_dir() / name
         data.running, data.progress = "report", ("writing", 0, 1)
         data.job = self.run_worker(partial(jobs.report_job, self.post_message, _worker_cancelled, data.run_id,
-                                           views, out, probe, controls, data.options, self.settings.spreadsheet_safe),
+                                           views, out, probe, controls, data.options, self.settings.spreadsheet_safe,
+                                           self.settings.report_figures),
                                    thread=True, name=f"report:{data.run_id}", group=f"report-{data.run_id}",
                                    exclusive=True, exit_on_error=False, description="write report")
         self.notify(f"Writing the report to {out.resolve()} …", timeout=3, markup=False)

@@ -86,7 +86,8 @@ def probe_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | N
 
 
 def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out: Path, probe: bool,
-               controls: bool, options: "ReportOptions", spreadsheet_safe: bool = False) -> None:
+               controls: bool, options: "ReportOptions", spreadsheet_safe: bool = False,
+               figures: bool = False) -> None:
     """``moe-tui report`` of the views into ``out``: ``ReportWritten``, ``JobCancelled`` or ``JobFailed``."""
     from moe_tui.core.report import write_report
     from moe_tui.errors import Cancelled
@@ -98,7 +99,7 @@ def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out
 
     try:
         res = write_report(views, out, probe=probe, controls=controls, options=options, progress=progress,
-                           spreadsheet_safe=spreadsheet_safe)
+                           spreadsheet_safe=spreadsheet_safe, figures=figures)
     except Cancelled:
         post(JobCancelled(run_id, "report"))
         return
