@@ -52,6 +52,7 @@ ADAPTERS: dict[str, str] = {
     "llama4": "llama4",
     "jetmoe": "jetmoe",  # (index_sorted_experts, batch_index, gates, expert_size, logits)
     "zaya": "zaya",  # skip expert reported by the router as (id 0, weight 0): re-labelled as id E
+    "gemma4_text": "gemma4",  # the router returns probabilities; its proj's output are the logits
 }
 
 #: model_type -> reason we refuse to capture it.

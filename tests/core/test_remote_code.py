@@ -232,3 +232,34 @@ def test_remote_code_loads_and_capture_matches_gate(remote_dir):
                 assert wt[t, slot, r] == pytest.approx(want[int(ex[t, slot, r])], abs=2e-3)
     meta = inspect_model(remote_dir, trust_remote_code=True)
     assert meta.moe_layers == [1, 2]
+
+
+def test_remote_code_rank_follows_gate_logits(remote_dir):
+    """The remote gate returns (topk_idx, topk_weight, aux) in no order (sorted=False). Rank 0 must be the
+    selected expert with the highest gate logit, recomputed here in float64 from the gate's weight and input
+    (left- and right-padded rows)."""
+    lm = load_model(remote_dir, device="cpu", trust_remote_code=True)
+    seen = {}
+    handles = [s.module.register_forward_pre_hook(lambda m, a, slot=slot: seen.__setitem__(slot, a[0].clone()))
+               for slot, s in enumerate(lm.routers)]
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(4, 100, (3, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    mask[2, 7:] = 0  # right padding
+    try:
+        with RouteCapture(lm) as cap:
+            experts, _ = cap.run(ids, mask)
+            info = cap.routers_info()
+    finally:
+        for h in handles:
+            h.remove()
+    assert [(i["logits"], i["rank_by"]) for i in info] == [(True, "logit")] * 2
+    valid = mask.reshape(-1).bool().numpy()
+    ex = experts.reshape(30, 2, 2).astype(np.int64)
+    for slot, site in enumerate(lm.routers):
+        x = seen[slot].double().reshape(-1, 32)
+        logits = torch.nn.functional.linear(x, site.module.weight.double()).numpy()
+        sel = np.take_along_axis(logits, ex[:, slot], axis=1)[valid]
+        assert np.all(sel[:, 0] >= sel[:, 1])
+        assert np.array_equal(np.sort(ex[valid, slot], axis=1), np.sort(np.argsort(-logits[valid], axis=1)[:, :2], axis=1))
