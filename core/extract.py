@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -18,13 +19,14 @@ from typing import Callable
 
 import numpy as np
 
-from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
+from moe_tui.cache.store import Run, RunStore, RunWriter, add_array, run_id_for, run_lock, tool_version
 from moe_tui.errors import Cancelled, ModelError
 
 Progress = Callable[[dict], None]
 
 # Part of a run's identity: bump when the extracted arrays would change for the same inputs.
-EXTRACTION_VERSION = 1
+# 2: rank = descending raw router logit (was: descending weight; differs for PhiMoE and Gemma4).
+EXTRACTION_VERSION = 2
 _SMALL_MODEL_BYTES = 256 << 20  # local folders up to this size are fingerprinted by content
 
 
@@ -52,6 +54,7 @@ class ExtractOptions:
     quantization: str = "none"
     offload_folder: str | None = None  # for modules the device map sends to "disk"
     distributed: bool = False  # one rank of torchrun/accelerate/srun: see core/distributed.py
+    save_logits: bool = False  # also store logits.npy; not part of the run identity (a run can gain them later)
 
 
 def local_model_stamp(name_or_path: str) -> str | None:
@@ -161,10 +164,13 @@ class _BatchRunner:
             mask[b, : len(r)] = 1
         dev = self.loaded.input_device
         experts, weights = self.capture.run(ids.to(dev), mask.to(dev))
-        return [(experts[b, : len(r)], weights[b, : len(r)]) for b, r in enumerate(rows)]
+        logits = getattr(self.capture, "last_logits", None)
+        return [(experts[b, : len(r)], weights[b, : len(r)], None if logits is None else logits[b, : len(r)])
+                for b, r in enumerate(rows)]
 
-    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        out: list[tuple[np.ndarray, np.ndarray]] = []
+    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Per row: ``experts (n, L, k)``, ``weights (n, L, k)`` and ``logits (n, L, N)`` (None without logits)."""
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         start = 0
         while start < len(rows):
             size = min(len(rows) - start, self.max_rows or len(rows))
@@ -251,8 +257,8 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
         emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
         return run_dir
 
-    if store.is_complete(run_id):
-        return hit()
+    if store.is_complete(run_id) and (not _needs_logits(opts, run_dir) or not dist.is_main):
+        return hit()  # under --distributed, rank 0 alone adds logits to a finished run
     from moe_tui.core.models import check_quantization
 
     device, max_memory = opts.device, opts.max_memory
@@ -277,8 +283,11 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
     try:
         with lock:
             if store.is_complete(run_id):
-                return hit()
-            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
+                if not _needs_logits(opts, run_dir):
+                    return hit()
+                _add_logits_locked(opts, corpus, identity, run_dir, emit, cancelled, device, max_memory)
+            else:
+                _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
     except BaseException:
         # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind;
         # never under --distributed, where another rank may be writing into the directory
@@ -303,20 +312,9 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     writer = RunWriter(run_dir, identity)
     if dist.is_main:
         writer.begin()
-    emit({"event": "stage", "stage": "loading-model"})
     from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.models import load_model
 
-    _quiet_transformers()
-    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
-                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
-                        device_map=opts.device_map,
-                        max_memory=max_memory if max_memory is not None else opts.max_memory,
-                        quantization=opts.quantization, offload_folder=opts.offload_folder)
-    emit({"event": "stage", "stage": "aligning"})
-    from moe_tui.core.align import align_corpus
-
-    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    loaded, aligned, report = _load_and_align(opts, corpus, emit, device, max_memory)
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
     fresh = make_plan(lengths, max(1, opts.batch_size), opts.batch_tokens)
     if dist.is_main:
@@ -331,13 +329,15 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
         plan = wait_for_plan(writer, sorted(i for b in fresh for i in b), cancelled,
                              on_wait=lambda m: emit({"event": "notice", "message": m}))
     done = writer.done_shards(len(plan))
+    if opts.save_logits:  # shards written without logits (an earlier attempt without the flag) are redone
+        done = {b for b in done if writer.shard_has(b, "logits")}
     tokens_total = sum(n for n in lengths if n)
     tokens_done = sum(lengths[i] for b in done for i in plan[b])
     sents_done = sum(len(plan[b]) for b in done)
     n_sent = sum(1 for n in lengths if n)
     emit({"event": "stage", "stage": "extracting"})
     t0, tok0 = time.perf_counter(), tokens_done
-    with RouteCapture(loaded) as capture:
+    with RouteCapture(loaded, save_logits=opts.save_logits) as capture:
         runner = _BatchRunner(capture, loaded, emit)
         for b, batch in enumerate(plan):
             if b in done or not dist.owns(b):
@@ -356,6 +356,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
             emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
                   "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
                   "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+        routers = _routers_info(capture, runner, plan, aligned) if dist.is_main else []
     if dist.active and not dist.is_main:
         emit({"event": "notice", "message": f"rank {dist.rank} of {dist.world_size}: its batches are written; "
                                             "rank 0 finalizes the run"})
@@ -383,9 +384,172 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
         "alignment": report.to_dict(),
         "options": {"dtype": opts.dtype, "quantization": opts.quantization,
                     "trust_remote_code": bool(opts.trust_remote_code)},
+        "routing": routing_manifest(routers, saved=opts.save_logits, columns=int(facts.num_experts)),
+        "provenance": provenance(loaded),
     }
     records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
-    writer.finalize(len(plan), records, manifest_extra)
+    writer.finalize(len(plan), records, manifest_extra, optional=("logits",) if opts.save_logits else ())
+
+
+def _load_and_align(opts: ExtractOptions, corpus, emit: Progress, device, max_memory):
+    emit({"event": "stage", "stage": "loading-model"})
+    from moe_tui.core.models import load_model
+
+    _quiet_transformers()
+    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
+                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
+                        device_map=opts.device_map,
+                        max_memory=max_memory if max_memory is not None else opts.max_memory,
+                        quantization=opts.quantization, offload_folder=opts.offload_folder)
+    emit({"event": "stage", "stage": "aligning"})
+    from moe_tui.core.align import align_corpus
+
+    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    return loaded, aligned, report
+
+
+def _needs_logits(opts: ExtractOptions, run_dir: Path) -> bool:
+    """``--save-logits`` asked for a finished run that has no logits.npy yet."""
+    if not opts.save_logits:
+        return False
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False  # not readable: opening the run reports it
+    return "logits" not in manifest.get("arrays", {})
+
+
+def _routers_info(capture, runner, plan, aligned) -> list[dict]:
+    """The capture's per-layer router facts; one sentence is run if no batch ran in this process (a resumed run
+    whose batches were all written already)."""
+    if any(r["logits"] is None for r in capture.routers_info()):
+        first = next(i for batch in plan for i in batch)
+        runner.run([aligned[first].input_ids])
+    return capture.routers_info()
+
+
+RANK_DEFINITION = ("descending raw router logit among the selected experts (the architecture's own score before "
+                   "load-balancing bias, renormalisation or sparsemixer multipliers; ties: lower expert id first); "
+                   "by weight for a router without logits")
+
+
+def routing_manifest(routers: list[dict], *, saved: bool, columns: int, added: dict | None = None) -> dict:
+    """The manifest's ``routing`` field: how ranks are ordered, per-layer router facts, and whether logits.npy
+    (float16 ``[T, L, columns]``, NaN for a layer without logits) is stored."""
+    logits: dict = {"saved": bool(saved), "columns": int(columns), "dtype": "float16" if saved else None,
+                    "layers_without_logits": [r["layer"] for r in routers if r.get("logits") is False]}
+    if added:
+        logits["added"] = added
+    return {"rank": RANK_DEFINITION, "routers": routers, "logits": logits}
+
+
+def provenance(loaded=None) -> dict:
+    """What produced a run: Python and library versions, the platform, and the model's commit when known."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def ver(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    out = {
+        "python": platform.python_version(),
+        "moe_tui": tool_version(),
+        "torch": ver("torch"),
+        "transformers": ver("transformers"),
+        "tokenizers": ver("tokenizers"),
+        "accelerate": ver("accelerate"),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = str(torch.__version__)
+        out["cuda"] = torch.version.cuda
+        if loaded is not None and getattr(loaded.input_device, "type", None) == "cuda":
+            out["device"] = torch.cuda.get_device_name(loaded.input_device)
+    if loaded is not None:
+        f = loaded.facts
+        out["model"] = {"name_or_path": f.name_or_path, "revision": f.revision, "commit_hash": f.commit_hash}
+    return out
+
+
+def _add_logits_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit: Progress,
+                       cancelled: Callable[[], bool], device: str | None = None, max_memory: dict | None = None) -> None:
+    """Give a finished run its logits: run the corpus again (resumable, in ``logits-shards/``), check that the
+    experts come out identical to the stored ones, then add logits.npy and its manifest entries. The run's
+    identity, id and every other file stay as they are."""
+    from moe_tui.core.capture import RouteCapture
+
+    run = Run(run_dir)
+    writer = RunWriter(run_dir, identity, shard_dirname="logits-shards")
+    loaded, aligned, _report = _load_and_align(opts, corpus, emit, device, max_memory)
+    lengths = [len(a.input_ids) if a is not None else None for a in aligned]
+    fresh = make_plan(lengths, max(1, opts.batch_size), opts.batch_tokens)
+    plan = writer.load_plan()
+    if plan is None or sorted(i for b in plan for i in b) != sorted(i for b in fresh for i in b):
+        plan = fresh
+        writer.shard_dir.mkdir(parents=True, exist_ok=True)
+        writer.clear_shards()
+        writer.save_plan(plan)
+    done = {b for b in writer.done_shards(len(plan)) if writer.shard_has(b, "logits")}
+    n_sent, tokens_total = sum(1 for n in lengths if n), sum(n for n in lengths if n)
+    sents_done = sum(len(plan[b]) for b in done)
+    tokens_done = sum(lengths[i] for b in done for i in plan[b])
+    emit({"event": "notice", "message": f"run {run_dir.name} has no logits: extracting them (the routes are kept)"})
+    emit({"event": "stage", "stage": "extracting"})
+    t0, tok0 = time.perf_counter(), tokens_done
+    with RouteCapture(loaded, save_logits=True) as capture:
+        runner = _BatchRunner(capture, loaded, emit)
+        for b, batch in enumerate(plan):
+            if b in done:
+                continue
+            if cancelled():
+                raise Cancelled("extraction cancelled; finished batches are kept, run the same command again to resume")
+            rows = [aligned[i].input_ids for i in batch]
+            writer.write_shard(b, _shard_arrays(batch, [aligned[i] for i in batch], runner.run(rows)))
+            tokens_done += sum(len(r) for r in rows)
+            sents_done += len(batch)
+            rate = (tokens_done - tok0) / max(time.perf_counter() - t0, 1e-9)
+            emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
+                  "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
+                  "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+        routers = _routers_info(capture, runner, plan, aligned)
+    emit({"event": "stage", "stage": "finalizing"})
+    stored = run.experts
+    off = np.asarray(run.sentence_offsets)
+    n_cols = int(loaded.facts.num_experts)
+    logits = np.full((stored.shape[0], stored.shape[1], n_cols), np.nan, dtype=np.float16)
+    differ = 0
+    for b in range(len(plan)):
+        shard = writer.read_shard(b)
+        if shard is None or "logits" not in shard:
+            raise ModelError(f"logits batch {b} of run {run_dir.name} is missing; run the same command again")
+        starts = np.concatenate([[0], np.cumsum(shard["lengths"])])
+        for j, si in enumerate(shard["sentence_index"].tolist()):
+            a, e = int(starts[j]), int(starts[j + 1])
+            lo, hi = int(off[si]), int(off[si + 1])
+            if hi - lo != e - a or shard["logits"].shape[-1] != n_cols:
+                raise ModelError(f"run {run_dir.name}: sentence {si} has {hi - lo} tokens in the run but {e - a} "
+                                 "now; the tokenizer changed, so logits cannot be added to this run")
+            differ += int(np.any(shard["experts"][a:e] != stored[lo:hi], axis=-1).sum())
+            logits[lo:hi] = shard["logits"][a:e]
+    if differ:
+        shutil.rmtree(writer.shard_dir, ignore_errors=True)
+        raise ModelError(
+            f"extracting run {run_dir.name} again gave different experts on {differ} of "
+            f"{stored.shape[0] * stored.shape[1]} (token, layer) pairs, so its logits would not belong to the stored "
+            f"routes (another transformers/torch version or device?); delete the run ({run_dir}) and extract it "
+            "again with --save-logits")
+    added = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "provenance": provenance(loaded)}
+    routing = routing_manifest(routers, saved=True, columns=n_cols, added=added)
+    del stored
+    add_array(run_dir, "logits", lambda fh: np.save(fh, logits, allow_pickle=False), {"routing": routing})
+    shutil.rmtree(writer.shard_dir, ignore_errors=True)
 
 
 def _quiet_transformers() -> None:
@@ -396,11 +560,14 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple]) -> dict:
     def cat(key, dtype):
         return np.concatenate([np.asarray(getattr(a, key), dtype=dtype) for a in aligned])
 
-    return {
+    extra = {}
+    if routes and all(len(r) > 2 and r[2] is not None for r in routes):
+        extra["logits"] = np.concatenate([r[2] for r in routes]).astype(np.float16)
+    return {**extra,
         "lengths": np.array([len(a.input_ids) for a in aligned], dtype=np.int64),
         "sentence_index": np.array(batch, dtype=np.int64),
         "token_ids": cat("input_ids", np.int32),
@@ -409,6 +576,6 @@ def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray
         "special": cat("special", np.bool_),
         "crossing": cat("crossing", np.bool_),
         "offsets": np.concatenate([np.asarray(a.offsets, dtype=np.int32).reshape(-1, 2) for a in aligned]),
-        "experts": np.concatenate([e for e, _ in routes]),
-        "weights": np.concatenate([w for _, w in routes]).astype(np.float16),
+        "experts": np.concatenate([r[0] for r in routes]),
+        "weights": np.concatenate([r[1] for r in routes]).astype(np.float16),
     }

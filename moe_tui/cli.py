@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--distributed", action="store_true",
                    help="one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
                         "write one run (the cache must be on a shared file system)")
+    e.add_argument("--save-logits", action="store_true",
+                   help="also store every router's raw logits (logits.npy, float16 [tokens, layers, experts]); "
+                        "a finished run without them gains them, keeping its id and routes")
     e.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit", "fp8"])
     e.add_argument("--revision", help="model revision (branch, tag or commit)")
     e.add_argument("--trust-remote-code", action="store_true",
@@ -151,7 +154,7 @@ def cmd_extract(args) -> int:
         batch_tokens=args.batch_tokens, dtype=args.dtype, device=args.device,
         trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
         device_map=args.device_map, max_memory=args.max_memory, quantization=args.quantization,
-        offload_folder=args.offload_folder, distributed=args.distributed,
+        offload_folder=args.offload_folder, distributed=args.distributed, save_logits=args.save_logits,
     )
     stop = {"n": 0}
 
