@@ -20,11 +20,10 @@ EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line (plus the usage line argparse adds)."""
+    """argparse that reports a usage error in one line, naming the help to read (no usage block)."""
 
     def error(self, message: str):  # pragma: no cover - exercised through the CLI tests
-        self.print_usage(sys.stderr)
-        print(f"moe-tui: error: {message}", file=sys.stderr)
+        print(f"moe-tui: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -198,22 +197,31 @@ def _extract_with_bar(opts, stop) -> Path:
     from moe_tui.core.extract import extract
 
     console = _stderr_console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task("reading corpus", total=None, rate="")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=False)
+    task = bar.add_task("reading corpus", total=None, rate="")
 
-        def progress(ev: dict) -> None:
-            kind = ev.get("event")
-            if kind == "stage":
-                bar.update(task, description=ev["stage"])
-            elif kind == "progress":
-                bar.update(task, total=ev["sentences_total"], completed=ev["sentences_done"],
-                           rate=f"{ev['tokens_per_s']:.0f} tok/s")
-            elif kind == "notice":
-                console.print(f"moe-tui: {ev['message']}")
+    def progress(ev: dict) -> None:
+        kind = ev.get("event")
+        if kind == "stage":
+            bar.update(task, description=ev["stage"])
+        elif kind == "progress":
+            bar.update(task, total=ev["sentences_total"], completed=ev["sentences_done"],
+                       rate=f"{ev['tokens_per_s']:.0f} tok/s")
+        elif kind == "notice":
+            console.print(f"moe-tui: {ev['message']}")
 
-        return extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    bar.start()
+    try:
+        run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    except BaseException:
+        # the error is one line: the bar is erased, not left half-drawn above it (nor a blank line)
+        bar.live.transient = True
+        bar.live.stop()
+        raise
+    bar.stop()
+    return run_dir
 
 
 def cmd_runs(args) -> int:
@@ -223,7 +231,8 @@ def cmd_runs(args) -> int:
     for r in runs:
         if args.json:
             print(json.dumps({"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "tokens": r.tokens,
-                              "created": r.created, "status": r.status, "path": str(r.path)}))
+                              "created": r.created, "status": r.status, "path": str(r.path),
+                              "logits": r.logits, "provenance": r.provenance}))
         else:
             tokens = r.tokens if r.tokens is not None else "-"
             print(f"{r.run_id}\t{r.model}\t{r.corpus}\t{tokens}\t{r.created}\t{r.status}")

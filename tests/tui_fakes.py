@@ -97,6 +97,8 @@ class FakeRunInfo:
     corpus: str
     tokens: int
     created: str
+    provenance: dict | None = None
+    logits: bool = False
 
 
 @dataclass
@@ -105,7 +107,8 @@ class FakeStore:
 
     def list_runs(self):
         return [FakeRunInfo(r.run_id, r.manifest["model"]["name_or_path"], r.manifest["corpus"]["path"],
-                            int(len(r.token_ids)), r.manifest["created"]) for r in self.runs.values()]
+                            int(len(r.token_ids)), r.manifest["created"], r.manifest.get("provenance"),
+                            "logits" in r.manifest.get("arrays", {})) for r in self.runs.values()]
 
     def open(self, run_id):
         if run_id not in self.runs:

@@ -316,3 +316,26 @@ async def test_broken_settings_file_shows_error_and_uses_defaults(tmp_path, monk
         await pilot.pause()
         assert isinstance(app.screen, ErrorModal)
         assert "invalid settings" in screen_text(app)
+
+
+async def test_runs_tab_shows_provenance(tmp_path):
+    run = fake_run()
+    run.manifest["provenance"] = {"python": "3.11.9", "torch": "2.13.0+cpu", "transformers": "5.24.0",
+                                  "tokenizers": "0.23.3", "accelerate": "1.15.0",
+                                  "model": {"name_or_path": "org/m", "revision": None, "commit_hash": "c0ffee12" * 5}}
+    run.manifest["arrays"] = {"logits": {}}
+    old = fake_run(run_id="fakerun000000002")  # made before provenance was recorded
+    app = make_app(tmp_path, run=run, run_store=lambda: FakeStore({run.run_id: run, old.run_id: old}))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await wait_workers(app)
+        await pilot.press("f7")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "made with python 3.11.9 · torch 2.13.0+cpu · transformers 5.24.0 · tokenizers 0.23.3 · " \
+               "accelerate 1.15.0" in text
+        assert f"model commit {'c0ffee12' * 5}" in text and "logits saved" in text
+        await pilot.press("down")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "provenance not recorded" in text and "no logits" in text
