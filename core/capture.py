@@ -70,7 +70,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 class _Extractor:
-    """Turns one router call's output into (indices (N,k_l) long, weights (N,k_l) float)."""
+    """Turns one router call's output into (indices (N,k_l), weights (N,k_l), raw logits (N,C) or None)."""
 
     def __init__(self, adapter: str, site, num_experts: int):
         self.adapter = adapter
