@@ -9,6 +9,7 @@ Layout of a run directory ``<root>/<run_id>/``::
     manifest.json        written last, atomically: the run is complete only when it exists
     token_ids.npy sentence_offsets.npy word_index.npy pos.npy special.npy crossing.npy
     offsets.npy experts.npy weights.npy   the arrays, loaded memory-mapped
+    logits.npy           optional (extract --save-logits): each router's raw logits, float16 [T, L, N]
     sentences.jsonl      per sentence: id, text, words [[form, upos, start, end]], tokens [str]
 
 Every file is written to a temporary name in the same directory, fsynced, and renamed into
@@ -50,6 +51,8 @@ ARRAY_NAMES = (
 )
 SHARD_ARRAYS = ("lengths", "sentence_index", "token_ids", "word_index", "pos", "special", "crossing",
                 "offsets", "experts", "weights")
+#: arrays a run (and its shards) may hold; listed in the manifest and checksummed when present
+OPTIONAL_ARRAYS = ("logits",)
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -143,10 +146,10 @@ class RunWriter:
     the shards already written and :meth:`done_shards` tells which batches to skip.
     """
 
-    def __init__(self, run_dir: Path, identity: dict):
+    def __init__(self, run_dir: Path, identity: dict, *, shard_dirname: str = "shards"):
         self.run_dir = Path(run_dir)
         self.identity = identity
-        self.shard_dir = self.run_dir / "shards"
+        self.shard_dir = self.run_dir / shard_dirname
 
     # -- identity / plan
     def begin(self) -> dict:
@@ -204,11 +207,20 @@ class RunWriter:
         try:
             with np.load(path, allow_pickle=False) as z:
                 out = {k: z[k] for k in SHARD_ARRAYS}
+                out.update({k: z[k] for k in OPTIONAL_ARRAYS if k in z.files})
         except Exception:
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
         return out
+
+    def shard_has(self, i: int, name: str) -> bool:
+        """Whether shard ``i`` exists and holds array ``name`` (an optional array such as ``logits``)."""
+        try:
+            with np.load(self.shard_path(i), allow_pickle=False) as z:
+                return name in z.files
+        except Exception:
+            return False
 
     def clear_shards(self) -> None:
         """Remove every shard (the batch plan changed, so they no longer fit)."""
@@ -219,8 +231,12 @@ class RunWriter:
         return {i for i in range(n) if self.shard_path(i).exists()}
 
     # -- finalize
-    def finalize(self, n_batches: int, sentences: list[dict], manifest_extra: dict) -> Path:
-        """Merge the shards in corpus order, write arrays + sentences.jsonl, then manifest.json."""
+    def finalize(self, n_batches: int, sentences: list[dict], manifest_extra: dict,
+                 optional: tuple[str, ...] = ()) -> Path:
+        """Merge the shards in corpus order, write arrays + sentences.jsonl, then manifest.json.
+
+        ``optional``: names from :data:`OPTIONAL_ARRAYS` to write too (every shard must hold them).
+        """
         per_sentence: dict[int, dict[str, np.ndarray]] = {}
         for i in range(n_batches):
             shard = self.read_shard(i)
@@ -229,7 +245,12 @@ class RunWriter:
             starts = np.concatenate([[0], np.cumsum(shard["lengths"])])
             for j, s in enumerate(shard["sentence_index"].tolist()):
                 a, b = int(starts[j]), int(starts[j + 1])
-                per_sentence[s] = {k: shard[k][a:b] for k in SHARD_ARRAYS if k not in ("lengths", "sentence_index")}
+                keep = [k for k in SHARD_ARRAYS if k not in ("lengths", "sentence_index")] + list(optional)
+                missing = [k for k in optional if k not in shard]
+                if missing:
+                    raise CacheError(f"shard {i} of run {self.run_dir.name} has no {missing[0]}; "
+                                     "run the extraction again")
+                per_sentence[s] = {k: shard[k][a:b] for k in keep}
         n_sent = len(sentences)
         lengths = np.zeros(n_sent, dtype=np.int64)
         for s, d in per_sentence.items():
@@ -243,7 +264,7 @@ class RunWriter:
             parts = [per_sentence[s][k] for s in range(n_sent) if s in per_sentence]
             arrays[k] = np.concatenate(parts, axis=0).astype(template[k].dtype, copy=False)
         meta: dict[str, dict] = {}
-        for name in ARRAY_NAMES:
+        for name in ARRAY_NAMES + tuple(optional):
             arr = arrays[name]
             path = self.run_dir / f"{name}.npy"
             atomic_write_bytes(path, _save_npy(arr))
@@ -272,6 +293,27 @@ class RunWriter:
         return self.run_dir
 
 
+def add_array(run_dir: Path, name: str, write: Callable[[io.BufferedWriter], None], manifest_update: dict) -> None:
+    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), then
+    the manifest gains its size and checksum plus ``manifest_update`` (top-level keys), re-digested and
+    written atomically last. Call under :func:`run_lock`. The run's identity (and id) do not change."""
+    if name not in OPTIONAL_ARRAYS:
+        raise ValueError(f"{name} is not an optional run array")
+    run_dir = Path(run_dir)
+    mpath = run_dir / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    path = run_dir / f"{name}.npy"
+    atomic_write_bytes(path, write)
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    manifest["arrays"][name] = {"dtype": str(arr.dtype), "shape": list(arr.shape), "bytes": path.stat().st_size,
+                                "sha256": _sha256_file(path)}
+    del arr
+    manifest.update(manifest_update)
+    manifest = json.loads(json.dumps(manifest, default=str))
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    atomic_write_json(mpath, manifest)
+
+
 # --------------------------------------------------------------------------- reading
 @dataclass(frozen=True)
 class RunInfo:
@@ -282,6 +324,8 @@ class RunInfo:
     tokens: int | None
     created: str
     status: str  # "complete" | "partial"
+    provenance: dict | None = None  # versions and model commit the run was made with (complete runs)
+    logits: bool = False  # the run holds logits.npy
 
 
 class Run:
@@ -290,7 +334,9 @@ class Run:
     Shapes: ``T`` tokens (special tokens included), ``S`` sentences, ``L`` MoE layers, ``k`` ranks.
     ``token_ids [T] int32``, ``sentence_offsets [S+1] int64``, ``word_index [T] int32`` (-1: none),
     ``pos [T] int16`` (-1: special or unaligned), ``special [T] bool``, ``crossing [T] bool``,
-    ``offsets [T, 2] int32``, ``experts [T, L, k] uint8|uint16``, ``weights [T, L, k] float16``.
+    ``offsets [T, 2] int32``, ``experts [T, L, k] uint8|uint16``, ``weights [T, L, k] float16``; optional
+    ``logits [T, L, N] float16`` (None when the run was extracted without ``--save-logits``; NaN in a layer
+    whose router has no logits).
     """
 
     def __init__(self, path: Path, *, verify: bool = True):
@@ -370,7 +416,13 @@ class Run:
     def __getattr__(self, name: str):
         if name in ARRAY_NAMES:
             return self.array(name)
+        if name in OPTIONAL_ARRAYS:
+            return self.array(name) if name in self.manifest.get("arrays", {}) else None
         raise AttributeError(name)
+
+    @property
+    def has_logits(self) -> bool:
+        return "logits" in self.manifest.get("arrays", {})
 
     @property
     def sentences(self) -> list[dict]:
@@ -461,11 +513,14 @@ class RunStore:
             if status == "complete":
                 shape = src.get("arrays", {}).get("token_ids", {}).get("shape")
                 tokens = int(shape[0]) if shape else None
+            prov = src.get("provenance") if status == "complete" else None
             out.append(RunInfo(
                 run_id=d.name, path=d,
                 model=str(ident.get("model", {}).get("name_or_path", "?")),
                 corpus=os.path.basename(str(ident.get("corpus", {}).get("path", "?"))),
                 tokens=tokens, created=str(src.get("created", "")), status=status,
+                provenance=prov if isinstance(prov, dict) else None,
+                logits="logits" in src.get("arrays", {}),
             ))
         out.sort(key=lambda r: r.created, reverse=True)
         return out

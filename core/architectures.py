@@ -51,7 +51,7 @@ class Architecture:
 
 
 def _rows() -> tuple[Architecture, ...]:
-    checked_generic = (
+    checked_generic = (  # captured by the generic adapter, except where own_adapter names one
         "mixtral", "minimax", "olmoe", "flex_olmo", "qwen2_moe", "qwen3_moe", "qwen3_next", "phimoe",
         "deepseek_v2", "deepseek_v3", "glm4_moe", "ernie4_5_moe", "dots1", "hunyuan_v1_moe", "gpt_oss",
         "granitemoe", "granitemoeshared", "granitemoehybrid", "jamba", "gemma4_text", "longcat_flash",
@@ -59,7 +59,9 @@ def _rows() -> tuple[Architecture, ...]:
         "solar_open", "exaone_moe", "hy_v3", "kolibri1", "flint", "laguna", "granitemoe_swa",
         "minimax_m3_vl_text", "inkling2_text", "glm4_moe_lite", "deepseek_v32", "axk2",
     )
-    rows = [Architecture(t, checked=True) for t in checked_generic]
+    # the router returns probabilities; its proj's outputs are the logits (read by a second hook)
+    own_adapter = {"gemma4_text": "gemma4"}
+    rows = [Architecture(t, adapter=own_adapter.get(t, "generic"), checked=True) for t in checked_generic]
     rows += [
         # router returns logits only; DbrxFFN.route_tokens_to_experts is applied in the hook
         Architecture("dbrx", adapter="dbrx", checked=True),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 import time
 from dataclasses import asdict
@@ -20,13 +21,16 @@ import numpy as np
 
 from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
 from moe_tui.core.events import Done, EventSink, Notice, Progress, Stage
+from moe_tui.core.logits import add_logits, routing_manifest
 from moe_tui.core.options import ExtractOptions
+from moe_tui.core.provenance import provenance
 from moe_tui.errors import Cancelled, ModelError
 
 __all__ = ["ExtractOptions", "extract", "build_identity", "make_plan", "local_model_stamp", "EXTRACTION_VERSION"]
 
 # Part of a run's identity: bump when the extracted arrays would change for the same inputs.
-EXTRACTION_VERSION = 1
+# 2: rank = descending raw router logit (was: descending weight; differs for PhiMoE and Gemma4).
+EXTRACTION_VERSION = 2
 _SMALL_MODEL_BYTES = 256 << 20  # local folders up to this size are fingerprinted by content
 
 
@@ -137,10 +141,13 @@ class _BatchRunner:
             mask[b, : len(r)] = 1
         dev = self.loaded.input_device
         experts, weights = self.capture.run(ids.to(dev), mask.to(dev))
-        return [(experts[b, : len(r)], weights[b, : len(r)]) for b, r in enumerate(rows)]
+        logits = getattr(self.capture, "last_logits", None)
+        return [(experts[b, : len(r)], weights[b, : len(r)], None if logits is None else logits[b, : len(r)])
+                for b, r in enumerate(rows)]
 
-    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        out: list[tuple[np.ndarray, np.ndarray]] = []
+    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Per row: ``experts (n, L, k)``, ``weights (n, L, k)`` and ``logits (n, L, N)`` (None without logits)."""
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         start = 0
         while start < len(rows):
             size = min(len(rows) - start, self.max_rows or len(rows))
@@ -226,8 +233,8 @@ def extract(opts: ExtractOptions, *, progress: EventSink | None = None,
         emit(Done(str(run_dir), run_id))
         return run_dir
 
-    if store.is_complete(run_id):
-        return hit()
+    if store.is_complete(run_id) and (not _needs_logits(opts, run_dir) or not dist.is_main):
+        return hit()  # under --distributed, rank 0 alone adds logits to a finished run
     from moe_tui.core.models import check_quantization
 
     device, max_memory = opts.device, opts.max_memory
@@ -252,8 +259,11 @@ def extract(opts: ExtractOptions, *, progress: EventSink | None = None,
     try:
         with lock:
             if store.is_complete(run_id):
-                return hit()
-            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
+                if not _needs_logits(opts, run_dir):
+                    return hit()
+                add_logits(opts, corpus, identity, run_dir, emit, cancelled, device, max_memory)
+            else:
+                _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
     except BaseException:
         # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind;
         # never under --distributed, where another rank may be writing into the directory
@@ -278,20 +288,9 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     writer = RunWriter(run_dir, identity)
     if dist.is_main:
         writer.begin()
-    emit(Stage("loading-model"))
     from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.models import load_model
 
-    _quiet_transformers()
-    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
-                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
-                        device_map=opts.device_map,
-                        max_memory=max_memory if max_memory is not None else opts.max_memory,
-                        quantization=opts.quantization, offload_folder=opts.offload_folder)
-    emit(Stage("aligning"))
-    from moe_tui.core.align import align_corpus
-
-    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    loaded, aligned, report = _load_and_align(opts, corpus, emit, device, max_memory)
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
     fresh = make_plan(lengths, max(1, opts.batch_size), opts.batch_tokens)
     if dist.is_main:
@@ -306,13 +305,15 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
         plan = wait_for_plan(writer, sorted(i for b in fresh for i in b), cancelled,
                              on_wait=lambda m: emit(Notice(m)))
     done = writer.done_shards(len(plan))
+    if opts.save_logits:  # shards written without logits (an earlier attempt without the flag) are redone
+        done = {b for b in done if writer.shard_has(b, "logits")}
     tokens_total = sum(n for n in lengths if n)
     tokens_done = sum(lengths[i] for b in done for i in plan[b])
     sents_done = sum(len(plan[b]) for b in done)
     n_sent = sum(1 for n in lengths if n)
     emit(Stage("extracting"))
     t0, tok0 = time.perf_counter(), tokens_done
-    with RouteCapture(loaded) as capture:
+    with RouteCapture(loaded, save_logits=opts.save_logits) as capture:
         runner = _BatchRunner(capture, loaded, emit)
         for b, batch in enumerate(plan):
             if b in done or not dist.owns(b):
@@ -330,6 +331,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
             rate = (tokens_done - tok0) / dt if dt > 0 else 0.0
             emit(Progress(sents_done, n_sent, tokens_done, tokens_total, rate,
                           (tokens_total - tokens_done) / rate if rate > 0 else None))
+        routers = _routers_info(capture, runner, plan, aligned) if dist.is_main else []
     if dist.active and not dist.is_main:
         emit(Notice(f"rank {dist.rank} of {dist.world_size}: its batches are written; rank 0 finalizes the run"))
         return
@@ -355,9 +357,48 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
         "alignment": report.to_dict(),
         "options": {"dtype": opts.dtype, "quantization": opts.quantization,
                     "trust_remote_code": bool(opts.trust_remote_code)},
+        "routing": routing_manifest(routers, saved=opts.save_logits, columns=int(facts.num_experts)),
+        "provenance": provenance(loaded),
     }
     records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
-    writer.finalize(len(plan), records, manifest_extra)
+    writer.finalize(len(plan), records, manifest_extra, optional=("logits",) if opts.save_logits else ())
+
+
+def _load_and_align(opts: ExtractOptions, corpus, emit: EventSink, device, max_memory):
+    emit(Stage("loading-model"))
+    from moe_tui.core.models import load_model
+
+    _quiet_transformers()
+    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
+                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
+                        device_map=opts.device_map,
+                        max_memory=max_memory if max_memory is not None else opts.max_memory,
+                        quantization=opts.quantization, offload_folder=opts.offload_folder)
+    emit(Stage("aligning"))
+    from moe_tui.core.align import align_corpus
+
+    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    return loaded, aligned, report
+
+
+def _needs_logits(opts: ExtractOptions, run_dir: Path) -> bool:
+    """``--save-logits`` asked for a finished run that has no logits.npy yet."""
+    if not opts.save_logits:
+        return False
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False  # not readable: opening the run reports it
+    return "logits" not in manifest.get("arrays", {})
+
+
+def _routers_info(capture, runner, plan, aligned) -> list[dict]:
+    """The capture's per-layer router facts; one sentence is run if no batch ran in this process (a resumed run
+    whose batches were all written already)."""
+    if any(r["logits"] is None for r in capture.routers_info()):
+        first = next(i for batch in plan for i in batch)
+        runner.run([aligned[first].input_ids])
+    return capture.routers_info()
 
 
 def _quiet_transformers() -> None:
@@ -368,11 +409,14 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple]) -> dict:
     def cat(key, dtype):
         return np.concatenate([np.asarray(getattr(a, key), dtype=dtype) for a in aligned])
 
-    return {
+    extra = {}
+    if routes and all(len(r) > 2 and r[2] is not None for r in routes):
+        extra["logits"] = np.concatenate([r[2] for r in routes]).astype(np.float16)
+    return {**extra,
         "lengths": np.array([len(a.input_ids) for a in aligned], dtype=np.int64),
         "sentence_index": np.array(batch, dtype=np.int64),
         "token_ids": cat("input_ids", np.int32),
@@ -381,6 +425,6 @@ def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray
         "special": cat("special", np.bool_),
         "crossing": cat("crossing", np.bool_),
         "offsets": np.concatenate([np.asarray(a.offsets, dtype=np.int32).reshape(-1, 2) for a in aligned]),
-        "experts": np.concatenate([e for e, _ in routes]),
-        "weights": np.concatenate([w for _, w in routes]).astype(np.float16),
+        "experts": np.concatenate([r[0] for r in routes]),
+        "weights": np.concatenate([r[1] for r in routes]).astype(np.float16),
     }

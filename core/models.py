@@ -174,6 +174,15 @@ def _config_json_path(name: str, revision: str | None) -> Path:
     return Path(found)
 
 
+_SNAPSHOT_RE = re.compile(r"(?:^|/)snapshots/([0-9a-f]{40})/")
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/config.json``), else None."""
+    m = _SNAPSHOT_RE.search(Path(path).as_posix())
+    return m.group(1) if m else None
+
+
 def _read_config_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -238,7 +247,7 @@ def _fingerprint_and_config(name_or_path, revision, trust_remote_code):
     fp = {
         "name_or_path": name,
         "revision": revision,
-        "commit_hash": getattr(config, "_commit_hash", None),
+        "commit_hash": getattr(config, "_commit_hash", None) or (None if local else _snapshot_commit(cfg_path)),
         "config_hash": _config_hash(raw),
         "model_type": getattr(config, "model_type", None) or model_type,
     }

@@ -103,6 +103,9 @@ class ExtractOptions:
     offload_folder: str | None = _opt(None, "where modules the device map sends to disk go", metavar="DIR")
     distributed: bool = _opt(False, "one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
                                     "write one run (the cache must be on a shared file system)")
+    save_logits: bool = _opt(False, "also store every router's raw logits (logits.npy, float16 [tokens, layers, "
+                                    "experts]); a finished run without them gains them, keeping its id and routes",
+                             form="save router logits")
     quantization: str = _opt("none", "load the weights quantized (bitsandbytes 8bit/4bit, fp8)", identity=True,
                              choices=("none", "8bit", "4bit", "fp8"))
     revision: str | None = _opt(None, "model revision (branch, tag or commit)", identity=True)

@@ -28,11 +28,10 @@ PAPER_MODELS = ("dbrx-base", "Mixtral-8x7B-v0.1", "Phi-3.5-MoE-instruct", "deeps
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line (plus the usage line argparse adds)."""
+    """argparse that reports a usage error in one line, naming the help to read (no usage block)."""
 
     def error(self, message: str):  # pragma: no cover - exercised through the CLI tests
-        self.print_usage(sys.stderr)
-        print(f"moe-tui: error: {message}", file=sys.stderr)
+        print(f"moe-tui: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -164,21 +163,30 @@ def _extract_with_bar(opts, stop) -> Path:
     from moe_tui.core.extract import extract
 
     console = _stderr_console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task("reading corpus", total=None, rate="")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=False)
+    task = bar.add_task("reading corpus", total=None, rate="")
 
-        def progress(ev) -> None:
-            if isinstance(ev, events.Stage):
-                bar.update(task, description=ev.stage)
-            elif isinstance(ev, events.Progress):
-                bar.update(task, total=ev.sentences_total, completed=ev.sentences_done,
-                           rate=f"{ev.tokens_per_s:.0f} tok/s")
-            elif isinstance(ev, events.Notice):
-                console.print(f"moe-tui: {ev.message}")
+    def progress(ev) -> None:
+        if isinstance(ev, events.Stage):
+            bar.update(task, description=ev.stage)
+        elif isinstance(ev, events.Progress):
+            bar.update(task, total=ev.sentences_total, completed=ev.sentences_done,
+                       rate=f"{ev.tokens_per_s:.0f} tok/s")
+        elif isinstance(ev, events.Notice):
+            console.print(f"moe-tui: {ev.message}")
 
-        return extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    bar.start()
+    try:
+        run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    except BaseException:
+        # the error is one line: the bar is erased, not left half-drawn above it (nor a blank line)
+        bar.live.transient = True
+        bar.live.stop()
+        raise
+    bar.stop()
+    return run_dir
 
 
 def cmd_runs(args) -> int:
@@ -188,7 +196,8 @@ def cmd_runs(args) -> int:
     for r in runs:
         if args.json:
             print(json.dumps({"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "tokens": r.tokens,
-                              "created": r.created, "status": r.status, "path": str(r.path)}))
+                              "created": r.created, "status": r.status, "path": str(r.path),
+                              "logits": r.logits, "provenance": r.provenance}))
         else:
             tokens = r.tokens if r.tokens is not None else "-"
             print(f"{r.run_id}\t{r.model}\t{r.corpus}\t{tokens}\t{r.created}\t{r.status}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_tui.cache.store import SHARD_ARRAYS, Run, RunStore, RunWriter, run_id_for
+from moe_tui.cache.store import OPTIONAL_ARRAYS, SHARD_ARRAYS, Run, RunStore, RunWriter, run_id_for
 from moe_tui.core.models import ModelFacts
 from moe_tui.core.tagsets import TAGSETS
 
@@ -30,12 +30,14 @@ SENTENCES = [
 
 def write_run(root: str | Path, arrays: dict[str, np.ndarray], sentences: list[dict], *, tags: tuple[str, ...],
               moe_layers: list[int], num_experts: int, top_k: int, model: str = "fake/moe-tiny",
-              corpus: str = "fake.conllu", tagset: str = "upos") -> Run:
+              corpus: str = "fake.conllu", tagset: str = "upos", manifest_extra: dict | None = None) -> Run:
     """Write one complete run under ``root`` with :class:`moe_tui.cache.store.RunWriter`; return it opened.
 
     ``arrays``: the run arrays of the store (``token_ids``, ``sentence_offsets``, ``word_index``, ``pos``,
     ``special``, ``crossing``, ``offsets``, ``experts``, ``weights``), sentences concatenated in order.
+    Optional arrays of the store (``logits`` [T, L, N] float16) are written when present in ``arrays``.
     ``sentences``: one record per sentence (``id``, ``text``, ``words`` [[form, upos, start, end]], ``tokens``).
+    ``manifest_extra``: more manifest fields (e.g. ``provenance``).
     The identity (so the run id) is made of ``model``, ``corpus`` and ``tagset``: runs of two models on one
     corpus get different ids and compare as runs on the same sentences.
     """
@@ -51,14 +53,16 @@ def write_run(root: str | Path, arrays: dict[str, np.ndarray], sentences: list[d
     writer = RunWriter(root / run_id, identity)
     writer.begin()
     offsets = np.asarray(arrays["sentence_offsets"], dtype=np.int64)
-    shard = {k: np.asarray(arrays[k]) for k in SHARD_ARRAYS if k not in ("lengths", "sentence_index")}
+    optional = tuple(k for k in OPTIONAL_ARRAYS if k in arrays)
+    shard = {k: np.asarray(arrays[k]) for k in (*SHARD_ARRAYS, *optional) if k not in ("lengths", "sentence_index")}
     shard["lengths"] = np.diff(offsets).astype(np.int64)
     shard["sentence_index"] = np.arange(len(offsets) - 1, dtype=np.int64)
     writer.write_shard(0, shard)
     facts = {"name_or_path": model, "model_type": "qwen3_moe", "moe_layers": [int(x) for x in moe_layers],
              "num_experts": int(num_experts), "top_k": int(top_k)}
     writer.finalize(1, sentences, {"model": facts, "corpus": dict(identity["corpus"], n_sentences=len(sentences)),
-                                   "tagset": {"name": tagset, "tags": list(tags)}})
+                                   "tagset": {"name": tagset, "tags": list(tags)}, **(manifest_extra or {})},
+                    optional=optional)
     return RunStore(root).open(run_id)
 
 

@@ -59,7 +59,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("app.probe", "P", "open_pane('probe')", "Probe", "app",
                help="Probe pane: MLP probes, controls, confusion, ablation, t-SNE (paper Table 1, Figs. 2-3)"),
     ActionSpec("app.compare", "C", "open_pane('compare')", "Compare", "app",
-               help="Compare cached runs on the same corpus: paper Tables 1, 3 and 5 side by side"),
+               help="Compare cached runs on the same corpus: paper Tables 1, 3 and 5 side by side, a `paper` row "
+                    "beside each run of the paper's models"),
     # home
     ActionSpec("home.models", "f5", "tab('models')", "Models", "home", show=False, help="Model pane"),
     ActionSpec("home.corpus", "f6", "tab('corpus')", "Corpus", "home", show=False, help="Corpus and extraction options"),

@@ -61,6 +61,18 @@ def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "runs", "--json")
     rec = json.loads(out.splitlines()[0])
     assert rec["run_id"] == run_dir.name and rec["status"] == "complete"
+    # provenance: the versions this process runs with, read here independently
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    prov = rec["provenance"]
+    assert prov["python"] == platform.python_version() and prov["torch"] == torch.__version__
+    assert {p: prov[p] for p in ("transformers", "tokenizers", "accelerate")} == {
+        p: version(p) for p in ("transformers", "tokenizers", "accelerate")}
+    assert prov["model"]["commit_hash"] is None  # a local folder has no hub commit
+    assert rec["logits"] is False and prov == json.loads((run_dir / "manifest.json").read_text())["provenance"]
 
     csv_path = tmp_path / "routes.csv"
     code, out, err = run_cli(capsys, "export-routes", run_dir.name[:8], "--out", str(csv_path))
@@ -87,6 +99,31 @@ def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     assert pq.read_table(pq_path).num_rows == len(rows) - 1
+
+
+@pytest.mark.slow
+def test_hub_model_commit_and_logits_in_runs_json(tiny_olmoe, tmp_path):
+    """A model read from the Hugging Face cache (offline) records its commit; --save-logits shows in runs --json."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--moe-tui--tiny-olmoe"
+    shutil.copytree(tiny_olmoe, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", MOE_TUI_CACHE=str(tmp_path / "c"))
+
+    def cli(*argv):
+        p = subprocess.run([sys.executable, "-m", "moe_tui", *argv], capture_output=True, text=True, env=env,
+                           cwd=str(REPO), timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    cli("extract", "--model", "moe-tui/tiny-olmoe", "--data", str(EWT_DEV), "--max-sentences", "3", "--device", "cpu",
+        "--progress", "none", "--save-logits")
+    rec = json.loads(cli("runs", "--json").splitlines()[0])
+    assert rec["provenance"]["model"] == {"name_or_path": "moe-tui/tiny-olmoe", "revision": None, "commit_hash": commit}
+    assert rec["logits"] is True
 
 
 def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
@@ -160,6 +197,36 @@ def test_usage_error_exit_code(capsys):
     with pytest.raises(SystemExit) as e:
         main(["extract", "--model"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["extract", "--model", "m", "--data", "d", "--max-sentences", "many"],
+     "moe-tui: error: argument --max-sentences: 'many' is not an integer (see moe-tui extract --help)"),
+    (["extract", "--data", "d"], "moe-tui: error: the following arguments are required: --model "
+                                 "(see moe-tui extract --help)"),
+    (["report", "r", "--out", "o", "--max-iter", "0"],
+     "moe-tui: error: argument --max-iter: '0' must be > 0 (see moe-tui report --help)"),
+    (["frobnicate"], "moe-tui: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'extract', "
+                     "'runs', 'export-routes', 'report', 'diff', 'inspect', 'demo') (see moe-tui --help)"),
+])
+def test_usage_errors_are_one_line(capsys, argv, line):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and out == ""
+    assert err == line + "\n"  # no usage block
+
+
+def test_no_progress_bar_left_above_an_error(tiny_olmoe, tmp_path):
+    """With the default progress bar (stderr not a terminal), a failing extraction prints the error line only."""
+    env = dict(os.environ, MOE_TUI_CACHE=str(tmp_path / "cache"))
+    for model in (tmp_path / "no_such_model", tiny_olmoe):
+        data = EWT_DEV if model != tiny_olmoe else tmp_path / "missing.conllu"
+        p = subprocess.run([sys.executable, "-m", "moe_tui", "extract", "--model", str(model), "--data", str(data),
+                            "--max-sentences", "3", "--device", "cpu"],
+                           capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)
+        assert p.returncode == 2 and p.stdout == ""
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith("moe-tui: error: "), repr(p.stderr)
 
 
 def _modules_after(code: str) -> set[str]:

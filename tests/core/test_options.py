@@ -96,7 +96,8 @@ def test_identity_flag_says_which_options_make_a_different_run(tmp_path):
                "pos_column": "xpos", "max_sentences": 1, "sample": 1, "seed": 7, "batch_size": 3,
                "batch_tokens": 64, "dtype": "float32", "device": "cpu", "device_map": "auto",
                "max_memory": {"cpu": "1GiB"}, "offload_folder": str(tmp_path), "distributed": True,
-               "quantization": "8bit", "revision": "v2", "trust_remote_code": True, "cache_dir": str(tmp_path)}
+               "quantization": "8bit", "revision": "v2", "trust_remote_code": True, "cache_dir": str(tmp_path),
+               "save_logits": True}
     assert set(changed) == {s.name for s in O.specs()}
     ref = _identity(tmp_path, base)
     for s in O.specs():

@@ -322,3 +322,38 @@ async def test_broken_settings_file_shows_error_and_uses_defaults(tmp_path, monk
         await pilot.pause()
         assert isinstance(app.screen, ErrorModal)
         assert "invalid settings" in screen_text(app)
+
+
+async def test_runs_tab_shows_provenance(tmp_path):
+    import numpy as np
+
+    from tests.runs import UPOS, synthetic_arrays, write_run
+
+    root = tmp_path / "runs"
+    arrays, records = synthetic_arrays()
+    arrays["logits"] = np.zeros((*arrays["experts"].shape[:2], 8), dtype=np.float16)
+    prov = {"python": "3.11.9", "torch": "2.13.0+cpu", "transformers": "5.24.0", "tokenizers": "0.23.3",
+            "accelerate": "1.15.0", "model": {"name_or_path": "org/m", "revision": None, "commit_hash": "c0ffee12" * 5}}
+    run = write_run(root, arrays, records, tags=UPOS, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                    model="org/m", manifest_extra={"provenance": prov})
+    arrays.pop("logits")  # made before provenance was recorded, without logits
+    old = write_run(root, arrays, records, tags=UPOS, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                    model="org/old")
+    app = make_app(tmp_path, run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await wait_workers(app)
+        await pilot.press("f7")
+        await pilot.pause()
+        table = app.screen.query_one("#runs-table")
+        row = [r.run_id for r in app.screen.runs].index(run.run_id)
+        table.move_cursor(row=row)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "made with python 3.11.9 · torch 2.13.0+cpu · transformers 5.24.0 · tokenizers 0.23.3 · " \
+               "accelerate 1.15.0" in text
+        assert f"model commit {'c0ffee12' * 5}" in text and "logits saved" in text
+        table.move_cursor(row=[r.run_id for r in app.screen.runs].index(old.run_id))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "provenance not recorded" in text and "no logits" in text

@@ -158,6 +158,7 @@ class HomeScreen(Screen):
                         yield Button("Run extraction (ctrl+r)", id="run-extract", variant="primary")
             with TabPane("Runs", id="runs"):
                 yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="run-details")
         yield Static("", id="status-line")
         yield Footer()
 
@@ -348,13 +349,43 @@ class HomeScreen(Screen):
         t.clear()
         for r in self.runs:
             t.add_row(r.run_id, _short(r.model, 36), _short(r.corpus, 36), str(r.tokens), r.created[:19])
+        self._show_run_details(t.cursor_row if self.runs else None)
         if msg.error:
             self.query_one("#status-line", Static).update(Text(f"runs: {msg.error}", style="red"))
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_run_details(event.cursor_row)
+
+    def _show_run_details(self, row: int | None) -> None:
+        details = self.query_one("#run-details", Static)
+        if row is None or not (0 <= row < len(self.runs)):
+            details.update("")
+            return
+        details.update(run_details_text(self.runs[row]))
 
     @on(DataTable.RowSelected, "#runs-table")
     def _run_selected(self, event: DataTable.RowSelected) -> None:
         if 0 <= event.cursor_row < len(self.runs):
             self.app.open_run(self.runs[event.cursor_row].run_id)
+
+
+def run_details_text(r) -> Text:
+    """A run's provenance for the Runs tab: the library versions it was made with, its model commit, logits."""
+    prov = r.provenance or {}
+    text = Text()
+    text.append(f"run {r.run_id}", style="bold")
+    text.append("  logits saved" if r.logits else "  no logits (extract again with --save-logits)")
+    if not prov:
+        text.append("\nprovenance not recorded (a run made before moe-tui kept it)")
+        return text
+    versions = " · ".join(f"{k} {prov[k]}" for k in ("python", "torch", "transformers", "tokenizers", "accelerate")
+                          if prov.get(k))
+    text.append(f"\nmade with {versions}")
+    commit = (prov.get("model") or {}).get("commit_hash")
+    text.append(f"\nmodel commit {commit}" if commit else "\nmodel commit unknown (a local folder)")
+    return text
+
 
 
 def _short(s: str, n: int) -> str:
