@@ -91,14 +91,15 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     res = write_report([a, b], tmp_path, probe=True, controls=True, options=FAST,
                        progress=lambda s, i, n: seen.append(s))
     d = tmp_path / "run_a"
-    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens"]
+    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens", "accuracy_sd", "seeds",
+                                        "n_iter", "converged", "engine", "device"]
     assert [r[0] for r in read(d / "probe.csv")[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
     for v in ("top_k", "top_1", "onehot_top_k", "baseline"):
         c = read(d / f"confusion_{v}.csv")
         assert c[0] == ["true", "pred", "count"] and len(c) == 1 + 9
         assert sum(int(r[2]) for r in c[1:]) == 80  # 1/3 of 240 test tokens
     abl = read(d / "ablation.csv")
-    assert abl[0] == ["side", "removed", "accuracy"] and len(abl) == 1 + 4
+    assert abl[0] == ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"] and len(abl) == 1 + 4
     ts = read(d / "tsne.csv")
     assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
     assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]

@@ -1,0 +1,569 @@
+"""Many MLP probes trained at once: scikit-learn ``MLPClassifier`` semantics, batched in torch.
+
+Every probe of a report (Table 1's ``top_k`` / ``top_1`` / ``onehot_top_k``, each cut of the Fig. 3
+ablation, the control task) reads the same routes of the same training tokens; only its input columns,
+its labels and its random initial weights differ. :func:`fit_probes` trains them together, as one
+batched model per *group* of probes, on CUDA when torch sees a GPU and on the CPU otherwise.
+
+What one probe is (both engines, from scikit-learn 1.9's ``_multilayer_perceptron.py``):
+
+* input: the probe's columns of the shared ``[T, F]`` expert-id matrix, either as numbers (the paper's
+  ``top_k`` / ``top_1``) or one-hot (``onehot_*``: one input per (column, expert id), feature-major,
+  exactly the columns of scikit-learn's ``OneHotEncoder`` with categories ``0 .. N-1``);
+* one hidden layer of ``hidden`` (100) ReLU units, softmax output over the classes present in the
+  training labels (two classes: one logistic unit, as scikit-learn does);
+* Glorot-uniform initial weights drawn, layer by layer, weights then intercepts, from
+  ``numpy.random.RandomState(init_seed)``: the very numbers ``MLPClassifier(random_state=init_seed)``
+  starts from;
+* Adam (lr 1e-3, beta 0.9 / 0.999, eps 1e-8, scikit-learn's update ``-lr_t m / (sqrt(v) + eps)`` with
+  ``lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``), minibatches of ``min(200, n)`` tokens in an order
+  reshuffled every epoch, the L2 penalty ``alpha / 2 ||W||^2 / batch`` on the weights (not the
+  intercepts) in the loss and ``alpha W / batch`` in the gradient;
+* the epoch loss is the batch losses weighted by batch size (L2 included); training stops when it has
+  not fallen below ``best - tol`` for more than ``n_iter_no_change`` epochs (``converged``), or after
+  ``max_iter`` epochs (not converged). ``n_iter`` counts the epochs run.
+
+The torch engine in float64 with ``shuffle_seed=None`` on one probe reproduces ``MLPClassifier`` draw for
+draw (same loss curve to rounding, same ``n_iter_``, same predictions: a test checks it). In a report,
+the probes of one split share one minibatch order (the ``mlp_shuffle`` stream of :mod:`seeds`): that is
+what makes the first layer of a whole group one matrix product.
+
+Groups: the probes are split into groups whose union of input columns wastes at most ``max_waste``
+times the useful work (an ablation cut that keeps 3 of 32 layers does not pay for 32); each group is
+one model: first-layer weights ``[G*H, K]`` (K = the group's columns, rows of the columns a probe does
+not read held at exactly zero), output weights ``[G, C, H]``; the hidden activations are computed as
+``W1 @ X_batch^T`` (one GEMM for all probes) and the output layer as one batched GEMM. Probes that stop
+leave the group (its tensors shrink), so a group runs as long as its slowest probe.
+
+Progress: ``progress(stage, epoch, max_iter)`` after every epoch of every group and, inside long epochs,
+at least every ``0.25 s``; the callback may raise (``moe_tui.errors.Cancelled``) to stop training.
+
+torch is imported inside the functions that train (it costs seconds to import); so is scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ENGINES",
+    "MLPConfig",
+    "ProbeSpec",
+    "ProbeFit",
+    "fit_probes",
+    "plan_groups",
+    "resolve_device",
+    "describe",
+]
+
+ENGINES: tuple[str, ...] = ("torch", "sklearn")
+
+Progress = Callable[[str, int, int], None]
+
+#: Seconds between two progress calls inside one epoch (cancel latency on big data).
+PROGRESS_EVERY_S = 0.25
+
+_SKLEARN_KEYS = {"hidden_layer_sizes", "alpha", "learning_rate_init", "beta_1", "beta_2", "epsilon", "batch_size",
+                 "shuffle", "tol", "n_iter_no_change", "max_iter", "early_stopping", "validation_fraction"}
+_SKLEARN_FIXED = {"activation": "relu", "solver": "adam", "warm_start": False}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """MLPClassifier's hyper-parameters (its defaults, except ``max_iter``, which the report raises to 500)."""
+
+    hidden: int = 100
+    alpha: float = 1e-4
+    learning_rate_init: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    batch_size: int | None = None     # None: min(200, n_train), scikit-learn's "auto"
+    shuffle: bool = True
+    tol: float = 1e-4
+    n_iter_no_change: int = 10
+    max_iter: int = 200
+    early_stopping: bool = False      # scikit-learn's validation-split early stopping (sklearn engine only)
+    validation_fraction: float = 0.1
+
+    def batch(self, n_train: int) -> int:
+        """Minibatch size for ``n_train`` training tokens."""
+        if self.batch_size is None:
+            return min(200, n_train)
+        return int(np.clip(self.batch_size, 1, n_train))
+
+    @classmethod
+    def from_sklearn(cls, max_iter: int = 200, mlp_kwargs: dict | None = None) -> "MLPConfig":
+        """The config of ``MLPClassifier(max_iter=max_iter, **mlp_kwargs)``; ValueError on an option the
+        torch engine does not implement (more than one hidden layer, another activation or solver...)."""
+        kw = dict(mlp_kwargs or {})
+        for key, want in _SKLEARN_FIXED.items():
+            if key in kw and kw.pop(key) != want:
+                raise ValueError(f"the torch probe engine implements {key}={want!r} only; use the sklearn engine")
+        unknown = sorted(set(kw) - _SKLEARN_KEYS)
+        if unknown:
+            raise ValueError(f"the torch probe engine does not implement MLPClassifier option {unknown[0]!r}; "
+                             f"use the sklearn engine")
+        out: dict = {"max_iter": int(kw.pop("max_iter", max_iter))}
+        if "hidden_layer_sizes" in kw:
+            h = kw.pop("hidden_layer_sizes")
+            h = list(h) if hasattr(h, "__iter__") else [h]
+            if len(h) != 1:
+                raise ValueError("the torch probe engine trains one hidden layer; use the sklearn engine for more")
+            out["hidden"] = int(h[0])
+        bs = kw.pop("batch_size", "auto")
+        out["batch_size"] = None if bs == "auto" else int(bs)
+        out.update(kw)
+        cfg = cls(**out)
+        if cfg.hidden < 1 or cfg.max_iter < 1 or cfg.n_iter_no_change < 1:
+            raise ValueError("hidden units, max_iter and n_iter_no_change must be >= 1")
+        return cfg
+
+    def sklearn_kwargs(self) -> dict:
+        """The same settings as ``MLPClassifier`` keyword arguments."""
+        return {"hidden_layer_sizes": (self.hidden,), "alpha": self.alpha, "learning_rate_init": self.learning_rate_init,
+                "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "batch_size": "auto" if self.batch_size is None else self.batch_size, "shuffle": self.shuffle,
+                "tol": self.tol, "n_iter_no_change": self.n_iter_no_change, "max_iter": self.max_iter,
+                "early_stopping": self.early_stopping, "validation_fraction": self.validation_fraction}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One probe: which columns of the shared id matrix it reads, how, which labels it learns.
+
+    Attributes:
+        name: a label for the caller (e.g. ``"top_k"``, ``"first:3"``).
+        columns: column indices into the shared ``[T, F]`` id matrix, in the probe's feature order.
+        onehot: read the ids as categories (one input per column and id) instead of numbers.
+        labels: index into the ``labels`` arrays passed to :func:`fit_probes`.
+        init_seed: ``random_state`` of the initial weights (and of the shuffles for the sklearn engine).
+    """
+
+    name: str
+    columns: tuple[int, ...]
+    onehot: bool = False
+    labels: int = 0
+    init_seed: int = 0
+
+
+@dataclass
+class ProbeFit:
+    """A trained probe's test predictions and how its training ended.
+
+    Attributes:
+        name: the spec's name.
+        y_pred: ``[n_test]`` int64 predicted labels of the test tokens (in ``test_idx`` order).
+        n_iter: epochs run.
+        converged: stopped by the tol rule (False: stopped at ``max_iter``).
+        loss_curve: epoch losses (L2 term included), as scikit-learn's ``loss_curve_``.
+        engine: ``"torch"`` or ``"sklearn"``.
+        device: where it trained (``"cpu"``, ``"cuda:0"``).
+    """
+
+    name: str
+    y_pred: np.ndarray
+    n_iter: int
+    converged: bool
+    loss_curve: list = field(default_factory=list)
+    engine: str = "torch"
+    device: str = "cpu"
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def fit_probes(
+    ids: np.ndarray,
+    labels: Sequence[np.ndarray],
+    specs: Sequence[ProbeSpec],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    n_categories: int | None = None,
+    config: MLPConfig | None = None,
+    engine: str = "torch",
+    shuffle_seed: int | None = None,
+    device: str | None = "auto",
+    dtype: str = "float32",
+    progress: Progress | None = None,
+    stage: str = "probes",
+    max_waste: float = 1.25,
+    threads: int | None = None,
+) -> list[ProbeFit]:
+    """Train every probe of ``specs`` on ``train_idx`` and predict ``test_idx``.
+
+    Args:
+        ids: ``[T, F]`` int expert ids (e.g. ``experts.reshape(T, L*k)``), shared by all probes.
+        labels: label arrays, each ``[T]`` int (the POS; the control task's labels...).
+        specs: the probes.
+        train_idx / test_idx: token indices of the split (shared by all probes).
+        n_categories: ``N`` for one-hot probes (default ``ids.max() + 1``).
+        config: :class:`MLPConfig` (default: MLPClassifier's defaults).
+        engine: ``"torch"`` (batched) or ``"sklearn"`` (one ``MLPClassifier`` per probe, the paper's procedure).
+        shuffle_seed: torch engine: ``RandomState`` seed of the minibatch order shared by the probes;
+            None: each group shuffles with its first probe's ``RandomState`` after its initial weights
+            (a lone probe is then ``MLPClassifier(random_state=init_seed)`` draw for draw).
+        device: torch engine: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        dtype: torch engine: ``"float32"`` (default) or ``"float64"`` (scikit-learn's precision).
+        progress: ``progress(stage, done, total)``; may raise to cancel.
+        stage: prefix of the progress stage names.
+        max_waste: torch engine: largest (group columns x probes) / (sum of probe columns) in one group.
+        threads: torch engine on CPU: intra-op threads while training (default: torch's setting).
+
+    Returns:
+        one :class:`ProbeFit` per spec, in the order of ``specs``.
+    """
+    cfg = config or MLPConfig()
+    if engine not in ENGINES:
+        raise ValueError(f"unknown probe engine {engine!r}; choose from {', '.join(ENGINES)}")
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be [T, F], got shape {ids.shape}")
+    T, F = ids.shape
+    tr = np.asarray(train_idx, dtype=np.intp)
+    te = np.asarray(test_idx, dtype=np.intp)
+    labels = [np.asarray(y).astype(np.int64) for y in labels]
+    for y in labels:
+        if y.shape != (T,):
+            raise ValueError(f"labels must be [T] = [{T}], got shape {y.shape}")
+    n_cat = int(n_categories) if n_categories is not None else (int(ids.max()) + 1 if ids.size else 1)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_cat):
+        raise ValueError(f"ids must lie in [0, {n_cat})")
+    for s in specs:
+        if not len(s.columns) or min(s.columns) < 0 or max(s.columns) >= F:
+            raise ValueError(f"probe {s.name!r}: columns must be a non-empty subset of 0..{F - 1}")
+        if not 0 <= s.labels < len(labels):
+            raise ValueError(f"probe {s.name!r}: labels index {s.labels} out of range")
+
+    out: list[ProbeFit | None] = [None] * len(specs)
+    todo: list[int] = []
+    for i, s in enumerate(specs):
+        ytr = labels[s.labels][tr]
+        classes = np.unique(ytr)
+        if len(classes) < 2:  # nothing to learn: predict the only training label
+            only = int(classes[0]) if len(classes) else 0
+            out[i] = ProbeFit(s.name, np.full(len(te), only, dtype=np.int64), 0, True, [], engine,
+                              "cpu" if engine == "sklearn" else str(resolve_device(device)))
+        else:
+            todo.append(i)
+    if engine == "sklearn":
+        for j, i in enumerate(todo):
+            out[i] = _fit_sklearn(ids, labels[specs[i].labels], specs[i], tr, te, n_cat, cfg)
+            if progress is not None:
+                progress(f"{stage} (scikit-learn)", j + 1, len(todo))
+        return out  # type: ignore[return-value]
+    if todo and cfg.early_stopping:
+        raise ValueError("early stopping on a validation split is implemented by the sklearn probe engine only")
+    if todo:
+        import torch
+
+        old = torch.get_num_threads()
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        try:
+            dev = resolve_device(device)
+            dt = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
+            if dt is None:
+                raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            groups = plan_groups([specs[i] for i in todo], max_waste=max_waste)
+            for gi, members in enumerate(groups):
+                idx = [todo[m] for m in members]
+                name = f"{stage} {gi + 1}/{len(groups)}: {describe([specs[i].name for i in idx])}"
+                fits = _train_group(ids, labels, [specs[i] for i in idx], tr, te, n_cat, cfg, shuffle_seed, dev, dt,
+                                    progress, name)
+                for i, f in zip(idx, fits):
+                    out[i] = f
+        finally:
+            if threads is not None:
+                torch.set_num_threads(old)
+    return out  # type: ignore[return-value]
+
+
+def describe(names: Sequence[str]) -> str:
+    """Short text for a group of probes: names, with ``prefix:...`` names counted per prefix
+    (``"top_k, top_1, 12 ablation cuts"``)."""
+    plain = [n for n in names if ":" not in n]
+    counts: dict[str, int] = {}
+    for n in names:
+        if ":" in n:
+            counts[n.split(":", 1)[0]] = counts.get(n.split(":", 1)[0], 0) + 1
+    parts = list(plain[:4]) + ([f"{len(plain) - 4} more"] if len(plain) > 4 else [])
+    parts += [f"{c} {p} cut{'s' if c != 1 else ''}" if p == "ablation" else f"{c} {p}" for p, c in counts.items()]
+    return ", ".join(parts)
+
+
+def resolve_device(device: str | None = "auto"):
+    """``torch.device`` for ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    ValueError when CUDA is asked for and torch sees no GPU, or the name is not a device."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"probe device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"probe device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"probe device {device!r}: torch sees no CUDA GPU here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"probe device {device!r}: only {torch.cuda.device_count()} GPU(s) visible")
+    return dev
+
+
+def plan_groups(specs: Sequence[ProbeSpec], max_waste: float = 1.25) -> list[list[int]]:
+    """Split probes into groups trained as one model each.
+
+    Probes of one group read the same kind of input (numbers or one-hot). Greedy over the probes sorted
+    by (input kind, last column descending, width descending): a probe joins the current group while
+    ``len(union of columns) * n_probes <= max_waste * sum(probe widths)``. Nested column sets (ablation
+    cuts from one side) therefore share a group; a group never pays more than ``max_waste`` times the
+    first-layer work its probes need.
+
+    Returns:
+        lists of indices into ``specs``.
+    """
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].onehot, -max(specs[i].columns),
+                                                     -len(set(specs[i].columns)), i))
+    groups: list[list[int]] = []
+    union: set = set()
+    useful = 0
+    kind = None
+    for i in order:
+        cols = set(specs[i].columns)
+        if groups and specs[i].onehot == kind:
+            new = union | cols
+            if len(new) * (len(groups[-1]) + 1) <= max_waste * (useful + len(cols)):
+                groups[-1].append(i)
+                union, useful = new, useful + len(cols)
+                continue
+        groups.append([i])
+        union, useful, kind = set(cols), len(cols), specs[i].onehot
+    return groups
+
+
+# --------------------------------------------------------------------------------------------------
+# scikit-learn engine
+
+
+def _onehot_sklearn(X: np.ndarray, n_cat: int):
+    from sklearn.preprocessing import OneHotEncoder
+
+    enc = OneHotEncoder(categories=[np.arange(n_cat)] * X.shape[1], handle_unknown="ignore", sparse_output=True,
+                        dtype=np.float64)
+    return enc.fit(X[:1] if len(X) else X)
+
+
+def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, n_cat, cfg: MLPConfig) -> ProbeFit:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X = ids[:, list(spec.columns)]
+    if spec.onehot:
+        enc = _onehot_sklearn(X, n_cat)
+        Xtr, Xte = enc.transform(X[tr]), enc.transform(X[te])
+    else:
+        Xtr, Xte = X[tr].astype(np.float64), X[te].astype(np.float64)
+    clf = MLPClassifier(random_state=spec.init_seed, **cfg.sklearn_kwargs())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(Xtr, y[tr])
+    hit_max = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    pred = np.asarray(clf.predict(Xte), dtype=np.int64)
+    return ProbeFit(spec.name, pred, int(clf.n_iter_), not hit_max, [float(v) for v in clf.loss_curve_], "sklearn",
+                    "cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# torch engine
+
+
+def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: MLPConfig, shuffle_seed, dev, dt,
+                 progress: Progress | None, stage: str) -> list[ProbeFit]:
+    """Train one group (see the module docstring); returns fits in the order of ``specs``."""
+    import torch
+
+    G, H = len(specs), cfg.hidden
+    onehot = specs[0].onehot
+    union = sorted(set().union(*(set(s.columns) for s in specs)))
+    where = {c: j for j, c in enumerate(union)}
+    N = n_cat if onehot else 1
+    K = len(union) * N
+    classes = [np.unique(labels[s.labels][tr]) for s in specs]
+    C = max(len(c) for c in classes)
+    n, B = len(tr), cfg.batch(len(tr))
+
+    # initial weights, drawn exactly as MLPClassifier._initialize does, placed in the group's layout
+    W1 = np.zeros((G, H, K))
+    b1 = np.zeros((G, H, 1))
+    W2 = np.zeros((G, C, H))
+    b2 = np.full((G, C, 1), -np.inf)   # classes a probe never saw in training: logit -inf, never trained
+    mask1 = np.zeros((G, 1, K))
+    trainable2 = np.zeros((G, C, 1))
+    streams = []
+    for g, (s, cl) in enumerate(zip(specs, classes)):
+        rs = np.random.RandomState(s.init_seed)
+        rows = [where[c] * N + j for c in s.columns for j in range(N)]
+        fan_out = len(cl) if len(cl) > 2 else 1
+        bound = math.sqrt(6.0 / (len(rows) + H))
+        w, b = rs.uniform(-bound, bound, (len(rows), H)), rs.uniform(-bound, bound, H)
+        W1[g][:, rows] = w.T
+        b1[g, :, 0] = b
+        mask1[g, 0, rows] = 1.0
+        bound = math.sqrt(6.0 / (H + fan_out))
+        w, b = rs.uniform(-bound, bound, (H, fan_out)), rs.uniform(-bound, bound, fan_out)
+        if fan_out == 1:  # binary: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], column 0 held at 0
+            W2[g, 1, :], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
+            trainable2[g, 1, 0] = 1.0
+        else:
+            W2[g, :len(cl), :], b2[g, :len(cl), 0] = w.T, b
+            trainable2[g, :len(cl), 0] = 1.0
+        streams.append(rs)
+    shuffle_rs = streams[0] if shuffle_seed is None else np.random.RandomState(int(shuffle_seed))
+
+    # One flat buffer per quantity (parameters, gradients, Adam's m and v), each holding the four tensors
+    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,C,H) | b2 (G,C,1)] back to back: Adam is then seven ops per step.
+    host = [W1, b1, W2, b2]
+    flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in host]), dtype=dt, device=dev)
+    adam_m = torch.zeros_like(flat)
+    adam_v = torch.zeros_like(flat)
+    sizes = (H * K, H, C * H, C)   # per probe
+    mask1_t = torch.as_tensor(mask1, dtype=dt, device=dev)
+    train2_t = torch.as_tensor(trainable2.reshape(G, 1, C), dtype=dt, device=dev)
+    any_binary = bool(((trainable2 == 0) & np.isfinite(b2)).any())
+    full_mask = bool(mask1.all())
+    ycol = torch.as_tensor(np.stack([np.searchsorted(cl, labels[s.labels][tr]) for s, cl in zip(specs, classes)]),
+                           dtype=torch.int64, device=dev)
+    cols = np.asarray(union, dtype=np.intp)
+    if onehot:
+        offs = (np.arange(len(union)) * N)[None, :]
+        xtr = torch.as_tensor(ids[np.ix_(tr, cols)].astype(np.int64) + offs, device=dev)
+        xte = torch.as_tensor(ids[np.ix_(te, cols)].astype(np.int64) + offs, device=dev)
+    else:
+        xtr = torch.as_tensor(ids[np.ix_(tr, cols)], dtype=dt, device=dev)
+        xte = torch.as_tensor(ids[np.ix_(te, cols)], dtype=dt, device=dev)
+
+    def inputs(x_rows):
+        """``[rows, K]`` network input of a block of tokens."""
+        if not onehot:
+            return x_rows
+        return torch.zeros((x_rows.shape[0], K), dtype=dt, device=dev).scatter_(1, x_rows, 1.0)
+
+    def views(buf, g: int):
+        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,C,H), b2 (g,C,1)."""
+        out, o = [], 0
+        for size, shape in zip(sizes, ((H, K), (H, 1), (C, H), (C, 1))):
+            out.append(buf[o:o + g * size].view(g, *shape))
+            o += g * size
+        return out
+
+    def select(buf, g: int, keep):
+        return torch.cat([v.index_select(0, keep).reshape(-1) for v in views(buf, g)])
+
+    eps = float(torch.finfo(dt).eps)
+    alpha, beta1, beta2 = cfg.alpha, cfg.beta_1, cfg.beta_2
+    minus1 = torch.full((G, B, 1), -1.0, dtype=dt, device=dev)
+    active = list(range(G))
+    fits: list[ProbeFit | None] = [None] * G
+    curves: list[list[float]] = [[] for _ in range(G)]
+    best = np.full(G, np.inf)
+    count = np.zeros(G, dtype=np.int64)
+    sample_idx = np.arange(n)
+    steps = 0
+    last_call = time.monotonic()
+    dev_name = str(dev)
+    if dev.type == "cuda" and dev.index is None:
+        dev_name = f"cuda:{torch.cuda.current_device()}"
+
+    def predict(rows: list[int]) -> list[np.ndarray]:
+        g = len(active)
+        sel = torch.as_tensor(rows, device=dev)
+        w1, bb1, w2, bb2 = (v.index_select(0, sel) for v in views(flat, g))
+        gs = len(rows)
+        chunk = max(1, int(2**22 // max(1, gs * H)))
+        parts = []
+        for s0 in range(0, len(te), chunk):
+            xb = inputs(xte[s0:s0 + chunk])
+            a = torch.addmm(bb1.reshape(gs * H, 1), w1.reshape(gs * H, K), xb.T).relu_().view(gs, H, -1)
+            parts.append(torch.baddbmm(bb2.view(gs, 1, C), a.transpose(1, 2), w2.transpose(1, 2)).argmax(dim=2))
+        pred_cols = torch.cat(parts, dim=1).cpu().numpy() if parts else np.zeros((gs, 0), dtype=np.int64)
+        return [classes[active[j]][pred_cols[i]].astype(np.int64) for i, j in enumerate(rows)]
+
+    with torch.no_grad():
+        for epoch in range(cfg.max_iter):
+            if cfg.shuffle:
+                perm = np.arange(n)
+                shuffle_rs.shuffle(perm)
+                sample_idx = sample_idx[perm]
+            order = torch.as_tensor(sample_idx, device=dev)
+            g = len(active)
+            gH = g * H
+            grad = torch.empty_like(flat)
+            W1t, b1t, W2t, b2t = views(flat, g)
+            gW1, gb1, gW2, gb2 = views(grad, g)
+            n1 = W1t.reshape(g, -1)
+            n2 = W2t.reshape(g, -1)
+            acc = torch.zeros(g, dtype=dt, device=dev)
+            for s0 in range(0, n, B):
+                r = order[s0:s0 + B]
+                nb = r.shape[0]
+                xb = inputs(xtr.index_select(0, r))                                             # [nb, K]
+                a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T).relu_().view(g, H, nb)  # [g, H, nb]
+                p = torch.softmax(torch.baddbmm(b2t.view(g, 1, C), a.transpose(1, 2), W2t.transpose(1, 2)), dim=2)
+                yb = ycol.index_select(1, r).unsqueeze(2)                                      # [g, nb, 1]
+                acc.sub_(p.gather(2, yb).clamp_(eps, 1.0 - eps).log_().sum(dim=(1, 2)))
+                acc.add_(torch.linalg.vecdot(n1, n1) + torch.linalg.vecdot(n2, n2), alpha=0.5 * alpha)
+                d2 = p.scatter_add_(2, yb, minus1[:g, :nb])                                    # [g, nb, C]
+                if any_binary:
+                    d2.mul_(train2_t)
+                torch.baddbmm(W2t, d2.transpose(1, 2), a.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
+                torch.mean(d2, dim=1, keepdim=True, out=gb2.view(g, 1, C))
+                d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t.transpose(1, 2), d2.transpose(1, 2)), a, 0)
+                torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb, out=gW1.view(gH, K))
+                if not full_mask:
+                    gW1.mul_(mask1_t)
+                torch.mean(d1, dim=2, keepdim=True, out=gb1)
+                steps += 1
+                adam_m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                lr = cfg.learning_rate_init * math.sqrt(1.0 - beta2**steps) / (1.0 - beta1**steps)
+                flat.addcdiv_(adam_m, adam_v.sqrt().add_(cfg.epsilon), value=-lr)
+                if progress is not None and time.monotonic() - last_call >= PROGRESS_EVERY_S:
+                    last_call = time.monotonic()
+                    progress(stage, epoch, cfg.max_iter)
+            loss = (acc / n).cpu().numpy().astype(np.float64)
+            act = np.asarray(active)
+            for j, gi in enumerate(active):
+                curves[gi].append(float(loss[j]))
+            # scikit-learn's rule, comparisons as written there (a NaN loss never counts as "no improvement")
+            count[act] = np.where(loss > best[act] - cfg.tol, count[act] + 1, 0)
+            best[act] = np.where(loss < best[act], loss, best[act])
+            stop = count[act] > cfg.n_iter_no_change
+            last = epoch + 1 == cfg.max_iter
+            if progress is not None:
+                last_call = time.monotonic()
+                progress(stage, epoch + 1, cfg.max_iter)
+            if not (stop.any() or last):
+                continue
+            done = [j for j in range(g) if stop[j] or last]
+            for j, pred in zip(done, predict(done)):
+                gi = active[j]
+                fits[gi] = ProbeFit(specs[gi].name, pred, epoch + 1, bool(stop[j]), curves[gi], "torch", dev_name)
+            keep_j = [j for j in range(g) if not (stop[j] or last)]
+            if not keep_j:
+                break
+            keep = torch.as_tensor(keep_j, device=dev)
+            flat, adam_m, adam_v = (select(buf, g, keep) for buf in (flat, adam_m, adam_v))
+            mask1_t, train2_t, ycol = (x.index_select(0, keep) for x in (mask1_t, train2_t, ycol))
+            active = [active[j] for j in keep_j]
+    return fits  # type: ignore[return-value]
