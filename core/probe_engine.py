@@ -28,12 +28,14 @@ draw (same loss curve to rounding, same ``n_iter_``, same predictions: a test ch
 the probes of one split share one minibatch order (the ``mlp_shuffle`` stream of :mod:`seeds`): that is
 what makes the first layer of a whole group one matrix product.
 
-Groups: the probes are split into groups whose union of input columns wastes at most ``max_waste``
-times the useful work (an ablation cut that keeps 3 of 32 layers does not pay for 32); each group is
-one model: first-layer weights ``[G*H, K]`` (K = the group's columns, rows of the columns a probe does
-not read held at exactly zero), output weights ``[G, C, H]``; the hidden activations are computed as
-``W1 @ X_batch^T`` (one GEMM for all probes) and the output layer as one batched GEMM. Probes that stop
-leave the group (its tensors shrink), so a group runs as long as its slowest probe.
+Groups (:func:`plan_groups`): probes whose columns overlap enough to share a first layer, weighed against
+the fixed cost of each group per step (an ablation cut that keeps 3 of 32 layers should not pay for 32 on
+a CPU; on a GPU nearly everything shares one group). Each group is one model: first-layer weights
+``[G*H, K]`` (K = the group's input columns: numbers, then one-hot blocks; the weights of the columns a
+probe does not read are held at exactly zero), output weights ``[G, H, C]``. The hidden activations are
+``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM; the gradients mirror
+them, and Adam runs over one flat buffer. Probes that stop leave the group (its tensors shrink), so a
+group runs as long as its slowest probe.
 
 Progress: ``progress(stage, epoch, max_iter)`` after every epoch of every group and, inside long epochs,
 at least every ``0.25 s``; the callback may raise (``moe_tui.errors.Cancelled``) to stop training.
@@ -195,7 +197,7 @@ def fit_probes(
     dtype: str = "float32",
     progress: Progress | None = None,
     stage: str = "probes",
-    max_waste: float = 1.25,
+    group_overhead: float | None = None,
     threads: int | None = None,
 ) -> list[ProbeFit]:
     """Train every probe of ``specs`` on ``train_idx`` and predict ``test_idx``.
@@ -215,8 +217,10 @@ def fit_probes(
         dtype: torch engine: ``"float32"`` (default) or ``"float64"`` (scikit-learn's precision).
         progress: ``progress(stage, done, total)``; may raise to cancel.
         stage: prefix of the progress stage names.
-        max_waste: torch engine: largest (group columns x probes) / (sum of probe columns) in one group.
-        threads: torch engine on CPU: intra-op threads while training (default: torch's setting).
+        group_overhead: torch engine: the fixed cost of a group per step in column-probes (:func:`plan_groups`);
+            default 192 on a CPU, 1e6 on a GPU.
+        threads: torch engine on CPU: intra-op threads while training (default: torch's setting for groups with
+            at least ``SMALL_GROUP_MACS`` first-layer multiply-adds per step, one thread for smaller ones).
 
     Returns:
         one :class:`ProbeFit` per spec, in the order of ``specs``.
@@ -266,25 +270,41 @@ def fit_probes(
         import torch
 
         old = torch.get_num_threads()
-        if threads is not None:
-            torch.set_num_threads(int(threads))
         try:
             dev = resolve_device(device)
             dt = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
             if dt is None:
                 raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-            groups = plan_groups([specs[i] for i in todo], max_waste=max_waste)
+            if group_overhead is None:
+                group_overhead = 1e6 if dev.type == "cuda" else 192.0
+            groups = plan_groups([specs[i] for i in todo], overhead=group_overhead, n_categories=n_cat)
             for gi, members in enumerate(groups):
                 idx = [todo[m] for m in members]
                 name = f"{stage} {gi + 1}/{len(groups)}: {describe([specs[i].name for i in idx])}"
+                if dev.type == "cpu":
+                    torch.set_num_threads(int(threads) if threads is not None else
+                                          _cpu_threads(old, [specs[i] for i in idx], n_cat, cfg, len(tr)))
                 fits = _train_group(ids, labels, [specs[i] for i in idx], tr, te, n_cat, cfg, shuffle_seed, dev, dt,
                                     progress, name)
                 for i, f in zip(idx, fits):
                     out[i] = f
         finally:
-            if threads is not None:
-                torch.set_num_threads(old)
+            torch.set_num_threads(old)
     return out  # type: ignore[return-value]
+
+
+#: Multiply-adds of a group's first layer per step below which a CPU group trains on one thread: small
+#: operations gain nothing from more threads, and on a busy machine their thread handovers cost far more
+#: than the operation (measured here: 4 ms instead of 0.3 ms per step on two busy cores).
+SMALL_GROUP_MACS = 8_000_000
+
+
+def _cpu_threads(default: int, specs: Sequence[ProbeSpec], n_cat: int, cfg: MLPConfig, n_train: int) -> int:
+    num = set().union(*(set(s.columns) for s in specs if not s.onehot))
+    oh = set().union(*(set(s.columns) for s in specs if s.onehot))
+    K = len(num) + len(oh) * n_cat
+    macs = len(specs) * cfg.hidden * K * cfg.batch(n_train)
+    return default if macs >= SMALL_GROUP_MACS else 1
 
 
 def describe(names: Sequence[str]) -> str:
@@ -321,35 +341,47 @@ def resolve_device(device: str | None = "auto"):
     return dev
 
 
-def plan_groups(specs: Sequence[ProbeSpec], max_waste: float = 1.25) -> list[list[int]]:
-    """Split probes into groups trained as one model each.
+def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categories: int = 1) -> list[list[int]]:
+    """Split probes into groups, each trained as one model.
 
-    Probes of one group read the same kind of input (numbers or one-hot). Greedy over the probes sorted
-    by (input kind, last column descending, width descending): a probe joins the current group while
-    ``len(union of columns) * n_probes <= max_waste * sum(probe widths)``. Nested column sets (ablation
-    cuts from one side) therefore share a group; a group never pays more than ``max_waste`` times the
-    first-layer work its probes need.
+    A group's first layer reads the union of its probes' columns, so each probe pays for columns it does
+    not read; every group pays a fixed cost per minibatch step (some 30 tensor operations). Cost of a
+    group per step, in units of one input column of one probe: ``len(union) * n_probes + overhead``
+    (one-hot columns count ``n_categories`` each). Starting from one group per probe (sorted by input
+    kind, last column descending, width descending, so that nested column sets such as the ablation cuts
+    of one side are neighbours), the two neighbouring groups whose merger saves the most are merged
+    while a merger saves anything. A group may hold probes that read numbers and probes that read one-hot
+    (its input then has both blocks).
+
+    ``overhead``: about 200 on a CPU (measured: 30 small operations cost as much as some 200
+    column-probes of matrix products); on a GPU compute is cheap and launches are not, so the engine
+    uses a much larger value and nearly everything shares one group.
 
     Returns:
         lists of indices into ``specs``.
     """
     order = sorted(range(len(specs)), key=lambda i: (specs[i].onehot, -max(specs[i].columns),
                                                      -len(set(specs[i].columns)), i))
-    groups: list[list[int]] = []
-    union: set = set()
-    useful = 0
-    kind = None
-    for i in order:
-        cols = set(specs[i].columns)
-        if groups and specs[i].onehot == kind:
-            new = union | cols
-            if len(new) * (len(groups[-1]) + 1) <= max_waste * (useful + len(cols)):
-                groups[-1].append(i)
-                union, useful = new, useful + len(cols)
-                continue
-        groups.append([i])
-        union, useful, kind = set(cols), len(cols), specs[i].onehot
-    return groups
+    groups = [{"ids": [i], "num": set() if specs[i].onehot else set(specs[i].columns),
+               "oh": set(specs[i].columns) if specs[i].onehot else set()} for i in order]
+
+    def cost(g: dict) -> float:
+        return (len(g["num"]) + len(g["oh"]) * n_categories) * len(g["ids"]) + overhead
+
+    def merged(a: dict, b: dict) -> dict:
+        return {"ids": a["ids"] + b["ids"], "num": a["num"] | b["num"], "oh": a["oh"] | b["oh"]}
+
+    while len(groups) > 1:
+        best, where = 0.0, -1
+        for j in range(len(groups) - 1):
+            a, b = groups[j], groups[j + 1]
+            saving = cost(a) + cost(b) - cost(merged(a, b))
+            if saving > best:
+                best, where = saving, j
+        if where < 0:
+            break
+        groups[where:where + 2] = [merged(groups[where], groups[where + 1])]
+    return [g["ids"] for g in groups]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,17 +420,64 @@ def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, n_cat, cfg: MLPConfig) -> Prob
 # torch engine
 
 
+class _Inputs:
+    """The network input of a group: numbers for the columns its number-probes read, one-hot blocks for
+    the columns its one-hot probes read: ``[tokens, K]`` with ``K = len(num) + len(oh) * N``.
+
+    Built once as a dense matrix when it is small enough (``DENSE_INPUT_ELEMENTS``), else per block of
+    tokens (one-hot by a scatter)."""
+
+    def __init__(self, ids, rows, num: list, oh: list, N: int, dt, dev):
+        import torch
+
+        self.torch, self.dt, self.dev = torch, dt, dev
+        self.K1, self.N = len(num), N
+        self.K = len(num) + len(oh) * N
+        self.num = torch.as_tensor(ids[np.ix_(rows, num)], dtype=dt, device=dev) if num else None
+        self.oh = None
+        if oh:
+            offs = self.K1 + (np.arange(len(oh)) * N)[None, :]
+            self.oh = torch.as_tensor(ids[np.ix_(rows, oh)].astype(np.int64) + offs, device=dev)
+        self.dense = None
+        if len(rows) * self.K <= DENSE_INPUT_ELEMENTS:
+            self.dense = self.build(slice(None))
+
+    def build(self, sel):
+        """``[rows, K]`` input of the tokens ``sel`` (a slice or an index tensor)."""
+        torch = self.torch
+        if self.dense is not None:
+            return self.dense[sel]
+        if self.oh is None:
+            return self.num[sel]
+        part = self.oh[sel]
+        x = torch.zeros((part.shape[0], self.K), dtype=self.dt, device=self.dev)
+        if self.num is not None:
+            x[:, :self.K1] = self.num[sel]
+        return x.scatter_(1, part, 1.0)
+
+    def permuted(self, order):
+        """The whole input in minibatch order (a dense copy when small; else a lazy view)."""
+        if self.dense is not None:
+            return self.dense.index_select(0, order)
+        return None
+
+
+#: Largest input matrix (tokens x input columns) kept dense on the device (128 MB in float32).
+DENSE_INPUT_ELEMENTS = 1 << 25
+
+
 def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: MLPConfig, shuffle_seed, dev, dt,
                  progress: Progress | None, stage: str) -> list[ProbeFit]:
     """Train one group (see the module docstring); returns fits in the order of ``specs``."""
     import torch
 
     G, H = len(specs), cfg.hidden
-    onehot = specs[0].onehot
-    union = sorted(set().union(*(set(s.columns) for s in specs)))
-    where = {c: j for j, c in enumerate(union)}
-    N = n_cat if onehot else 1
-    K = len(union) * N
+    num = sorted(set().union(*(set(s.columns) for s in specs if not s.onehot)))
+    oh = sorted(set().union(*(set(s.columns) for s in specs if s.onehot)))
+    N = n_cat
+    at_num = {c: j for j, c in enumerate(num)}
+    at_oh = {c: len(num) + j * N for j, c in enumerate(oh)}
+    K = len(num) + len(oh) * N
     classes = [np.unique(labels[s.labels][tr]) for s in specs]
     C = max(len(c) for c in classes)
     n, B = len(tr), cfg.batch(len(tr))
@@ -406,14 +485,14 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
     # initial weights, drawn exactly as MLPClassifier._initialize does, placed in the group's layout
     W1 = np.zeros((G, H, K))
     b1 = np.zeros((G, H, 1))
-    W2 = np.zeros((G, C, H))
+    W2 = np.zeros((G, H, C))
     b2 = np.full((G, C, 1), -np.inf)   # classes a probe never saw in training: logit -inf, never trained
     mask1 = np.zeros((G, 1, K))
     trainable2 = np.zeros((G, C, 1))
     streams = []
     for g, (s, cl) in enumerate(zip(specs, classes)):
         rs = np.random.RandomState(s.init_seed)
-        rows = [where[c] * N + j for c in s.columns for j in range(N)]
+        rows = [at_oh[c] + j for c in s.columns for j in range(N)] if s.onehot else [at_num[c] for c in s.columns]
         fan_out = len(cl) if len(cl) > 2 else 1
         bound = math.sqrt(6.0 / (len(rows) + H))
         w, b = rs.uniform(-bound, bound, (len(rows), H)), rs.uniform(-bound, bound, H)
@@ -423,46 +502,34 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
         bound = math.sqrt(6.0 / (H + fan_out))
         w, b = rs.uniform(-bound, bound, (H, fan_out)), rs.uniform(-bound, bound, fan_out)
         if fan_out == 1:  # binary: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], column 0 held at 0
-            W2[g, 1, :], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
+            W2[g, :, 1], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
             trainable2[g, 1, 0] = 1.0
         else:
-            W2[g, :len(cl), :], b2[g, :len(cl), 0] = w.T, b
+            W2[g, :, :len(cl)], b2[g, :len(cl), 0] = w, b
             trainable2[g, :len(cl), 0] = 1.0
         streams.append(rs)
     shuffle_rs = streams[0] if shuffle_seed is None else np.random.RandomState(int(shuffle_seed))
 
     # One flat buffer per quantity (parameters, gradients, Adam's m and v), each holding the four tensors
-    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,C,H) | b2 (G,C,1)] back to back: Adam is then seven ops per step.
-    host = [W1, b1, W2, b2]
-    flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in host]), dtype=dt, device=dev)
+    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,H,C) | b2 (G,C,1)] back to back: Adam is then seven ops per step.
+    flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in (W1, b1, W2, b2)]), dtype=dt, device=dev)
     adam_m = torch.zeros_like(flat)
     adam_v = torch.zeros_like(flat)
-    sizes = (H * K, H, C * H, C)   # per probe
+    root = torch.empty_like(flat)
+    sizes = (H * K, H, H * C, C)   # per probe
     mask1_t = torch.as_tensor(mask1, dtype=dt, device=dev)
-    train2_t = torch.as_tensor(trainable2.reshape(G, 1, C), dtype=dt, device=dev)
+    train2_t = torch.as_tensor(trainable2, dtype=dt, device=dev)
     any_binary = bool(((trainable2 == 0) & np.isfinite(b2)).any())
     full_mask = bool(mask1.all())
     ycol = torch.as_tensor(np.stack([np.searchsorted(cl, labels[s.labels][tr]) for s, cl in zip(specs, classes)]),
                            dtype=torch.int64, device=dev)
-    cols = np.asarray(union, dtype=np.intp)
-    if onehot:
-        offs = (np.arange(len(union)) * N)[None, :]
-        xtr = torch.as_tensor(ids[np.ix_(tr, cols)].astype(np.int64) + offs, device=dev)
-        xte = torch.as_tensor(ids[np.ix_(te, cols)].astype(np.int64) + offs, device=dev)
-    else:
-        xtr = torch.as_tensor(ids[np.ix_(tr, cols)], dtype=dt, device=dev)
-        xte = torch.as_tensor(ids[np.ix_(te, cols)], dtype=dt, device=dev)
-
-    def inputs(x_rows):
-        """``[rows, K]`` network input of a block of tokens."""
-        if not onehot:
-            return x_rows
-        return torch.zeros((x_rows.shape[0], K), dtype=dt, device=dev).scatter_(1, x_rows, 1.0)
+    x_train = _Inputs(ids, tr, num, oh, N, dt, dev)
+    x_test = _Inputs(ids, te, num, oh, N, dt, dev)
 
     def views(buf, g: int):
-        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,C,H), b2 (g,C,1)."""
+        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,H,C), b2 (g,C,1)."""
         out, o = [], 0
-        for size, shape in zip(sizes, ((H, K), (H, 1), (C, H), (C, 1))):
+        for size, shape in zip(sizes, ((H, K), (H, 1), (H, C), (C, 1))):
             out.append(buf[o:o + g * size].view(g, *shape))
             o += g * size
         return out
@@ -472,7 +539,10 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
 
     eps = float(torch.finfo(dt).eps)
     alpha, beta1, beta2 = cfg.alpha, cfg.beta_1, cfg.beta_2
-    minus1 = torch.full((G, B, 1), -1.0, dtype=dt, device=dev)
+    minus1 = torch.full((G, 1, B), -1.0, dtype=dt, device=dev)
+    n_steps = -(-n // B)
+    p_true = torch.empty((G, 1, n), dtype=dt, device=dev)         # probability of the true class, per token
+    sq = torch.empty((2, G, n_steps), dtype=dt, device=dev)       # ||W1||^2, ||W2||^2 at each step
     active = list(range(G))
     fits: list[ProbeFit | None] = [None] * G
     curves: list[list[float]] = [[] for _ in range(G)]
@@ -493,9 +563,9 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
         chunk = max(1, int(2**22 // max(1, gs * H)))
         parts = []
         for s0 in range(0, len(te), chunk):
-            xb = inputs(xte[s0:s0 + chunk])
+            xb = x_test.build(slice(s0, s0 + chunk))
             a = torch.addmm(bb1.reshape(gs * H, 1), w1.reshape(gs * H, K), xb.T).relu_().view(gs, H, -1)
-            parts.append(torch.baddbmm(bb2.view(gs, 1, C), a.transpose(1, 2), w2.transpose(1, 2)).argmax(dim=2))
+            parts.append(torch.baddbmm(bb2, w2.transpose(1, 2), a).argmax(dim=1))
         pred_cols = torch.cat(parts, dim=1).cpu().numpy() if parts else np.zeros((gs, 0), dtype=np.int64)
         return [classes[active[j]][pred_cols[i]].astype(np.int64) for i, j in enumerate(rows)]
 
@@ -508,27 +578,28 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
             order = torch.as_tensor(sample_idx, device=dev)
             g = len(active)
             gH = g * H
+            x_epoch = x_train.permuted(order)                 # inputs and labels in this epoch's order
+            y_epoch = ycol.index_select(1, order).unsqueeze(1)  # [g, 1, n]
+            pt, sq1, sq2 = p_true[:g], sq[0, :g], sq[1, :g]
             grad = torch.empty_like(flat)
             W1t, b1t, W2t, b2t = views(flat, g)
             gW1, gb1, gW2, gb2 = views(grad, g)
-            n1 = W1t.reshape(g, -1)
-            n2 = W2t.reshape(g, -1)
-            acc = torch.zeros(g, dtype=dt, device=dev)
-            for s0 in range(0, n, B):
-                r = order[s0:s0 + B]
-                nb = r.shape[0]
-                xb = inputs(xtr.index_select(0, r))                                             # [nb, K]
-                a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T).relu_().view(g, H, nb)  # [g, H, nb]
-                p = torch.softmax(torch.baddbmm(b2t.view(g, 1, C), a.transpose(1, 2), W2t.transpose(1, 2)), dim=2)
-                yb = ycol.index_select(1, r).unsqueeze(2)                                      # [g, nb, 1]
-                acc.sub_(p.gather(2, yb).clamp_(eps, 1.0 - eps).log_().sum(dim=(1, 2)))
-                acc.add_(torch.linalg.vecdot(n1, n1) + torch.linalg.vecdot(n2, n2), alpha=0.5 * alpha)
-                d2 = p.scatter_add_(2, yb, minus1[:g, :nb])                                    # [g, nb, C]
+            n1, n2 = W1t.reshape(g, -1), W2t.reshape(g, -1)
+            for j, s0 in enumerate(range(0, n, B)):
+                nb = min(B, n - s0)
+                xb = x_epoch[s0:s0 + nb] if x_epoch is not None else x_train.build(order[s0:s0 + nb])  # [nb, K]
+                yb = y_epoch[:, :, s0:s0 + nb]                                                          # [g, 1, nb]
+                a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T).relu_().view(g, H, nb)       # [g, H, nb]
+                p = torch.softmax(torch.baddbmm(b2t, W2t.transpose(1, 2), a), dim=1)                   # [g, C, nb]
+                torch.gather(p, 1, yb, out=pt[:, :, s0:s0 + nb])
+                torch.linalg.vecdot(n1, n1, out=sq1[:, j])
+                torch.linalg.vecdot(n2, n2, out=sq2[:, j])
+                d2 = p.scatter_add_(1, yb, minus1[:g, :, :nb])
                 if any_binary:
                     d2.mul_(train2_t)
-                torch.baddbmm(W2t, d2.transpose(1, 2), a.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
-                torch.mean(d2, dim=1, keepdim=True, out=gb2.view(g, 1, C))
-                d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t.transpose(1, 2), d2.transpose(1, 2)), a, 0)
+                torch.baddbmm(W2t, a, d2.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
+                torch.mean(d2, dim=2, keepdim=True, out=gb2)
+                d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t, d2), a, 0)
                 torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb, out=gW1.view(gH, K))
                 if not full_mask:
                     gW1.mul_(mask1_t)
@@ -537,11 +608,15 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
                 adam_m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
                 adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
                 lr = cfg.learning_rate_init * math.sqrt(1.0 - beta2**steps) / (1.0 - beta1**steps)
-                flat.addcdiv_(adam_m, adam_v.sqrt().add_(cfg.epsilon), value=-lr)
+                torch.sqrt(adam_v, out=root)
+                flat.addcdiv_(adam_m, root.add_(cfg.epsilon), value=-lr)
                 if progress is not None and time.monotonic() - last_call >= PROGRESS_EVERY_S:
                     last_call = time.monotonic()
                     progress(stage, epoch, cfg.max_iter)
-            loss = (acc / n).cpu().numpy().astype(np.float64)
+            # epoch loss as scikit-learn accumulates it: sum over batches of (mean log-loss + L2 / batch) * batch
+            total = pt.clamp(eps, 1.0 - eps).log_().sum(dim=(1, 2)).neg_()
+            total += (0.5 * alpha) * (sq1[:, :n_steps].sum(dim=1) + sq2[:, :n_steps].sum(dim=1))
+            loss = (total / n).cpu().numpy().astype(np.float64)
             act = np.asarray(active)
             for j, gi in enumerate(active):
                 curves[gi].append(float(loss[j]))
@@ -564,6 +639,7 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
                 break
             keep = torch.as_tensor(keep_j, device=dev)
             flat, adam_m, adam_v = (select(buf, g, keep) for buf in (flat, adam_m, adam_v))
+            root = torch.empty_like(flat)
             mask1_t, train2_t, ycol = (x.index_select(0, keep) for x in (mask1_t, train2_t, ycol))
             active = [active[j] for j in keep_j]
     return fits  # type: ignore[return-value]
