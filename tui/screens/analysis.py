@@ -9,7 +9,7 @@ the report) run in thread workers owned by the App, so a probe keeps running whi
 panes. Workers never touch widgets: they post :class:`AnalysisEvent` messages to the App, whose
 ``on_analysis_event`` calls :func:`handle_event` (here), which updates the per-run :class:`AnalysisData`
 and tells the pane on screen to redraw. Long jobs poll ``worker.is_cancelled`` in core's progress callback
-and raise :class:`moe_tui.errors.Cancelled`. scikit-learn is imported by core only inside the probe job.
+and raise :class:`moe_tui.errors.Cancelled`. torch / scikit-learn are imported by core only inside the probe job.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ def start_probe(app, data: AnalysisData) -> None:
         app.notify(f"A {data.running} job is already running for this run", severity="warning")
         return
     data.running, data.error, data.started = "probe", None, time.monotonic()
-    data.progress = ("starting (importing scikit-learn)", 0, 1)
+    data.progress = ("starting (importing torch)", 0, 1)
     data.job = app.run_worker(partial(_probe_job, app, data.run, data.view, data.options), thread=True,
                               name=f"probe:{data.run_id}", group=f"probe-{data.run_id}", exclusive=True,
                               exit_on_error=False, description="probes + controls")
@@ -813,6 +813,17 @@ class KLScreen(PaneScreen):
 # Probe
 
 
+def _not_converged(tables: dict) -> str:
+    """Probes of probe.csv / ablation.csv that stopped at max_iter (``converged`` false), as text."""
+    out = []
+    for stem, key in (("probe", "variant"), ("ablation", None)):
+        t = tables.get(stem)
+        if t and "converged" in t["columns"]:
+            c = t["columns"].index("converged")
+            out += [str(r[0]) if key else f"ablation {r[0]} {r[1]}" for r in t["rows"] if r[c] is False]
+    return ", ".join(out[:4]) + (f" (+{len(out) - 4})" if len(out) > 4 else "")
+
+
 class ProbeScreen(PaneScreen):
     KIND = "probe"
     PANE_TITLE = "POS probes + controls (Table 1, Figs. 2-3)"
@@ -849,7 +860,9 @@ class ProbeScreen(PaneScreen):
                                style="bold"))
             bar.update(total=max(1, total), progress=min(done, max(1, total)))
         elif d.probe_done:
-            status.update(Text("probes + controls done · v: next confusion variant · r: run again", style="dim"))
+            capped = _not_converged(self.tables)
+            warn = Text(f"stopped at max_iter (not converged): {capped} · ", style="bold yellow") if capped else Text("")
+            status.update(warn + Text("probes + controls done · v: next confusion variant · r: run again", style="dim"))
             bar.update(total=1, progress=1)
         else:
             last = "last run cancelled · " if d.progress[0] == "cancelled" else ""
