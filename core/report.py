@@ -332,6 +332,10 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
         if o.probe_seeds < 1:
             raise ReportError("--probe-seeds must be >= 1")
         try:
+            if o.probe_engine == "torch":  # a bad device fails before any work
+                from moe_tui.core.probe_engine import resolve_device
+
+                resolve_device(o.probe_device)
             res = probe_suite(view.experts, view.pos, view.n_pos, forms=view.forms,
                               variants=[n for n in missing if n in VARIANTS], cuts=cuts,
                               control="control_task" in missing, baseline=True, seed=o.seed, n_seeds=o.probe_seeds,

@@ -254,6 +254,13 @@ def cmd_report(args) -> int:
     if args.early_stopping and args.probe_engine != "sklearn":
         raise ReportError("--early-stopping needs --probe-engine sklearn (the torch engine trains without a "
                           "validation split)")
+    if (args.probe or args.controls) and args.probe_engine == "torch":  # a device that cannot work: fail now
+        from moe_tui.core.probe_engine import resolve_device
+
+        try:
+            resolve_device(args.probe_device)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
     store = RunStore(args.cache_dir)
     runs = [store.open(ref) for ref in args.runs]  # a bad or corrupt run fails here, before any work
     out = Path(args.out).expanduser()
