@@ -172,3 +172,38 @@ def test_values_match_metrics(tmp_path):
             assert float(r[3]) == spec[li, p]
         else:
             assert math.isnan(spec[li, p])
+
+
+def test_probe_seeds_engine_columns_and_cancel(tmp_path):
+    """--probe-seeds 2: accuracy is the mean of the two seeds' probes and accuracy_sd their spread; the
+    engine and convergence are recorded; a progress callback that raises Cancelled stops the training."""
+    from dataclasses import replace
+
+    import pytest as _pytest
+
+    from moe_tui.core.report import compute_probes
+    from moe_tui.errors import Cancelled
+
+    v = make_view()
+    opts = replace(FAST, probe_seeds=2)
+    write_report([v], tmp_path, probe=True, options=opts)
+    rows = {r[0]: r for r in read(tmp_path / "run_a" / "probe.csv")[1:]}
+    stats = compute_probes(v, opts, ["top_k", "baseline"])
+    accs = [r.accuracy for r in stats["top_k"].runs]
+    assert float(rows["top_k"][1]) == _pytest.approx(np.mean(accs))
+    assert float(rows["top_k"][4]) == _pytest.approx(np.std(accs, ddof=1))
+    assert rows["top_k"][5:] == ["2", "30", "false", "torch", "cpu"]   # max_iter 30: stopped there, not converged
+    assert rows["baseline"][6:] == ["", "", "", ""]                     # count-based: no epochs, no engine
+    abl = read(tmp_path / "run_a" / "ablation.csv")
+    assert all(r[4] == "30" and r[5] == "false" for r in abl[1:])
+
+    calls = []
+
+    def cancel(stage, done, total):
+        calls.append(stage)
+        if "probes" in stage:
+            raise Cancelled("probe cancelled")
+
+    with _pytest.raises(Cancelled):
+        report_tables(make_view(run_id="run_c"), probe=True, options=FAST, progress=cancel)
+    assert "probes" in calls[-1]
