@@ -65,15 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
                          "(and figures)")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--out", required=True, metavar="DIR")
-    rep.add_argument("--probe", action="store_true", help="train the MLP probes (slow)")
+    rep.add_argument("--probe", action="store_true", help="train the MLP probes, the ablation, the t-SNE")
     rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
     rep.add_argument("--max-iter", type=positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
-    rep.add_argument("--early-stopping", action="store_true", help="MLP early stopping (off, as in the paper)")
+    rep.add_argument("--early-stopping", action="store_true",
+                     help="MLP early stopping on a validation split (off, as in the paper; sklearn engine only)")
+    rep.add_argument("--probe-engine", default="torch", choices=["torch", "sklearn"],
+                     help="torch (default): all probes of a split trained at once, on the GPU when there is one; "
+                          "sklearn: one MLPClassifier per probe, the paper's exact procedure")
+    rep.add_argument("--probe-device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                     help="where the torch engine trains (default auto: CUDA when torch sees a GPU)")
+    rep.add_argument("--probe-seeds", type=positive_int, default=1, metavar="N",
+                     help="train every probe on N seeds and splits; accuracy is the mean, accuracy_sd the spread")
     rep.add_argument("--ablation-step", type=positive_int, default=1, metavar="N",
                      help="ablate n = 0, N, 2N, ... layers (default 1: every n)")
-    rep.add_argument("--tsne-samples", type=positive_int, default=5000, metavar="N")
+    rep.add_argument("--tsne-samples", type=positive_int, default=20000, metavar="N",
+                     help="t-SNE points: the probes' test tokens, a seeded sample of N when there are more (default 20000)")
     rep.add_argument("--permutations", type=positive_int, default=100, metavar="R",
                      help="permutations for the Spec null (default 100)")
     rep.add_argument("--bootstrap", type=positive_int, default=200, metavar="B",
@@ -219,6 +228,16 @@ def cmd_report(args) -> int:
     from moe_tui.cache.store import RunStore
     from moe_tui.errors import ReportError
 
+    if args.early_stopping and args.probe_engine != "sklearn":
+        raise ReportError("--early-stopping needs --probe-engine sklearn (the torch engine trains without a "
+                          "validation split)")
+    if (args.probe or args.controls) and args.probe_engine == "torch":  # a device that cannot work: fail now
+        from moe_tui.core.probe_engine import resolve_device
+
+        try:
+            resolve_device(args.probe_device)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
     store = RunStore(args.cache_dir)
     runs = [store.open(ref) for ref in args.runs]  # a bad or corrupt run fails here, before any work
     out = Path(args.out).expanduser()
@@ -243,7 +262,8 @@ def cmd_report(args) -> int:
     options = ReportOptions(seed=args.seed, kl_reference=args.kl_reference, max_iter=args.max_iter,
                             early_stopping=args.early_stopping, ablation_step=args.ablation_step,
                             tsne_samples=args.tsne_samples, n_permutations=args.permutations,
-                            n_boot=args.bootstrap)
+                            n_boot=args.bootstrap, probe_engine=args.probe_engine, probe_device=args.probe_device,
+                            probe_seeds=args.probe_seeds)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
                           spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model,

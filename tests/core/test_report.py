@@ -101,7 +101,8 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     res = write_report([a, b], tmp_path, probe=True, controls=True, options=FAST,
                        progress=lambda s, i, n: seen.append(s))
     d = tmp_path / "run_a"
-    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens"]
+    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens", "accuracy_sd", "seeds",
+                                        "n_iter", "converged", "engine", "device"]
     assert [r[0] for r in read(d / "probe.csv")[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
     assert list(PROBE_ROWS) == ["top_k", "top_1", "onehot_top_k", "baseline"]   # the one list the TUI uses too
     assert set(PROBE_VARIANTS) <= set(probe_features)                        # each one a feature the probe builds
@@ -110,7 +111,7 @@ def test_write_report_probe_controls_and_compare(tmp_path):
         assert c[0] == ["true", "pred", "count"] and len(c) == 1 + 9
         assert sum(int(r[2]) for r in c[1:]) == 80  # 1/3 of 240 test tokens
     abl = read(d / "ablation.csv")
-    assert abl[0] == ["side", "removed", "accuracy"] and len(abl) == 1 + 4
+    assert abl[0] == ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"] and len(abl) == 1 + 4
     ts = read(d / "tsne.csv")
     assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
     assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]
@@ -183,3 +184,38 @@ def test_values_match_metrics(tmp_path):
             assert float(r[3]) == spec[li, p]
         else:
             assert math.isnan(spec[li, p])
+
+
+def test_probe_seeds_engine_columns_and_cancel(tmp_path):
+    """--probe-seeds 2: accuracy is the mean of the two seeds' probes and accuracy_sd their spread; the
+    engine and convergence are recorded; a progress callback that raises Cancelled stops the training."""
+    from dataclasses import replace
+
+    import pytest as _pytest
+
+    from moe_tui.core.report import compute_probes
+    from moe_tui.errors import Cancelled
+
+    v = make_view()
+    opts = replace(FAST, probe_seeds=2)
+    write_report([v], tmp_path, probe=True, options=opts)
+    rows = {r[0]: r for r in read(tmp_path / "run_a" / "probe.csv")[1:]}
+    stats = compute_probes(v, opts, ["top_k", "baseline"])
+    accs = [r.accuracy for r in stats["top_k"].runs]
+    assert float(rows["top_k"][1]) == _pytest.approx(np.mean(accs))
+    assert float(rows["top_k"][4]) == _pytest.approx(np.std(accs, ddof=1))
+    assert rows["top_k"][5:] == ["2", "30", "false", "torch", "cpu"]   # max_iter 30: stopped there, not converged
+    assert rows["baseline"][6:] == ["", "", "", ""]                     # count-based: no epochs, no engine
+    abl = read(tmp_path / "run_a" / "ablation.csv")
+    assert all(r[4] == "30" and r[5] == "false" for r in abl[1:])
+
+    calls = []
+
+    def cancel(stage, done, total):
+        calls.append(stage)
+        if "probes" in stage:
+            raise Cancelled("probe cancelled")
+
+    with _pytest.raises(Cancelled):
+        report_tables(make_view(run_id="run_c"), probe=True, options=FAST, progress=cancel)
+    assert "probes" in calls[-1]

@@ -40,6 +40,6 @@ def test_e2e_probe_pane_run_and_export(tmp_path):
         path = exports / f"moe-tui-{run_id}-probe.csv"
         assert path.exists()
         lines = path.read_text().splitlines()
-        assert lines[0] == "variant,accuracy,train_tokens,test_tokens"
+        assert lines[0] == "variant,accuracy,train_tokens,test_tokens,accuracy_sd,seeds,n_iter,converged,engine,device"
         assert [ln.split(",")[0] for ln in lines[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
         app.quit()

@@ -92,7 +92,7 @@ class AnalysisController:
             self.notify(f"A {data.running} job is already running for this run", severity="warning")
             return
         data.running, data.error, data.started = "probe", None, time.monotonic()
-        data.progress = ("starting (importing scikit-learn)", 0, 1)
+        data.progress = ("starting (importing torch)", 0, 1)
         data.job = self.run_worker(partial(jobs.probe_job, self.post_message, _worker_cancelled, data.run,
                                            data.view, data.options),
                                    thread=True, name=f"probe:{data.run_id}", group=f"probe-{data.run_id}",

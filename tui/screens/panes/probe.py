@@ -15,6 +15,19 @@ from moe_tui.tui.widgets.plots import Plot
 from moe_tui.tui.widgets.table import ShadedTable
 
 
+def _not_converged(tables: dict) -> str:
+    """The probes of probe.csv / ablation.csv that stopped at max_iter (``converged`` false), as short text."""
+    out = []
+    for stem, key in (("probe", "variant"), ("ablation", None)):
+        t = tables.get(stem)
+        if t and "converged" in t["columns"]:
+            c = t["columns"].index("converged")
+            out += [str(r[0]) if key else f"ablation {r[0]} {r[1]}" for r in t["rows"] if r[c] is False]
+    if not out:
+        return ""
+    return f"{len(out)} stopped at max_iter: " + ", ".join(out[:2]) + ("…" if len(out) > 2 else "")
+
+
 class ProbeScreen(PaneScreen):
     KIND = "probe"
     PANE_TITLE = "POS probes + controls (Table 1, Figs. 2-3)"
@@ -51,7 +64,10 @@ class ProbeScreen(PaneScreen):
                                style="bold"))
             bar.update(total=max(1, total), progress=min(done, max(1, total)))
         elif d.probe_done:
-            status.update(Text("probes + controls done · v: next confusion variant · r: run again", style="dim"))
+            capped = _not_converged(self.tables)
+            warn = Text(f" · {capped}", style="bold yellow") if capped else Text("")
+            status.update(Text("probes + controls done", style="dim") + warn
+                          + Text(" · v: next confusion variant · r: run again", style="dim"))
             bar.update(total=1, progress=1)
         else:
             last = "last run cancelled · " if d.progress[0] == "cancelled" else ""
