@@ -146,6 +146,8 @@ class ProbeSpec:
         onehot: read the ids as categories (one input per column and id) instead of numbers.
         labels: index into the ``labels`` arrays passed to :func:`fit_probes`.
         init_seed: ``random_state`` of the initial weights (and of the shuffles for the sklearn engine).
+        dense: column indices into the ``dense`` float matrix of :func:`fit_probes` (e.g. router logits), read
+            as numbers after ``columns`` (the probe's input is ``columns``' inputs, then these).
     """
 
     name: str
@@ -153,6 +155,7 @@ class ProbeSpec:
     onehot: bool = False
     labels: int = 0
     init_seed: int = 0
+    dense: tuple[int, ...] = ()
 
 
 @dataclass
@@ -167,6 +170,11 @@ class ProbeFit:
         loss_curve: epoch losses (L2 term included), as scikit-learn's ``loss_curve_``.
         engine: ``"torch"`` or ``"sklearn"``.
         device: where it trained (``"cpu"``, ``"cuda:0"``).
+        classes: ``[C]`` the labels seen in training, the columns of ``log_proba`` (with ``proba=True``).
+        log_proba: ``[n_test, C]`` float64 natural-log probabilities of ``classes`` (with ``proba=True``).
+        valid_log_proba: ``[n_valid, C]`` the same for the held-out tokens (with ``proba=True`` and ``valid_idx``).
+        best_epoch: with ``valid_idx``: the epoch (1-based) whose weights were kept (lowest held-out log-loss).
+        valid_curve: with ``valid_idx``: the held-out mean log-loss after each epoch.
     """
 
     name: str
@@ -176,6 +184,11 @@ class ProbeFit:
     loss_curve: list = field(default_factory=list)
     engine: str = "torch"
     device: str = "cpu"
+    classes: np.ndarray | None = None
+    log_proba: np.ndarray | None = None
+    valid_log_proba: np.ndarray | None = None
+    best_epoch: int | None = None
+    valid_curve: list = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,7 +202,7 @@ def fit_probes(
     train_idx: np.ndarray,
     test_idx: np.ndarray,
     *,
-    n_categories: int | None = None,
+    n_categories: int | Sequence[int] | None = None,
     config: MLPConfig | None = None,
     engine: str = "torch",
     shuffle_seed: int | None = None,
@@ -199,6 +212,9 @@ def fit_probes(
     stage: str = "probes",
     group_overhead: float | None = None,
     threads: int | None = None,
+    dense: np.ndarray | None = None,
+    valid_idx: np.ndarray | None = None,
+    proba: bool = False,
 ) -> list[ProbeFit]:
     """Train every probe of ``specs`` on ``train_idx`` and predict ``test_idx``.
 
@@ -206,8 +222,10 @@ def fit_probes(
         ids: ``[T, F]`` int expert ids (e.g. ``experts.reshape(T, L*k)``), shared by all probes.
         labels: label arrays, each ``[T]`` int (the POS; the control task's labels...).
         specs: the probes.
-        train_idx / test_idx: token indices of the split (shared by all probes).
-        n_categories: ``N`` for one-hot probes (default ``ids.max() + 1``).
+        train_idx / test_idx: token indices of the split (shared by all probes; ``train_idx`` may repeat a
+            token, which then counts as that many training examples).
+        n_categories: ``N`` for one-hot probes (default ``ids.max() + 1``), or one ``N`` per column of ``ids``
+            (``[F]``: e.g. expert ids in some columns and token-id codes in another).
         config: :class:`MLPConfig` (default: MLPClassifier's defaults).
         engine: ``"torch"`` (batched) or ``"sklearn"`` (one ``MLPClassifier`` per probe, the paper's procedure).
         shuffle_seed: torch engine: ``RandomState`` seed of the minibatch order shared by the probes;
@@ -221,6 +239,12 @@ def fit_probes(
             default 192 on a CPU, 1e6 on a GPU.
         threads: torch engine on CPU: intra-op threads while training (default: torch's setting for groups with
             at least ``SMALL_GROUP_MACS`` first-layer multiply-adds per step, one thread for smaller ones).
+        dense: ``[T, D]`` float features that specs read through ``ProbeSpec.dense`` (e.g. router logits).
+        valid_idx: torch engine: held-out tokens. After every epoch each probe's mean log-loss on them is
+            measured; a probe stops when it has not fallen below ``best - tol`` for more than
+            ``n_iter_no_change`` epochs (scikit-learn's early-stopping rule, on the held-out log-loss instead
+            of the accuracy), and the weights of its best epoch are the ones that predict.
+        proba: also return each probe's log-probabilities of the test (and held-out) tokens.
 
     Returns:
         one :class:`ProbeFit` per spec, in the order of ``specs``.
@@ -234,16 +258,28 @@ def fit_probes(
     T, F = ids.shape
     tr = np.asarray(train_idx, dtype=np.intp)
     te = np.asarray(test_idx, dtype=np.intp)
+    va = None if valid_idx is None else np.asarray(valid_idx, dtype=np.intp)
     labels = [np.asarray(y).astype(np.int64) for y in labels]
     for y in labels:
         if y.shape != (T,):
             raise ValueError(f"labels must be [T] = [{T}], got shape {y.shape}")
-    n_cat = int(n_categories) if n_categories is not None else (int(ids.max()) + 1 if ids.size else 1)
-    if ids.size and (ids.min() < 0 or ids.max() >= n_cat):
-        raise ValueError(f"ids must lie in [0, {n_cat})")
+    if dense is not None:
+        dense = np.asarray(dense)
+        if dense.ndim != 2 or dense.shape[0] != T:
+            raise ValueError(f"dense must be [T, D] with T = {T}, got shape {dense.shape}")
+    D = 0 if dense is None else dense.shape[1]
+    ncat = _categories(ids, n_categories)
+    if ids.size:
+        bad = np.nonzero((ids.min(axis=0) < 0) | (ids.max(axis=0) >= ncat))[0]
+        if len(bad):
+            raise ValueError(f"ids must lie in [0, {int(ncat[bad[0]])}) (column {int(bad[0])})")
     for s in specs:
-        if not len(s.columns) or min(s.columns) < 0 or max(s.columns) >= F:
-            raise ValueError(f"probe {s.name!r}: columns must be a non-empty subset of 0..{F - 1}")
+        if not (len(s.columns) or len(s.dense)):
+            raise ValueError(f"probe {s.name!r}: reads no column")
+        if len(s.columns) and (min(s.columns) < 0 or max(s.columns) >= F):
+            raise ValueError(f"probe {s.name!r}: columns must be a subset of 0..{F - 1}")
+        if len(s.dense) and (min(s.dense) < 0 or max(s.dense) >= D):
+            raise ValueError(f"probe {s.name!r}: dense columns must be a subset of 0..{D - 1}")
         if not 0 <= s.labels < len(labels):
             raise ValueError(f"probe {s.name!r}: labels index {s.labels} out of range")
 
@@ -254,13 +290,20 @@ def fit_probes(
         classes = np.unique(ytr)
         if len(classes) < 2:  # nothing to learn: predict the only training label
             only = int(classes[0]) if len(classes) else 0
-            out[i] = ProbeFit(s.name, np.full(len(te), only, dtype=np.int64), 0, True, [], engine,
-                              "cpu" if engine == "sklearn" else str(resolve_device(device)))
+            f = ProbeFit(s.name, np.full(len(te), only, dtype=np.int64), 0, True, [], engine,
+                         "cpu" if engine == "sklearn" else str(resolve_device(device)))
+            if proba:
+                f.classes = np.array([only], dtype=np.int64)
+                f.log_proba = np.zeros((len(te), 1))
+                f.valid_log_proba = None if va is None else np.zeros((len(va), 1))
+            out[i] = f
         else:
             todo.append(i)
     if engine == "sklearn":
+        if todo and va is not None:
+            raise ValueError("held-out early stopping on the log-loss is implemented by the torch probe engine only")
         for j, i in enumerate(todo):
-            out[i] = _fit_sklearn(ids, labels[specs[i].labels], specs[i], tr, te, n_cat, cfg)
+            out[i] = _fit_sklearn(ids, labels[specs[i].labels], specs[i], tr, te, ncat, cfg, dense, proba)
             if progress is not None:
                 progress(f"{stage} (scikit-learn)", j + 1, len(todo))
         return out  # type: ignore[return-value]
@@ -277,20 +320,57 @@ def fit_probes(
                 raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
             if group_overhead is None:
                 group_overhead = 1e6 if dev.type == "cuda" else 192.0
-            groups = plan_groups([specs[i] for i in todo], overhead=group_overhead, n_categories=n_cat)
+            groups = plan_groups([specs[i] for i in todo], overhead=group_overhead, n_categories=ncat)
+            src = _Source(ids, dense, ncat)
             for gi, members in enumerate(groups):
                 idx = [todo[m] for m in members]
                 name = f"{stage} {gi + 1}/{len(groups)}: {describe([specs[i].name for i in idx])}"
                 if dev.type == "cpu":
                     torch.set_num_threads(int(threads) if threads is not None else
-                                          _cpu_threads(old, [specs[i] for i in idx], n_cat, cfg, len(tr)))
-                fits = _train_group(ids, labels, [specs[i] for i in idx], tr, te, n_cat, cfg, shuffle_seed, dev, dt,
-                                    progress, name)
+                                          _cpu_threads(old, [specs[i] for i in idx], ncat, cfg, len(tr)))
+                fits = _train_group(src, labels, [specs[i] for i in idx], tr, te, cfg, shuffle_seed, dev, dt,
+                                    progress, name, va, proba)
                 for i, f in zip(idx, fits):
                     out[i] = f
         finally:
             torch.set_num_threads(old)
     return out  # type: ignore[return-value]
+
+
+#: Key offset of ``dense`` columns among a group's number columns (``ids`` columns keep their index).
+_DENSE_KEY = 1 << 40
+
+
+def _categories(ids: np.ndarray, n_categories) -> np.ndarray:
+    """``[F]`` int64 category count per column of ``ids``."""
+    F = ids.shape[1]
+    if n_categories is None:
+        n = int(ids.max()) + 1 if ids.size else 1
+        return np.full(F, n, dtype=np.int64)
+    if np.ndim(n_categories) == 0:
+        return np.full(F, int(n_categories), dtype=np.int64)
+    ncat = np.asarray(n_categories, dtype=np.int64).reshape(-1)
+    if len(ncat) != F:
+        raise ValueError(f"n_categories must be one number or one per column of ids ({F}), got {len(ncat)}")
+    if (ncat < 1).any():
+        raise ValueError("n_categories must be >= 1")
+    return ncat
+
+
+def _num_keys(s: ProbeSpec) -> set:
+    """The number columns a probe reads: ``ids`` columns by index, ``dense`` columns as ``_DENSE_KEY + d``."""
+    return (set() if s.onehot else set(s.columns)) | {_DENSE_KEY + d for d in s.dense}
+
+
+def _oh_keys(s: ProbeSpec) -> set:
+    return set(s.columns) if s.onehot else set()
+
+
+def _width(ncat, oh) -> int:
+    """Input columns of the one-hot blocks of ``oh`` (``ncat``: one int, or one per column)."""
+    if np.ndim(ncat) == 0:
+        return len(oh) * int(ncat)
+    return int(sum(int(ncat[c]) for c in oh))
 
 
 #: Multiply-adds of a group's first layer per step below which a CPU group trains on one thread: small
@@ -299,10 +379,10 @@ def fit_probes(
 SMALL_GROUP_MACS = 8_000_000
 
 
-def _cpu_threads(default: int, specs: Sequence[ProbeSpec], n_cat: int, cfg: MLPConfig, n_train: int) -> int:
-    num = set().union(*(set(s.columns) for s in specs if not s.onehot))
-    oh = set().union(*(set(s.columns) for s in specs if s.onehot))
-    K = len(num) + len(oh) * n_cat
+def _cpu_threads(default: int, specs: Sequence[ProbeSpec], ncat, cfg: MLPConfig, n_train: int) -> int:
+    num = set().union(*(_num_keys(s) for s in specs))
+    oh = set().union(*(_oh_keys(s) for s in specs))
+    K = len(num) + _width(ncat, oh)
     macs = len(specs) * cfg.hidden * K * cfg.batch(n_train)
     return default if macs >= SMALL_GROUP_MACS else 1
 
@@ -341,13 +421,15 @@ def resolve_device(device: str | None = "auto"):
     return dev
 
 
-def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categories: int = 1) -> list[list[int]]:
+def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0,
+                n_categories: int | Sequence[int] = 1) -> list[list[int]]:
     """Split probes into groups, each trained as one model.
 
     A group's first layer reads the union of its probes' columns, so each probe pays for columns it does
     not read; every group pays a fixed cost per minibatch step (some 30 tensor operations). Cost of a
     group per step, in units of one input column of one probe: ``len(union) * n_probes + overhead``
-    (one-hot columns count ``n_categories`` each). Starting from one group per probe (sorted by input
+    (one-hot columns count ``n_categories`` each, or their own entry of a per-column ``n_categories``;
+    ``dense`` columns count one each). Starting from one group per probe (sorted by input
     kind, last column descending, width descending, so that nested column sets such as the ablation cuts
     of one side are neighbours), the two neighbouring groups whose merger saves the most are merged
     while a merger saves anything. A group may hold probes that read numbers and probes that read one-hot
@@ -360,13 +442,12 @@ def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categorie
     Returns:
         lists of indices into ``specs``.
     """
-    order = sorted(range(len(specs)), key=lambda i: (specs[i].onehot, -max(specs[i].columns),
-                                                     -len(set(specs[i].columns)), i))
-    groups = [{"ids": [i], "num": set() if specs[i].onehot else set(specs[i].columns),
-               "oh": set(specs[i].columns) if specs[i].onehot else set()} for i in order]
+    keys = [_num_keys(s) | _oh_keys(s) for s in specs]
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].onehot, -max(keys[i]), -len(keys[i]), i))
+    groups = [{"ids": [i], "num": _num_keys(specs[i]), "oh": _oh_keys(specs[i])} for i in order]
 
     def cost(g: dict) -> float:
-        return (len(g["num"]) + len(g["oh"]) * n_categories) * len(g["ids"]) + overhead
+        return (len(g["num"]) + _width(n_categories, g["oh"])) * len(g["ids"]) + overhead
 
     def merged(a: dict, b: dict) -> dict:
         return {"ids": a["ids"] + b["ids"], "num": a["num"] | b["num"], "oh": a["oh"] | b["oh"]}
@@ -388,58 +469,97 @@ def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categorie
 # scikit-learn engine
 
 
-def _onehot_sklearn(X: np.ndarray, n_cat: int):
+def _onehot_sklearn(X: np.ndarray, ncat: Sequence[int]):
     from sklearn.preprocessing import OneHotEncoder
 
-    enc = OneHotEncoder(categories=[np.arange(n_cat)] * X.shape[1], handle_unknown="ignore", sparse_output=True,
+    enc = OneHotEncoder(categories=[np.arange(int(n)) for n in ncat], handle_unknown="ignore", sparse_output=True,
                         dtype=np.float64)
     return enc.fit(X[:1] if len(X) else X)
 
 
-def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, n_cat, cfg: MLPConfig) -> ProbeFit:
+def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, ncat, cfg: MLPConfig, dense=None, proba: bool = False) -> ProbeFit:
+    from scipy import sparse
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
     X = ids[:, list(spec.columns)]
-    if spec.onehot:
-        enc = _onehot_sklearn(X, n_cat)
-        Xtr, Xte = enc.transform(X[tr]), enc.transform(X[te])
+    parts_tr, parts_te = [], []
+    if spec.columns and spec.onehot:
+        enc = _onehot_sklearn(X, [ncat[c] for c in spec.columns])
+        parts_tr.append(enc.transform(X[tr]))
+        parts_te.append(enc.transform(X[te]))
+    elif spec.columns:
+        parts_tr.append(X[tr].astype(np.float64))
+        parts_te.append(X[te].astype(np.float64))
+    if spec.dense:
+        Xd = dense[:, list(spec.dense)]
+        parts_tr.append(Xd[tr].astype(np.float64))
+        parts_te.append(Xd[te].astype(np.float64))
+    if len(parts_tr) == 1:
+        Xtr, Xte = parts_tr[0], parts_te[0]
+    elif any(sparse.issparse(x) for x in parts_tr):
+        Xtr, Xte = sparse.hstack(parts_tr, format="csr"), sparse.hstack(parts_te, format="csr")
     else:
-        Xtr, Xte = X[tr].astype(np.float64), X[te].astype(np.float64)
+        Xtr, Xte = np.hstack(parts_tr), np.hstack(parts_te)
     clf = MLPClassifier(random_state=spec.init_seed, **cfg.sklearn_kwargs())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         clf.fit(Xtr, y[tr])
     hit_max = any(issubclass(w.category, ConvergenceWarning) for w in caught)
     pred = np.asarray(clf.predict(Xte), dtype=np.int64)
-    return ProbeFit(spec.name, pred, int(clf.n_iter_), not hit_max, [float(v) for v in clf.loss_curve_], "sklearn",
-                    "cpu")
+    fit = ProbeFit(spec.name, pred, int(clf.n_iter_), not hit_max, [float(v) for v in clf.loss_curve_], "sklearn",
+                   "cpu")
+    if proba:
+        fit.classes = np.asarray(clf.classes_, dtype=np.int64)
+        with np.errstate(divide="ignore"):
+            fit.log_proba = np.log(np.asarray(clf.predict_proba(Xte), dtype=np.float64))
+    return fit
 
 
 # --------------------------------------------------------------------------------------------------
 # torch engine
 
 
+class _Source:
+    """What every group reads: the ``[T, F]`` ids, their category counts ``[F]``, the ``[T, D]`` dense floats."""
+
+    def __init__(self, ids: np.ndarray, dense: np.ndarray | None, ncat: np.ndarray):
+        self.ids, self.dense, self.ncat = ids, dense, ncat
+
+    def numbers(self, rows: np.ndarray, keys: list) -> np.ndarray:
+        """``[len(rows), len(keys)]`` float64: ids columns (keys < ``_DENSE_KEY``) and dense columns, in order."""
+        out = np.empty((len(rows), len(keys)), dtype=np.float64)
+        ic = [j for j, c in enumerate(keys) if c < _DENSE_KEY]
+        dc = [j for j, c in enumerate(keys) if c >= _DENSE_KEY]
+        if ic:
+            out[:, ic] = self.ids[np.ix_(rows, [keys[j] for j in ic])]
+        if dc:
+            out[:, dc] = self.dense[np.ix_(rows, [keys[j] - _DENSE_KEY for j in dc])]
+        return out
+
+
 class _Inputs:
-    """The network input of a group: numbers for the columns its number-probes read, one-hot blocks for
-    the columns its one-hot probes read: ``[tokens, K]`` with ``K = len(num) + len(oh) * N``.
+    """The network input of a group: numbers for the columns its number-probes read (and the dense columns
+    its probes read), one-hot blocks for the columns its one-hot probes read: ``[tokens, K]`` with
+    ``K = len(num) + sum of the one-hot columns' category counts``.
 
     Built once as a dense matrix when it is small enough (``DENSE_INPUT_ELEMENTS``), else per block of
     tokens (one-hot by a scatter)."""
 
-    def __init__(self, ids, rows, num: list, oh: list, N: int, dt, dev):
+    def __init__(self, src: _Source, rows, num: list, oh: list, dt, dev, gather: bool = False):
         import torch
 
-        self.torch, self.dt, self.dev = torch, dt, dev
-        self.K1, self.N = len(num), N
-        self.K = len(num) + len(oh) * N
-        self.num = torch.as_tensor(ids[np.ix_(rows, num)], dtype=dt, device=dev) if num else None
+        self.torch, self.dt, self.dev, self.gather = torch, dt, dev, gather
+        self.K1 = len(num)
+        widths = np.array([int(src.ncat[c]) for c in oh], dtype=np.int64)
+        self.K = len(num) + int(widths.sum())
+        self.num = torch.as_tensor(src.numbers(rows, num), dtype=dt, device=dev) if num else None
         self.oh = None
         if oh:
-            offs = self.K1 + (np.arange(len(oh)) * N)[None, :]
-            self.oh = torch.as_tensor(ids[np.ix_(rows, oh)].astype(np.int64) + offs, device=dev)
+            offs = self.K1 + np.concatenate([[0], np.cumsum(widths)[:-1]])[None, :]
+            self.oh = torch.as_tensor(src.ids[np.ix_(rows, oh)].astype(np.int64) + offs, device=dev)
         self.dense = None
-        if len(rows) * self.K <= DENSE_INPUT_ELEMENTS:
+        if not gather and len(rows) * self.K <= DENSE_INPUT_ELEMENTS:
             self.dense = self.build(slice(None))
 
     def build(self, sel):
@@ -461,23 +581,65 @@ class _Inputs:
             return self.dense.index_select(0, order)
         return None
 
+    def parts(self, sel):
+        """``(numbers [rows, K1] or None, one-hot input positions [rows, n_oh] or None)`` of the tokens ``sel``."""
+        num = None if self.num is None else self.num[sel]
+        oh = None if self.oh is None else self.oh[sel]
+        return num, oh
+
+    def hidden(self, w1, b1, sel):
+        """First-layer pre-activations ``b1 + w1 @ x^T`` (``w1 [R, K]``, ``b1 [R, 1]``) of the tokens ``sel``:
+        ``[R, rows]``. In gather mode the one-hot part is a sum of the columns of ``w1`` the tokens switch on."""
+        torch = self.torch
+        if not self.gather:
+            return torch.addmm(b1, w1, self.build(sel).T)
+        num, oh = self.parts(sel)
+        n = oh.shape[0] if oh is not None else num.shape[0]
+        a = torch.addmm(b1, w1[:, :self.K1], num.T) if num is not None else b1.expand(w1.shape[0], n).clone()
+        if oh is not None:
+            a += w1.index_select(1, oh.reshape(-1)).view(w1.shape[0], n, oh.shape[1]).sum(2)
+        return a
+
+    def weight_grad(self, w1, d1, sel, scale: float, decay: float, out) -> None:
+        """``out = decay * w1 + scale * d1 @ x`` (``d1 [R, rows]``): the first layer's gradient."""
+        torch = self.torch
+        if not self.gather:
+            torch.addmm(w1, d1, self.build(sel), beta=decay, alpha=scale, out=out)
+            return
+        num, oh = self.parts(sel)
+        torch.mul(w1, decay, out=out)
+        if num is not None:
+            out[:, :self.K1].addmm_(d1, num, alpha=scale)
+        if oh is not None:
+            R, n = d1.shape
+            out.index_add_(1, oh.reshape(-1), d1.unsqueeze(2).expand(R, n, oh.shape[1]).reshape(R, -1), alpha=scale)
+
 
 #: Largest input matrix (tokens x input columns) kept dense on the device (128 MB in float32).
 DENSE_INPUT_ELEMENTS = 1 << 25
+#: On a CPU, one-hot columns of at least this many categories on average are read by gathering the weight
+#: columns a token switches on (``index_select`` / ``index_add_``) instead of a product with a dense one-hot
+#: matrix that is mostly zeros.
+GATHER_MIN_WIDTH = 8
 
 
-def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: MLPConfig, shuffle_seed, dev, dt,
-                 progress: Progress | None, stage: str) -> list[ProbeFit]:
-    """Train one group (see the module docstring); returns fits in the order of ``specs``."""
+def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: MLPConfig, shuffle_seed, dev, dt,
+                 progress: Progress | None, stage: str, va=None, want_proba: bool = False) -> list[ProbeFit]:
+    """Train one group (see the module docstring); returns fits in the order of ``specs``.
+
+    With ``va`` (held-out tokens) each probe keeps the weights of its epoch of lowest held-out log-loss and
+    stops by the tol rule on that loss; ``want_proba`` adds the log-probabilities to the fits."""
     import torch
 
     G, H = len(specs), cfg.hidden
-    num = sorted(set().union(*(set(s.columns) for s in specs if not s.onehot)))
-    oh = sorted(set().union(*(set(s.columns) for s in specs if s.onehot)))
-    N = n_cat
+    num = sorted(set().union(*(_num_keys(s) for s in specs)))
+    oh = sorted(set().union(*(_oh_keys(s) for s in specs)))
+    width = {c: int(src.ncat[c]) for c in oh}
     at_num = {c: j for j, c in enumerate(num)}
-    at_oh = {c: len(num) + j * N for j, c in enumerate(oh)}
-    K = len(num) + len(oh) * N
+    at_oh, o = {}, len(num)
+    for c in oh:
+        at_oh[c], o = o, o + width[c]
+    K = o
     classes = [np.unique(labels[s.labels][tr]) for s in specs]
     C = max(len(c) for c in classes)
     n, B = len(tr), cfg.batch(len(tr))
@@ -492,7 +654,9 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
     streams = []
     for g, (s, cl) in enumerate(zip(specs, classes)):
         rs = np.random.RandomState(s.init_seed)
-        rows = [at_oh[c] + j for c in s.columns for j in range(N)] if s.onehot else [at_num[c] for c in s.columns]
+        rows = [at_oh[c] + j for c in s.columns for j in range(width[c])] if s.onehot else \
+            [at_num[c] for c in s.columns]
+        rows += [at_num[_DENSE_KEY + d] for d in s.dense]
         fan_out = len(cl) if len(cl) > 2 else 1
         bound = math.sqrt(6.0 / (len(rows) + H))
         w, b = rs.uniform(-bound, bound, (len(rows), H)), rs.uniform(-bound, bound, H)
@@ -523,8 +687,19 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
     full_mask = bool(mask1.all())
     ycol = torch.as_tensor(np.stack([np.searchsorted(cl, labels[s.labels][tr]) for s, cl in zip(specs, classes)]),
                            dtype=torch.int64, device=dev)
-    x_train = _Inputs(ids, tr, num, oh, N, dt, dev)
-    x_test = _Inputs(ids, te, num, oh, N, dt, dev)
+    # one-hot inputs on a CPU: gather the columns a token switches on instead of multiplying by zeros
+    gather = dev.type == "cpu" and bool(oh) and K - len(num) >= GATHER_MIN_WIDTH * len(oh)
+    x_train = _Inputs(src, tr, num, oh, dt, dev, gather)
+    x_test = _Inputs(src, te, num, oh, dt, dev, gather)
+    x_valid = _Inputs(src, va, num, oh, dt, dev, gather) if va is not None else None
+    if va is not None:  # each held-out token's class column per probe (-1: a class the probe never saw)
+        vcol = np.stack([np.where(np.isin(labels[s.labels][va], cl),
+                                  np.searchsorted(cl, labels[s.labels][va]).clip(0, len(cl) - 1), -1)
+                         for s, cl in zip(specs, classes)])
+        vcol_t = torch.as_tensor(vcol, dtype=torch.int64, device=dev)
+        best_flat = flat.clone()
+        best_epoch = np.zeros(G, dtype=np.int64)
+        vcurves: list[list[float]] = [[] for _ in range(G)]
 
     def views(buf, g: int):
         """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,H,C), b2 (g,C,1)."""
@@ -555,19 +730,46 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
     if dev.type == "cuda" and dev.index is None:
         dev_name = f"cuda:{torch.cuda.current_device()}"
 
-    def predict(rows: list[int]) -> list[np.ndarray]:
+    def scores(rows: list[int], buf, x: _Inputs, n_rows: int):
+        """``[len(rows), C, n_rows]`` output logits of the active probes ``rows`` (positions in ``active``)."""
         g = len(active)
         sel = torch.as_tensor(rows, device=dev)
-        w1, bb1, w2, bb2 = (v.index_select(0, sel) for v in views(flat, g))
+        w1, bb1, w2, bb2 = (v.index_select(0, sel) for v in views(buf, g))
         gs = len(rows)
         chunk = max(1, int(2**22 // max(1, gs * H)))
         parts = []
-        for s0 in range(0, len(te), chunk):
-            xb = x_test.build(slice(s0, s0 + chunk))
-            a = torch.addmm(bb1.reshape(gs * H, 1), w1.reshape(gs * H, K), xb.T).relu_().view(gs, H, -1)
-            parts.append(torch.baddbmm(bb2, w2.transpose(1, 2), a).argmax(dim=1))
-        pred_cols = torch.cat(parts, dim=1).cpu().numpy() if parts else np.zeros((gs, 0), dtype=np.int64)
-        return [classes[active[j]][pred_cols[i]].astype(np.int64) for i, j in enumerate(rows)]
+        for s0 in range(0, n_rows, chunk):
+            a = x.hidden(w1.reshape(gs * H, K), bb1.reshape(gs * H, 1), slice(s0, s0 + chunk)).relu_().view(gs, H, -1)
+            parts.append(torch.baddbmm(bb2, w2.transpose(1, 2), a))
+        return torch.cat(parts, dim=2) if parts else torch.zeros((gs, C, 0), dtype=dt, device=dev)
+
+    def log_proba(z, j: int) -> np.ndarray:
+        """``[n, len(classes)]`` float64 log-probabilities of one probe from its output logits ``z [C, n]``."""
+        cl = classes[active[j]]
+        return torch.log_softmax(z.to(torch.float64), dim=0)[:len(cl)].T.cpu().numpy()
+
+    def predict(rows: list[int], buf) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """(test predictions, test log-probabilities, held-out log-probabilities) of the probes ``rows``."""
+        z = scores(rows, buf, x_test, len(te))
+        pred_cols = z.argmax(dim=1).cpu().numpy()
+        zv = scores(rows, buf, x_valid, len(va)) if (want_proba and va is not None) else None
+        out = []
+        for i, j in enumerate(rows):
+            pred = classes[active[j]][pred_cols[i]].astype(np.int64)
+            lp = log_proba(z[i], j) if want_proba else None
+            lpv = log_proba(zv[i], j) if zv is not None else None
+            out.append((pred, lp, lpv))
+        return out
+
+    def valid_loss() -> np.ndarray:
+        """``[g]`` mean held-out log-loss (nats) of the active probes, probabilities clamped as in training."""
+        z = scores(list(range(len(active))), flat, x_valid, len(va))
+        lp = torch.log_softmax(z, dim=1)                                    # [g, C, n_valid]
+        col = vcol_t[active]
+        got = torch.gather(lp, 1, col.clamp(min=0).unsqueeze(1)).squeeze(1)  # [g, n_valid]
+        floor = math.log(eps)
+        got = torch.where(col >= 0, got.clamp(min=floor, max=math.log1p(-eps)), torch.full_like(got, floor))
+        return (-got.mean(dim=1)).cpu().numpy().astype(np.float64) if len(va) else np.zeros(len(active))
 
     with torch.no_grad():
         for epoch in range(cfg.max_iter):
@@ -587,9 +789,14 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
             n1, n2 = W1t.reshape(g, -1), W2t.reshape(g, -1)
             for j, s0 in enumerate(range(0, n, B)):
                 nb = min(B, n - s0)
-                xb = x_epoch[s0:s0 + nb] if x_epoch is not None else x_train.build(order[s0:s0 + nb])  # [nb, K]
                 yb = y_epoch[:, :, s0:s0 + nb]                                                          # [g, 1, nb]
-                a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T).relu_().view(g, H, nb)       # [g, H, nb]
+                if x_epoch is not None:
+                    xb = x_epoch[s0:s0 + nb]                                                            # [nb, K]
+                    a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T)
+                else:
+                    batch = order[s0:s0 + nb]
+                    a = x_train.hidden(W1t.view(gH, K), b1t.view(gH, 1), batch)
+                a = a.relu_().view(g, H, nb)                                                            # [g, H, nb]
                 p = torch.softmax(torch.baddbmm(b2t, W2t.transpose(1, 2), a), dim=1)                   # [g, C, nb]
                 torch.gather(p, 1, yb, out=pt[:, :, s0:s0 + nb])
                 torch.linalg.vecdot(n1, n1, out=sq1[:, j])
@@ -600,7 +807,12 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
                 torch.baddbmm(W2t, a, d2.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
                 torch.mean(d2, dim=2, keepdim=True, out=gb2)
                 d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t, d2), a, 0)
-                torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb, out=gW1.view(gH, K))
+                if x_epoch is not None:
+                    torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb,
+                                out=gW1.view(gH, K))
+                else:
+                    x_train.weight_grad(W1t.view(gH, K), d1.view(gH, nb), batch, 1.0 / nb, alpha / nb,
+                                        gW1.view(gH, K))
                 if not full_mask:
                     gW1.mul_(mask1_t)
                 torch.mean(d1, dim=2, keepdim=True, out=gb1)
@@ -620,6 +832,17 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
             act = np.asarray(active)
             for j, gi in enumerate(active):
                 curves[gi].append(float(loss[j]))
+            if va is not None:  # the rule below on the held-out log-loss; the best epoch's weights are kept
+                vloss = valid_loss()
+                for j, gi in enumerate(active):
+                    vcurves[gi].append(float(vloss[j]))
+                better = np.nonzero(vloss < best[act])[0]
+                if len(better):
+                    sel = torch.as_tensor(better, device=dev)
+                    for bv, cv in zip(views(best_flat, g), views(flat, g)):
+                        bv.index_copy_(0, sel, cv.index_select(0, sel))
+                    best_epoch[act[better]] = epoch + 1
+                loss = vloss
             # scikit-learn's rule, comparisons as written there (a NaN loss never counts as "no improvement")
             count[act] = np.where(loss > best[act] - cfg.tol, count[act] + 1, 0)
             best[act] = np.where(loss < best[act], loss, best[act])
@@ -631,14 +854,21 @@ def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: ML
             if not (stop.any() or last):
                 continue
             done = [j for j in range(g) if stop[j] or last]
-            for j, pred in zip(done, predict(done)):
+            for j, (pred, lp, lpv) in zip(done, predict(done, best_flat if va is not None else flat)):
                 gi = active[j]
-                fits[gi] = ProbeFit(specs[gi].name, pred, epoch + 1, bool(stop[j]), curves[gi], "torch", dev_name)
+                f = ProbeFit(specs[gi].name, pred, epoch + 1, bool(stop[j]), curves[gi], "torch", dev_name)
+                if want_proba:
+                    f.classes, f.log_proba, f.valid_log_proba = classes[gi].astype(np.int64), lp, lpv
+                if va is not None:
+                    f.best_epoch, f.valid_curve = int(best_epoch[gi]), vcurves[gi]
+                fits[gi] = f
             keep_j = [j for j in range(g) if not (stop[j] or last)]
             if not keep_j:
                 break
             keep = torch.as_tensor(keep_j, device=dev)
             flat, adam_m, adam_v = (select(buf, g, keep) for buf in (flat, adam_m, adam_v))
+            if va is not None:
+                best_flat = select(best_flat, g, keep)
             root = torch.empty_like(flat)
             mask1_t, train2_t, ycol = (x.index_select(0, keep) for x in (mask1_t, train2_t, ycol))
             active = [active[j] for j in keep_j]

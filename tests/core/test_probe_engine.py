@@ -248,3 +248,97 @@ def test_device_choice():
     for bad in ("tpu", "mps", "cuda:x"):
         with pytest.raises(ValueError):
             E.resolve_device(bad)
+
+
+# --------------------------------------------------------------------------------------------------
+# Opt-in additions: per-column categories, dense float columns, log-probabilities, held-out early stopping
+
+
+def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_draw():
+    """One-hot columns of different widths (wide enough for the CPU's gather path), then dense float columns:
+    the same trajectory as MLPClassifier on the hand-built matrix [onehot(col0, 12) | onehot(col1, 9) | dense],
+    and ``log_proba`` is the log of its ``predict_proba``."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(11)
+    T = 500
+    ids = np.stack([rng.integers(0, 12, T), rng.integers(0, 9, T)], axis=1)
+    dense = rng.normal(size=(T, 3)).astype(np.float32)
+    y = (ids[:, 0] % 3 + (dense[:, 1] > 0.3)) % 4
+    tr, te = np.arange(350), np.arange(350, T)
+    cfg = MLPConfig(hidden=16, max_iter=30)
+    fit = fit_probes(ids, [y], [ProbeSpec("p", (0, 1), onehot=True, init_seed=3, dense=(0, 1, 2))], tr, te,
+                     n_categories=[12, 9], config=cfg, dtype="float64", dense=dense, proba=True)[0]
+    enc = OneHotEncoder(categories=[np.arange(12), np.arange(9)], sparse_output=False).fit(ids)
+    X = np.hstack([enc.transform(ids), dense.astype(np.float64)])
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[tr], y[tr])
+    np.testing.assert_allclose(fit.loss_curve, clf.loss_curve_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(fit.y_pred, clf.predict(X[te]))
+    np.testing.assert_array_equal(fit.classes, clf.classes_)
+    np.testing.assert_allclose(np.exp(fit.log_proba), clf.predict_proba(X[te]), rtol=0, atol=1e-10)
+    # the sklearn engine reads the same inputs
+    s = fit_probes(ids, [y], [ProbeSpec("p", (0, 1), onehot=True, init_seed=3, dense=(0, 1, 2))], tr, te,
+                   n_categories=[12, 9], config=cfg, engine="sklearn", dense=dense, proba=True)[0]
+    np.testing.assert_allclose(np.exp(s.log_proba), clf.predict_proba(X[te]), rtol=0, atol=1e-6)
+
+
+def replay_tol_rule(curve, tol, n_iter_no_change):
+    """The epoch (1-based) at which scikit-learn's rule stops on ``curve``, and the epoch of its minimum."""
+    best, count, best_epoch = np.inf, 0, 0
+    for e, v in enumerate(curve, start=1):
+        count = count + 1 if v > best - tol else 0
+        if v < best:
+            best, best_epoch = v, e
+        if count > n_iter_no_change:
+            return e, best_epoch
+    return len(curve), best_epoch
+
+
+def test_held_out_early_stopping_keeps_the_best_epoch_and_stops_by_the_rule():
+    """A noisy label that a wide probe overfits: the held-out loss turns up. The probe stops where the tol rule
+    replayed on its held-out curve says, and predicts with the weights of the curve's minimum: the
+    held-out log-loss of the returned probabilities equals that minimum."""
+    rng = np.random.default_rng(2)
+    T = 900
+    ids = rng.integers(0, 20, (T, 3))
+    y = np.where(rng.random(T) < 0.6, ids[:, 0] % 3, rng.integers(0, 3, T))
+    tr, va, te = np.arange(500), np.arange(500, 700), np.arange(700, T)
+    cfg = MLPConfig(hidden=64, max_iter=200, n_iter_no_change=5)
+    fit = fit_probes(ids, [y], [ProbeSpec("p", (0, 1, 2), onehot=True)], tr, te, n_categories=20, config=cfg,
+                     dtype="float64", valid_idx=va, proba=True)[0]
+    stop, best_epoch = replay_tol_rule(fit.valid_curve, cfg.tol, cfg.n_iter_no_change)
+    assert fit.converged and fit.n_iter == stop == len(fit.valid_curve) < 200
+    assert fit.best_epoch == best_epoch < fit.n_iter
+    cols = np.searchsorted(fit.classes, y[va])
+    held_loss = -fit.valid_log_proba[np.arange(len(va)), cols].mean()
+    assert held_loss == pytest.approx(fit.valid_curve[best_epoch - 1], abs=1e-9)
+    # the training loss went on falling after the best held-out epoch: the rule watched the held-out loss
+    assert fit.loss_curve[-1] < fit.loss_curve[best_epoch - 1]
+    with pytest.raises(ValueError, match="torch probe engine only"):
+        fit_probes(ids, [y], [ProbeSpec("p", (0,), onehot=True)], tr, te, n_categories=20, engine="sklearn",
+                   valid_idx=va)
+
+
+def test_repeated_training_rows_count_as_that_many_examples():
+    """``train_idx`` listing a token twice trains like a data set holding two copies of it (MLPClassifier on
+    the duplicated matrix, float64, draw for draw)."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier
+
+    ids, y = toy(T=300)
+    tr = np.concatenate([np.arange(200), np.arange(0, 200, 4)])
+    te = np.arange(200, 300)
+    cfg = MLPConfig(hidden=8, max_iter=20)
+    fit = fit_probes(ids, [y], [ProbeSpec("p", (0, 1, 2), init_seed=1)], tr, te, config=cfg, dtype="float64")[0]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(ids[tr][:, :3].astype(float), y[tr])
+    np.testing.assert_allclose(fit.loss_curve, clf.loss_curve_, rtol=0, atol=1e-12)
