@@ -415,6 +415,7 @@ def probe_suite(
     early_stopping: bool = False,
     mlp_kwargs: dict | None = None,
     n_experts: int | None = None,
+    logits: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> dict[str, ProbeStats]:
     """Train a report's probes together, for ``n_seeds`` seeds.
@@ -427,7 +428,10 @@ def probe_suite(
     Args:
         experts: ``[T, L, k]`` expert ids; ``pos [T]``; ``n_pos``.
         forms: ``[T]`` word forms (opaque keys), needed by ``baseline`` and ``control``.
-        variants: Table 1 probes (``top_k``, ``top_1``, ``onehot_top_k``, ``onehot_top_1``).
+        variants: Table 1 probes (``top_k``, ``top_1``, ``onehot_top_k``, ``onehot_top_1``), and ``logits``:
+            every router's raw logits as numbers (``[T, L*N]``, standardised per column on the seed's training
+            tokens, :func:`moe_tui.core.information.logit_features`), what the routes are chosen from.
+        logits: ``[T, L, N]`` router logits (needed by the ``logits`` variant).
         cuts: ablation cuts ``(side, n)``; ``n = 0`` is the ``top_k`` probe.
         control: also train the control task (Hewitt & Liang) on the ``top_k`` features.
         baseline: also score the word-form baseline on each split.
@@ -448,14 +452,24 @@ def probe_suite(
         raise ValueError("n_seeds must be >= 1")
     cfg = _config(max_iter, early_stopping, mlp_kwargs)
     n_cat = n_experts if n_experts is not None else int(experts.max()) + 1 if experts.size else 1
+    if "logits" in variants and logits is None:
+        raise ValueError("the logits probe needs router logits (extract with --save-logits)")
     ids = experts.reshape(T, L * k)
     runs: dict[str, list[ProbeResult]] = {}
     for r in range(n_seeds):
         tr, te = split_indices(T, seed=S.stream(seed, "split", r))
         init = S.int_seed(seed, "mlp_init", r)
         labels = [pos]
-        specs = [ProbeSpec(v, variant_columns(L, k, v), onehot=v.startswith("onehot_"), init_seed=init)
-                 for v in variants]
+        dense = None
+        specs = []
+        for v in variants:
+            if v == "logits":
+                from moe_tui.core.information import logit_features
+
+                dense = logit_features(logits, tr)
+                specs.append(ProbeSpec(v, (), dense=tuple(range(dense.shape[1])), init_seed=init))
+            else:
+                specs.append(ProbeSpec(v, variant_columns(L, k, v), onehot=v.startswith("onehot_"), init_seed=init))
         aliases: dict[str, str] = {}
         names = {sp.name for sp in specs}
         for side, n in cuts:
@@ -473,7 +487,7 @@ def probe_suite(
         stage = "probes" if n_seeds == 1 else f"probes, seed {r + 1} of {n_seeds}"
         fits = fit_probes(ids, labels, specs, tr, te, n_categories=n_cat, config=cfg, engine=engine,
                           shuffle_seed=S.int_seed(seed, "mlp_shuffle", r), device=device, dtype=dtype,
-                          progress=progress, stage=stage)
+                          progress=progress, stage=stage, dense=dense)
         for sp, f in zip(specs, fits):
             y = labels[sp.labels]
             res = make_result(sp.name, y[te], f.y_pred, n_pos, len(tr), te, f.n_iter)

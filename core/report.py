@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "PROBE_VARIANTS",
     "PROBE_ROWS",
+    "probe_rows",
+    "INFORMATION_TABLES",
+    "compute_information",
+    "information_tables",
     "RunView",
     "ReportOptions",
     "table_pos_counts",
@@ -84,7 +88,8 @@ class RunView:
 
     Shapes: ``experts [T, L, k]`` int, ``pos [T]`` int (index into ``tags``), ``forms [T]``
     lower-cased word form of the token's word, ``sentence [T]`` sentence index in the run,
-    ``token_ids [T]``. ``moe_layers`` lists the ``L`` decoder-layer indices.
+    ``token_ids [T]``. ``moe_layers`` lists the ``L`` decoder-layer indices. ``logits [T, L, N]`` float16
+    router logits (NaN in a layer whose router has none), or None for a run extracted without them.
     """
 
     model: str
@@ -98,6 +103,7 @@ class RunView:
     forms: np.ndarray
     sentence: np.ndarray
     token_ids: np.ndarray
+    logits: np.ndarray | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -139,6 +145,7 @@ class RunView:
             forms=forms,
             sentence=sentence,
             token_ids=token_ids,
+            logits=np.asarray(run.logits)[mask] if getattr(run, "has_logits", False) else None,
         )
 
     # ---- cached pieces (computed once per view) -------------------------------------------------
@@ -193,6 +200,8 @@ class RunView:
         for name in ("pos", "forms", "sentence", "token_ids"):
             if len(getattr(self, name)) != T:
                 raise ReportError(f"{where}: {name} has {len(getattr(self, name))} tokens, experts has {T}")
+        if self.logits is not None and self.logits.shape[:2] != self.experts.shape[:2]:
+            raise ReportError(f"{where}: logits has shape {self.logits.shape}, experts {self.experts.shape}")
         if self.pos.min() < 0 or self.pos.max() >= self.n_pos:
             raise ReportError(f"{where}: POS index outside the {self.n_pos} tags")
         if int(self.experts.min()) < 0 or int(self.experts.max()) >= self.n_experts:
@@ -348,8 +357,10 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
     missing = [n for n in dict.fromkeys(names) if n not in cache]
     if missing:
         unknown = [n for n in missing if n not in VARIANTS and n not in ("baseline", "control_task")
-                   and not n.startswith("ablation:")]
+                   and not n.startswith("ablation:") and not (n == "logits" and view.logits is not None)]
         if unknown:
+            if unknown[0] == "logits":
+                raise ReportError(f"run {view.run_id} has no router logits (extract it again with --save-logits)")
             raise ReportError(f"unknown probe {unknown[0]!r}")
         cuts = []
         for n in missing:
@@ -364,16 +375,22 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
 
                 resolve_device(o.probe_device)
             res = probe_suite(view.experts, view.pos, view.n_pos, forms=view.forms,
-                              variants=[n for n in missing if n in VARIANTS], cuts=cuts,
+                              variants=[n for n in missing if n in VARIANTS or n == "logits"], cuts=cuts,
                               control="control_task" in missing, baseline=True, seed=o.seed, n_seeds=o.probe_seeds,
                               engine=o.probe_engine, device=o.probe_device, dtype=o.probe_dtype, max_iter=o.max_iter,
                               early_stopping=o.early_stopping, mlp_kwargs=o.mlp_kwargs, n_experts=view.n_experts,
-                              progress=progress)
+                              logits=view.logits, progress=progress)
         except ValueError as exc:  # a bad option (engine, device, MLP setting): one line for the user
             raise ReportError(f"probes: {exc}") from None
         for n, stats in res.items():
             cache.setdefault(n, stats)
     return {n: cache[n] for n in names}
+
+
+def probe_rows(view: RunView) -> tuple[str, ...]:
+    """The rows of probe.csv for ``view``: :data:`PROBE_VARIANTS`, ``logits`` when the run holds router logits
+    (the raw scores the top-k choice is made from), then the form ``baseline``."""
+    return (*PROBE_VARIANTS, *(("logits",) if view.logits is not None else ()), "baseline")
 
 
 def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None) -> "ProbeStats":
@@ -485,6 +502,118 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
 
 
 # --------------------------------------------------------------------------------------------------
+# Information (moe_tui.core.information): what routing knows that the token does not
+
+#: The files of ``report --information``, in order.
+INFORMATION_TABLES: tuple[str, ...] = ("conditional", "information", "layer_probe", "mdl", "transitions", "paths")
+
+
+def compute_information(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> dict:
+    """The information measures of one run, cached on the view: ``{"probes": {name: ProbeCE}, "gains":
+    {measure: (overall, [P])}, "mdl": {code: {...}}, "transitions": [...], "paths": {...}}``.
+
+    Probes (torch engine, on ``opts.probe_device`` / ``probe_dtype``, MLP settings of ``max_iter`` and
+    ``mlp_kwargs``) are fitted on seed 0's training split less a held-out tenth (stream ``info_valid``),
+    which stops them, and scored on seed 0's test split. The online code sends the training split in the
+    order of stream ``mdl_order``; its control task is seed 0's (stream ``control_labels``)."""
+    from moe_tui.core import information as I
+    from moe_tui.core.probe import control_labels_for
+    from moe_tui.core.probe_engine import MLPConfig, resolve_device
+
+    o = opts or ReportOptions()
+    key = f"information:{o.seed}:{o.probe_device}:{o.probe_dtype}:{o.max_iter}:{o.mlp_kwargs!r}"
+    if key in view._cache:
+        return view._cache[key]
+    try:
+        resolve_device(o.probe_device)
+        cfg = MLPConfig.from_sklearn(o.max_iter, o.mlp_kwargs)
+    except ValueError as exc:
+        raise ReportError(f"information probes: {exc}") from None
+    tr, te = _split(view, o)
+    fit, va = I.holdout_split(tr, S.stream(o.seed, "info_valid"))
+    common = dict(n_experts=view.n_experts, init_seed=S.int_seed(o.seed, "mlp_init", 0),
+                  shuffle_seed=S.int_seed(o.seed, "mlp_shuffle", 0), config=cfg, device=o.probe_device,
+                  dtype=o.probe_dtype, progress=progress)
+    probes = I.conditional_probes(view.experts, view.pos, view.n_pos, view.token_ids, (tr, te), va,
+                                  logits=view.logits, **common)
+    control = control_labels_for(view.forms, view.pos, view.n_pos, S.stream(o.seed, "control_labels", 0))
+    order = np.asarray(tr)[np.random.default_rng(S.stream(o.seed, "mdl_order")).permutation(len(tr))]
+    mdl = I.online_codelength(view.experts, [view.pos, control], view.n_pos, view.token_ids, order,
+                              logits=view.logits, **common)
+    res = {"probes": probes, "gains": I.gains(probes, view.pos[te], view.n_pos), "mdl": mdl,
+           "transitions": I.transitions(view.experts, view.n_experts), "paths": I.path_stats(view.experts)}
+    view._cache[key] = res
+    return res
+
+
+def table_conditional(res: dict) -> Table:
+    """conditional.csv -- conditional probing: accuracy and cross-entropy (bits per test token) of POS given
+    nothing (the training prior), the token id, the routes, both, and with router logits the logits and
+    the token id and the logits."""
+    from moe_tui.core.information import FEATURES
+
+    p = res["probes"]
+    rows = [[f, _f(p[f].accuracy), _f(p[f].cross_entropy_bits)] for f in FEATURES if f in p]
+    return _table("conditional", ["features", "accuracy", "cross_entropy_bits"], rows)
+
+
+def table_information(res: dict, tags: Sequence[str]) -> Table:
+    """information.csv -- each gain in bits per token (``CE(first) - CE(second)``, see
+    :data:`moe_tui.core.information.GAINS`): overall (``pos`` empty), then per POS (empty value: no test
+    token of that POS)."""
+    rows: list[list] = []
+    for name, (overall, per) in res["gains"].items():
+        rows.append([name, "", _f(overall)])
+        rows += [[name, tag, _f(per[i])] for i, tag in enumerate(tags)]
+    return _table("information", ["measure", "pos", "value"], rows)
+
+
+def table_layer_probe(res: dict, moe_layers: Sequence[int]) -> Table:
+    """layer_probe.csv -- one probe per MoE layer's route (its k expert ids, one-hot): accuracy, cross-entropy
+    (bits per test token) and its gain given the token, ``CE(token id) - CE(token id + that layer's route)``."""
+    p = res["probes"]
+    rows = []
+    for i, layer in enumerate(moe_layers):
+        one, both = p[f"layer:{i}"], p[f"token_id+layer:{i}"]
+        rows.append([int(layer), _f(one.accuracy), _f(one.cross_entropy_bits),
+                     _f(p["token_id"].cross_entropy_bits - both.cross_entropy_bits)])
+    return _table("layer_probe", ["layer", "accuracy", "cross_entropy_bits", "gain_given_token_bits"], rows)
+
+
+def table_mdl(res: dict) -> Table:
+    """mdl.csv -- online code length (Voita & Titov 2020) of POS given the routes, of the control task's labels
+    given the routes, of POS given the token id (and given the logits): bits, the uniform code's bits, and
+    their ratio (compression = uniform / online)."""
+    rows = [[code, _f(m["codelength_bits"]), _f(m["uniform_codelength_bits"]), _f(m["compression"])]
+            for code, m in res["mdl"].items()]
+    return _table("mdl", ["features", "codelength_bits", "uniform_codelength_bits", "compression"], rows)
+
+
+def table_transitions(res: dict, moe_layers: Sequence[int]) -> Table:
+    """transitions.csv -- for consecutive MoE layers, the mutual information (bits) between the top-1 expert at
+    one and at the next, and the same over the mean of their entropies (empty when both are constant)."""
+    rows = [[int(moe_layers[a]), int(moe_layers[b]), _f(mi), None if nmi is None else _f(nmi)]
+            for a, b, mi, nmi in res["transitions"]]
+    return _table("transitions", ["layer_from", "layer_to", "mutual_information_bits", "normalized_mi"], rows)
+
+
+def table_paths(res: dict) -> Table:
+    """paths.csv -- whole top-1 paths (one expert per MoE layer): tokens, distinct paths, their entropy in
+    bits, share of tokens on the 10 most common paths."""
+    rows = [[k, v if isinstance(v, int) else _f(v)] for k, v in res["paths"].items()]
+    return _table("paths", ["measure", "value"], rows)
+
+
+def information_tables(view: RunView, opts: ReportOptions | None = None,
+                       progress: Progress | None = None) -> dict[str, Table]:
+    """The tables of :data:`INFORMATION_TABLES` for one run (:func:`compute_information`)."""
+    res = compute_information(view, opts, progress)
+    return {"conditional": table_conditional(res), "information": table_information(res, view.tags),
+            "layer_probe": table_layer_probe(res, view.moe_layers), "mdl": table_mdl(res),
+            "transitions": table_transitions(res, view.moe_layers), "paths": table_paths(res)}
+
+
+# --------------------------------------------------------------------------------------------------
 # Gathering
 
 
@@ -508,7 +637,7 @@ def _throttled(progress: Progress | None, every_s: float = 0.1) -> Progress | No
 
 def report_tables(view: RunView, *, probe: bool = False, controls: bool = False, seed: int = 0,
                   kl_reference: str = "corpus", progress: Progress | None = None,
-                  options: ReportOptions | None = None) -> dict[str, Table]:
+                  options: ReportOptions | None = None, information: bool = False) -> dict[str, Table]:
     """All tables of one run, keyed by file stem (``pos_counts``, ``spec_layer``, ...).
 
     ``progress(stage, done, total)`` is called between steps and during training (at most about ten
@@ -532,13 +661,12 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     step("routing tables", 1, 1)
     probes: dict[str, ProbeStats] = {}
     if probe or controls:  # every probe the report needs, trained together
-        names = list(PROBE_VARIANTS) + ["baseline"] + [f"ablation:{s}:{n}" for s, n in ablation_cuts(view, o)] \
-            if probe else []
+        names = list(probe_rows(view)) + [f"ablation:{s}:{n}" for s, n in ablation_cuts(view, o)] if probe else []
         if controls:
             names += ["top_k", "baseline", "control_task"]
         compute_probes(view, o, list(dict.fromkeys(names)), progress=step)
     if probe:
-        names = list(PROBE_ROWS)
+        names = list(probe_rows(view))
         probes = compute_probes(view, o, names)
         out["probe"] = table_probe(probes)
         for name in names:
@@ -551,6 +679,8 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
         out["spec_null"] = table_spec_null(view, o, progress=step)
         variants = PROBE_VARIANTS if probe else ("top_k",)
         out["controls"] = table_controls(view, o, progress=step, probe_variants=variants)
+    if information:
+        out.update(information_tables(view, o, progress=step))
     step("done", 1, 1)
     return out
 
@@ -661,12 +791,13 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
                  options: ReportOptions | None = None, spreadsheet_safe: bool = False,
                  paper_model: str | None = "auto",
-                 figures: bool = False) -> dict:
+                 figures: bool = False, information: bool = False) -> dict:
     """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
-    controls with ``controls``; + paper_vs_measured for a run of one of the paper's models, see
+    controls with ``controls``; + conditional, information, layer_probe, mdl, transitions, paths with
+    ``information``; + paper_vs_measured for a run of one of the paper's models, see
     :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
     With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.figures`) as PNG
     and PDF: per run ``fig_spec_by_layer``, ``fig_kl_heatmap`` (+ ``fig_confusion_<variant>``,
@@ -699,7 +830,8 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
     files: list[str] = []
     per_run: dict[str, dict[str, Table]] = {}
     for v in views:
-        tables = report_tables(v, probe=probe, controls=controls, progress=progress, options=o)
+        tables = report_tables(v, probe=probe, controls=controls, progress=progress, options=o,
+                               information=information)
         if v.run_id in matched:
             tables["paper_vs_measured"] = paper.paper_vs_measured(matched[v.run_id], tables)
         per_run[v.run_id] = tables

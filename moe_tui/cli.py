@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", required=True, metavar="DIR")
     rep.add_argument("--probe", action="store_true", help="train the MLP probes, the ablation, the t-SNE")
     rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
+    rep.add_argument("--information", action="store_true",
+                     help="what routing knows that the token does not: conditional probing, per-layer probes, online "
+                          "code length (MDL), path structure (conditional, information, layer_probe, mdl, transitions, "
+                          "paths .csv; torch probe engine)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
     rep.add_argument("--max-iter", type=positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
@@ -231,7 +235,8 @@ def cmd_report(args) -> int:
     if args.early_stopping and args.probe_engine != "sklearn":
         raise ReportError("--early-stopping needs --probe-engine sklearn (the torch engine trains without a "
                           "validation split)")
-    if (args.probe or args.controls) and args.probe_engine == "torch":  # a device that cannot work: fail now
+    if (args.probe or args.controls or args.information) and (args.probe_engine == "torch" or args.information):
+        # a device that cannot work: fail now
         from moe_tui.core.probe_engine import resolve_device
 
         try:
@@ -267,7 +272,7 @@ def cmd_report(args) -> int:
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
                           spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model,
-                          figures=args.figures)
+                          figures=args.figures, information=args.information)
     for notice in result.get("notices", []):  # one line each, never wrapped
         print(f"moe-tui: {notice}", file=sys.stderr)
     print_report(result)
@@ -276,7 +281,7 @@ def cmd_report(args) -> int:
 
 
 # tables small enough to read in a terminal; every table is in the CSV files
-_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls")
+_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls", "conditional", "layer_probe", "mdl", "paths")
 
 
 def print_report(result: dict) -> None:

@@ -109,7 +109,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("pane.run", "r", "run_probe", "Run probe", "pane", only=("probe",), unless="probe_running",
                help="Probe pane: train the probes and controls in the background (minutes on a real run)"),
     ActionSpec("pane.cancel", "c", "cancel_probe", "Cancel", "pane", only=("probe",), when="probe_running",
-               help="Probe pane: cancel the running probe"),
+               help="Probe pane: cancel the running probe or information job"),
+    ActionSpec("pane.information", "i", "run_information", "Information", "pane", only=("probe",),
+               unless="probe_running",
+               help="Probe pane: what routing knows that the token does not: conditional probes, per-layer probes, "
+                    "online code length, paths (background)"),
     ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane", only=("probe",),
                help="Probe pane: show the confusion matrix of the next probe variant"),
     ActionSpec("pane.back", "escape", "back", "Back", "pane", help="Close the pane"),

@@ -248,3 +248,83 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
     g = I.gains(res, v.pos[te], v.n_pos)
     assert abs(g["gain_routes_given_token_bits"][0]) < 0.02
     assert g["gain_routes_bits"][0] > 0.5
+
+
+# --------------------------------------------------------------------------------------------------
+# Through the command line, with router logits
+
+
+def run_with_logits(root, n_copies=6):
+    """The synthetic run's sentences repeated, with router logits whose top-2 are the stored experts (5 and 4,
+    the others below 1): the logits name the experts and more."""
+    from tests.runs import SENTENCES, synthetic_arrays
+
+    sentences = [(f"{sid}-{i}", text, tags) for i in range(n_copies) for sid, text, tags in SENTENCES]
+    arrays, records = synthetic_arrays(n_layers=3, n_experts=8, top_k=2, sentences=sentences)
+    rng = np.random.default_rng(1)
+    e = arrays["experts"].astype(np.int64)
+    T, L, _ = e.shape
+    logits = rng.uniform(-1, 1, (T, L, 8))
+    np.put_along_axis(logits, e[:, :, :1], 5.0, axis=2)
+    np.put_along_axis(logits, e[:, :, 1:], 4.0, axis=2)
+    arrays["logits"] = logits.astype(np.float16)
+    return write_run(root, arrays, records, tags=UPOS, moe_layers=[1, 2, 3], num_experts=8, top_k=2)
+
+
+@pytest.mark.slow
+def test_report_information_writes_the_six_tables_and_the_logits_rows(tmp_path, capsys):
+    import csv
+
+    from moe_tui.cli import main
+
+    run = run_with_logits(tmp_path / "cache")
+    assert run.has_logits
+    out = tmp_path / "out"
+    code = main(["report", run.run_id, "--probe", "--information", "--out", str(out), "--cache-dir",
+                 str(tmp_path / "cache"), "--max-iter", "40", "--ablation-step", "2", "--tsne-samples", "50",
+                 "--probe-device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+
+    def read(stem):
+        with open(out / run.run_id / f"{stem}.csv", newline="") as fh:
+            r = list(csv.reader(fh))
+        return r[0], r[1:]
+
+    cols = {"conditional": ["features", "accuracy", "cross_entropy_bits"], "information": ["measure", "pos", "value"],
+            "layer_probe": ["layer", "accuracy", "cross_entropy_bits", "gain_given_token_bits"],
+            "mdl": ["features", "codelength_bits", "uniform_codelength_bits", "compression"],
+            "transitions": ["layer_from", "layer_to", "mutual_information_bits", "normalized_mi"],
+            "paths": ["measure", "value"]}
+    for stem, want in cols.items():
+        assert read(stem)[0] == want, stem
+    _, cond = read("conditional")
+    assert [r[0] for r in cond] == list(I.FEATURES)
+    ce = {r[0]: float(r[2]) for r in cond}
+    _, info = read("information")
+    overall = {r[0]: float(r[2]) for r in info if r[1] == ""}
+    assert overall["gain_routes_bits"] == pytest.approx(ce["none"] - ce["routes"], abs=1e-9)
+    assert overall["gain_logits_given_token_bits"] == pytest.approx(ce["token_id"] - ce["token_id+logits"], abs=1e-9)
+    per_pos = [r for r in info if r[0] == "gain_routes_bits" and r[1]]
+    assert [r[1] for r in per_pos] == list(UPOS)
+    _, layers = read("layer_probe")
+    assert [int(r[0]) for r in layers] == [1, 2, 3]
+    _, mdl = read("mdl")
+    assert [r[0] for r in mdl] == ["routes", "control_task", "token_id", "logits"]
+    _, tr = read("transitions")
+    assert [(int(a), int(b)) for a, b, *_ in tr] == [(1, 2), (2, 3)]
+    # top-1 at layer l is (3 * pos + l) % 8: a function of POS at every layer, so each transition's MI equals
+    # the entropy of the top-1 expert at either end (a one-to-one relation) and the normalised MI is 1
+    assert all(float(r[3]) == pytest.approx(1.0) for r in tr)
+    _, paths = read("paths")
+    v = RunViewOf(run)
+    # one path per value of 3 * pos mod 8 (two tags whose index differs by 8 share one)
+    assert dict((k, float(x)) for k, x in paths)["distinct_paths"] == len(np.unique((3 * v.pos) % 8)) >= 5
+    _, probe = read("probe")
+    assert "logits" in [r[0] for r in probe]
+    assert (out / run.run_id / "confusion_logits.csv").exists()
+
+
+def RunViewOf(run):
+    from moe_tui.core.report import RunView
+
+    return RunView.from_run(run)

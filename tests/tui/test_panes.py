@@ -194,6 +194,33 @@ async def check_kl_pane(pilot, run, ref) -> None:
 
 
 @pytest.mark.slow
+async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, tiny_run):
+    """``i`` computes the information measures in the background; the pane's gains table and per-layer plot hold
+    the very tables ``moe-tui report --information`` writes (their CSV exports are byte for byte the report's)."""
+    run = tiny_run
+    app = make_app(tmp_path, [run])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_from_home(pilot, "P", "probe")
+        data = screen.data
+        assert screen.query_one("#probe-layers").spec.kind == "empty"
+        await pilot.press("i")
+        assert data.running == "information" and screen.check_action("run_probe", ()) is None
+        assert screen.check_action("cancel_probe", ()) is True
+        await until(pilot, lambda: data.information_done, timeout=120)
+        await pilot.pause()
+        assert data.running is None and not data.probe_done
+        ref = reference(tmp_path, [run], information=True) / run.run_id
+        for wid, stem in (("#probe-info", "information"), ("#probe-layers", "layer_probe")):
+            screen.query_one(wid).focus()
+            await pilot.press("e")
+            assert exported(screen) == (ref / f"{stem}.csv").read_bytes(), stem
+        info = screen.query_one("#probe-info")
+        assert info.headers[:3] == ["pos", "routes", "routes|token"] and info.raw_rows[0][0] == "all"
+        layers = screen.query_one("#probe-layers").spec
+        assert layers.x == list(run.moe_layers) and len(layers.series) == 2
+
+
+@pytest.mark.slow
 async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch, tiny_run):
     import threading
 

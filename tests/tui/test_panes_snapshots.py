@@ -24,12 +24,13 @@ SIZE = (120, 36)
 
 @pytest.fixture(scope="module")
 def probed(tiny_run):
-    """A small run with every table of `moe-tui report --probe --controls` (fast options), computed once."""
+    """A small run with every table of `moe-tui report --probe --controls --information` (fast options), computed
+    once."""
     from moe_tui.core.report import RunView, report_tables
 
     run = tiny_run
     view = RunView.from_run(run)
-    return run, view, report_tables(view, probe=True, controls=True, options=fast_options())
+    return run, view, report_tables(view, probe=True, controls=True, information=True, options=fast_options())
 
 
 class PaneApp(MoeTuiApp):
@@ -46,6 +47,7 @@ class PaneApp(MoeTuiApp):
             data = self.analysis_data(run)
             data.view, data.tables = view, dict(tables)
             data.probe_done = data.controls_done = True
+            data.information_done = "conditional" in tables
             data.progress = ("done", 1, 1)
 
     def on_mount(self, event) -> None:

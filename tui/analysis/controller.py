@@ -98,13 +98,27 @@ class AnalysisController:
                                    thread=True, name=f"probe:{data.run_id}", group=f"probe-{data.run_id}",
                                    exclusive=True, exit_on_error=False, description="probes + controls")
 
+    def start_information(self, data: AnalysisData) -> None:
+        """Compute the information measures of a run in the background (conditional probes, per-layer probes,
+        online code length, paths; one job per run at a time)."""
+        if data.running:
+            self.notify(f"A {data.running} job is already running for this run", severity="warning")
+            return
+        data.running, data.error, data.started = "information", None, time.monotonic()
+        data.progress = ("starting (importing torch)", 0, 1)
+        data.job = self.run_worker(partial(jobs.information_job, self.post_message, _worker_cancelled, data.run,
+                                           data.view, data.options),
+                                   thread=True, name=f"information:{data.run_id}", group=f"information-{data.run_id}",
+                                   exclusive=True, exit_on_error=False, description="information measures")
+
     def cancel_job(self, data: AnalysisData) -> None:
         """Cancel the run's job; it stops at its next step."""
         if data.job is not None and data.running:
             data.job.cancel()
             data.progress = ("cancelling after the current step…", *data.progress[1:])
 
-    def export_report(self, data: AnalysisData, views: "list[RunView]", probe: bool, controls: bool) -> Path | None:
+    def export_report(self, data: AnalysisData, views: "list[RunView]", probe: bool, controls: bool,
+                      information: bool = False) -> Path | None:
         """Write the report of ``views`` (``moe-tui report``'s files) in the background; returns the folder."""
         if not views:
             self.notify("The routing tables are still being computed", severity="warning")
@@ -117,7 +131,7 @@ class AnalysisController:
         data.running, data.progress = "report", ("writing", 0, 1)
         data.job = self.run_worker(partial(jobs.report_job, self.post_message, _worker_cancelled, data.run_id,
                                            views, out, probe, controls, data.options, self.settings.spreadsheet_safe,
-                                           self.settings.report_figures),
+                                           self.settings.report_figures, information),
                                    thread=True, name=f"report:{data.run_id}", group=f"report-{data.run_id}",
                                    exclusive=True, exit_on_error=False, description="write report")
         self.notify(f"Writing the report to {out.resolve()} …", timeout=3, markup=False)
@@ -136,6 +150,12 @@ class AnalysisController:
             data.running, data.job = None, None
             data.progress = ("done", 1, 1)
             self.notify(f"Probes and controls done in {msg.elapsed_s:.1f} s", title="Probe", timeout=5)
+        elif msg.kind == "information":
+            data.tables.update(msg.tables)
+            data.information_done = True
+            data.running, data.job = None, None
+            data.progress = ("done", 1, 1)
+            self.notify(f"Information measures done in {msg.elapsed_s:.1f} s", title="Information", timeout=5)
         else:
             for k, v in msg.tables.items():
                 data.tables.setdefault(k, v)

@@ -85,9 +85,38 @@ def probe_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | N
     post(TablesReady(run.run_id, tables, view, "probe", time.monotonic() - t0))
 
 
+def information_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
+                    options: "ReportOptions") -> None:
+    """The information measures of one run (``report --information``), with progress:
+    ``TablesReady(kind="information")``, ``JobCancelled`` or ``JobFailed``."""
+    from moe_tui.core.report import RunView, information_tables
+    from moe_tui.errors import Cancelled
+
+    t0 = time.monotonic()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if cancelled():
+            raise Cancelled("information cancelled")
+        post(JobProgress(run.run_id, "information", str(stage), int(done), int(total)))
+
+    try:
+        view = view or RunView.from_run(run)
+        tables = information_tables(view, options, progress=progress)
+    except Cancelled:
+        post(JobCancelled(run.run_id, "information"))
+        return
+    except Exception as exc:  # noqa: BLE001
+        post(JobFailed(run.run_id, "information", _one_line(exc)))
+        return
+    if cancelled():
+        post(JobCancelled(run.run_id, "information"))
+        return
+    post(TablesReady(run.run_id, tables, view, "information", time.monotonic() - t0))
+
+
 def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out: Path, probe: bool,
                controls: bool, options: "ReportOptions", spreadsheet_safe: bool = False,
-               figures: bool = False) -> None:
+               figures: bool = False, information: bool = False) -> None:
     """``moe-tui report`` of the views into ``out``: ``ReportWritten``, ``JobCancelled`` or ``JobFailed``."""
     from moe_tui.core.report import write_report
     from moe_tui.errors import Cancelled
@@ -99,7 +128,7 @@ def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out
 
     try:
         res = write_report(views, out, probe=probe, controls=controls, options=options, progress=progress,
-                           spreadsheet_safe=spreadsheet_safe, figures=figures)
+                           spreadsheet_safe=spreadsheet_safe, figures=figures, information=information)
     except Cancelled:
         post(JobCancelled(run_id, "report"))
         return

@@ -26,8 +26,9 @@ class AnalysisData:
     tables: dict = field(default_factory=dict)     # stem -> moe_tui.core.report table, as report_tables returns
     probe_done: bool = False
     controls_done: bool = False
+    information_done: bool = False                 # the information tables (conditional, mdl, ...) are in tables
     base_loading: bool = False                     # the routing tables are being computed
-    running: str | None = None                     # "probe" | "report" while a job runs
+    running: str | None = None                     # "probe" | "information" | "report" while a job runs
     job: Any = None                                # the running job's textual Worker
     progress: tuple[str, int, int] = ("", 0, 0)    # (stage, done, total) of the running job
     started: float = 0.0                           # time.monotonic() when it started
@@ -39,7 +40,8 @@ class AnalysisData:
 
     @property
     def probe_running(self) -> bool:
-        return self.running == "probe"
+        """A job of the probe pane (the probes and controls, or the information measures) is running."""
+        return self.running in ("probe", "information")
 
     def tables_ready(self) -> bool:
         return "spec_layer" in self.tables and self.view is not None

@@ -166,7 +166,8 @@ class PaneScreen(Screen):
         if self.data is None:
             return
         views, probe, controls = self.report_views()
-        if self.app.export_report(self.data, views, probe, controls) is not None:
+        if self.app.export_report(self.data, views, probe, controls,
+                                  information=bool(self.data.information_done) and len(views) == 1) is not None:
             self.redraw()
 
     def action_copy_tsv(self) -> None:

@@ -1,4 +1,5 @@
-"""Probe pane: MLP probes and controls, confusion matrices, layer ablation, t-SNE (paper Table 1, Figs. 2-3)."""
+"""Probe pane: MLP probes and controls, confusion matrices, layer ablation, t-SNE (paper Table 1, Figs. 2-3), and
+the information measures (``report --information``): the gains in bits per token by POS, the per-layer curve."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
-from moe_tui.core.report import PROBE_ROWS
+from moe_tui.core.report import PROBE_ROWS, probe_rows
 from moe_tui.tui.screens.panes.base import PaneScreen, fmt, rows_as_dicts
 from moe_tui.tui.widgets.plots import Plot
 from moe_tui.tui.widgets.table import ShadedTable
@@ -34,7 +35,7 @@ class ProbeScreen(PaneScreen):
 
     def __init__(self, run) -> None:
         super().__init__(run)
-        self.variant = PROBE_ROWS[0]          # the confusion matrix shown; v steps through PROBE_ROWS
+        self.variant = PROBE_ROWS[0]          # the confusion matrix shown; v steps through the probe rows
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="probe-status-row"):
@@ -47,6 +48,9 @@ class ProbeScreen(PaneScreen):
         with Horizontal(id="probe-row2"):
             yield ShadedTable(id="probe-confusion")
             yield Plot(id="probe-tsne")
+        with Horizontal(id="probe-row3"):
+            yield ShadedTable(id="probe-info")
+            yield Plot(id="probe-layers")
 
     def default_table(self) -> dict | None:
         return self.tables.get("probe")
@@ -60,19 +64,21 @@ class ProbeScreen(PaneScreen):
             return
         if d.probe_running:
             stage, done, total = d.progress
+            stage = f"information: {stage}" if d.running == "information" else stage
             status.update(Text(f"running: {stage} ({done}/{total}) · {time.monotonic() - d.started:.0f} s · c cancels",
                                style="bold"))
             bar.update(total=max(1, total), progress=min(done, max(1, total)))
         elif d.probe_done:
             capped = _not_converged(self.tables)
             warn = Text(f" · {capped}", style="bold yellow") if capped else Text("")
+            info = " · i: information" if not d.information_done else ""
             status.update(Text("probes + controls done", style="dim") + warn
-                          + Text(" · v: next confusion variant · r: run again", style="dim"))
+                          + Text(f" · v: next confusion variant · r: run again{info}", style="dim"))
             bar.update(total=1, progress=1)
         else:
             last = "last run cancelled · " if d.progress[0] == "cancelled" else ""
-            status.update(Text(f"{last}r trains the MLP probes + controls (background, minutes on a real run)",
-                               style="italic"))
+            status.update(Text(f"{last}r trains the MLP probes + controls, i the information probes (background, "
+                               "minutes on a real run)", style="italic"))
             bar.update(total=1, progress=0)
         tabs = self.tables
         if "probe" in tabs:
@@ -92,6 +98,39 @@ class ProbeScreen(PaneScreen):
         else:
             self.query_one("#probe-tsne", Plot).empty("t-SNE: run the probe (r)", title="t-SNE of routing paths")
         self._draw_confusion()
+        if "information" in tabs:
+            self._draw_information(tabs["information"])
+        else:
+            self.query_one("#probe-info", ShadedTable).set_data(
+                ["information (bits/token)"], [["i computes it"]])
+        if "layer_probe" in tabs:
+            self._draw_layers(tabs["layer_probe"])
+        else:
+            self.query_one("#probe-layers", Plot).empty("per-layer probes: press i", title="POS per MoE layer")
+
+    #: information.csv measures as short column headers of the pane's table
+    SHORT = {"gain_routes_bits": "routes", "gain_routes_given_token_bits": "routes|token",
+             "gain_logits_bits": "logits", "gain_logits_given_token_bits": "logits|token",
+             "gain_logits_over_routes_bits": "logits-routes", "gain_logits_over_routes_given_token_bits": "l-r|token"}
+
+    def _draw_information(self, t: dict) -> None:
+        """information.csv pivoted: one row per POS (all tokens first), one column per gain (bits per token)."""
+        measures = list(dict.fromkeys(r[0] for r in t["rows"]))
+        pos = list(dict.fromkeys(r[1] for r in t["rows"]))
+        val = {(r[0], r[1]): r[2] for r in t["rows"]}
+        rows = [["all" if p == "" else p, *(val.get((m, p)) for m in measures)] for p in pos]
+        cols = ["pos", *(self.SHORT.get(m, m) for m in measures)]
+        self.query_one("#probe-info", ShadedTable).set_data(
+            cols, rows, shade=range(1, len(cols)), formats={i: fmt(3) for i in range(1, len(cols))}, report_table=t,
+            fixed_columns=1)
+
+    def _draw_layers(self, t: dict) -> None:
+        rows = rows_as_dicts(t)
+        xs = [r["layer"] for r in rows]
+        self.query_one("#probe-layers", Plot).lines(
+            xs, [("CE of POS given the layer's route", [r["cross_entropy_bits"] for r in rows]),
+                 ("gain given the token", [r["gain_given_token_bits"] for r in rows])],
+            title="POS per MoE layer (bits per token)", xlabel="MoE layer", report_table=t)
 
     def _draw_ablation(self, t: dict) -> None:
         rows = rows_as_dicts(t)
@@ -140,9 +179,16 @@ class ProbeScreen(PaneScreen):
             self.app.cancel_job(self.data)
             self.redraw()
 
+    def action_run_information(self) -> None:
+        if self.data is not None:
+            self.app.start_information(self.data)
+            self.refresh_bindings()
+            self.redraw()
+
     def action_next_variant(self) -> None:
-        i = PROBE_ROWS.index(self.variant)
-        self.variant = PROBE_ROWS[(i + 1) % len(PROBE_ROWS)]
+        rows = probe_rows(self.data.view) if self.data is not None and self.data.view is not None else PROBE_ROWS
+        i = rows.index(self.variant) if self.variant in rows else -1
+        self.variant = rows[(i + 1) % len(rows)]
         if f"confusion_{self.variant}" in self.tables:
             self._draw_confusion()
         self.notify(f"confusion matrix: {self.variant}", timeout=2)
