@@ -299,7 +299,7 @@ def conditional_probes(
     from dataclasses import replace
 
     cfg = replace(cfg, early_stopping=False)
-    for ci, (ps, specs, with_token) in enumerate(calls):
+    for ci, (ps, specs, _) in enumerate(calls):
         n_rows = ps["ids"].shape[0]
         labels = np.concatenate([y, y[ps["extra"]]]) if n_rows > T else y
         train_rows = np.concatenate([fit, np.arange(T, n_rows)]) if n_rows > T else fit
