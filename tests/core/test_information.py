@@ -334,3 +334,26 @@ def RunViewOf(run):
     from moe_tui.core.report import RunView
 
     return RunView.from_run(run)
+
+
+def test_logits_probe_sees_what_the_top_k_choice_throws_away():
+    """Routes drawn at random among experts 3..7 (no POS in them), from logits whose never-selected columns
+    0..2 carry the POS (+0.9 on column p of layer 0, still far below the chosen two): the logits probe reads the
+    POS, the route probe cannot."""
+    from moe_tui.core.probe import probe_suite
+
+    rng = np.random.default_rng(4)
+    T, L, N, P = 1500, 2, 8, 3
+    pos = rng.integers(0, P, T)
+    experts = 3 + np.stack([np.stack([rng.permutation(N - 3)[:2] for _ in range(T)]) for _ in range(L)], axis=1)
+    logits = rng.uniform(-1, 0, (T, L, N))
+    np.put_along_axis(logits, experts[:, :, :1], 3.0, axis=2)
+    np.put_along_axis(logits, experts[:, :, 1:], 2.0, axis=2)
+    logits[:, 0, :P] += np.eye(P)[pos] * 0.9
+    assert (np.argsort(-logits, axis=2)[:, :, :2] == experts).all()      # the logits select the stored routes
+    res = probe_suite(experts, pos, P, variants=("onehot_top_k", "logits"), baseline=False,
+                      logits=logits.astype(np.float16), max_iter=100, n_experts=N, device="cpu")
+    assert res["onehot_top_k"].accuracy < 0.45
+    assert res["logits"].accuracy > 0.9
+    with pytest.raises(ValueError, match="router logits"):
+        probe_suite(experts, pos, P, variants=("logits",), baseline=False)
