@@ -254,10 +254,11 @@ def test_device_choice():
 # Opt-in additions: per-column categories, dense float columns, log-probabilities, held-out early stopping
 
 
-def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_draw():
-    """One-hot columns of different widths (wide enough for the CPU's gather path), then dense float columns:
-    the same trajectory as MLPClassifier on the hand-built matrix [onehot(col0, 12) | onehot(col1, 9) | dense],
-    and ``log_proba`` is the log of its ``predict_proba``."""
+@pytest.mark.parametrize("width", [12, 300])
+def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_draw(width):
+    """One-hot columns of different widths, then dense float columns: the same trajectory as MLPClassifier on the
+    hand-built matrix [onehot(col0, W) | onehot(col1, 9) | dense], and ``log_proba`` is the log of its
+    ``predict_proba``; W = 300 takes the CPU's gather path, W = 12 the dense one-hot product."""
     import warnings
 
     from sklearn.neural_network import MLPClassifier
@@ -265,14 +266,15 @@ def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_d
 
     rng = np.random.default_rng(11)
     T = 500
-    ids = np.stack([rng.integers(0, 12, T), rng.integers(0, 9, T)], axis=1)
+    ids = np.stack([rng.integers(0, width, T), rng.integers(0, 9, T)], axis=1)
+    assert ((width + 9) / 2 >= E.GATHER_MIN_WIDTH) == (width == 300)
     dense = rng.normal(size=(T, 3)).astype(np.float32)
     y = (ids[:, 0] % 3 + (dense[:, 1] > 0.3)) % 4
     tr, te = np.arange(350), np.arange(350, T)
     cfg = MLPConfig(hidden=16, max_iter=30)
     fit = fit_probes(ids, [y], [ProbeSpec("p", (0, 1), onehot=True, init_seed=3, dense=(0, 1, 2))], tr, te,
-                     n_categories=[12, 9], config=cfg, dtype="float64", dense=dense, proba=True)[0]
-    enc = OneHotEncoder(categories=[np.arange(12), np.arange(9)], sparse_output=False).fit(ids)
+                     n_categories=[width, 9], config=cfg, dtype="float64", dense=dense, proba=True)[0]
+    enc = OneHotEncoder(categories=[np.arange(width), np.arange(9)], sparse_output=False).fit(ids)
     X = np.hstack([enc.transform(ids), dense.astype(np.float64)])
     clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=30, random_state=3)
     with warnings.catch_warnings():
@@ -284,7 +286,7 @@ def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_d
     np.testing.assert_allclose(np.exp(fit.log_proba), clf.predict_proba(X[te]), rtol=0, atol=1e-10)
     # the sklearn engine reads the same inputs
     s = fit_probes(ids, [y], [ProbeSpec("p", (0, 1), onehot=True, init_seed=3, dense=(0, 1, 2))], tr, te,
-                   n_categories=[12, 9], config=cfg, engine="sklearn", dense=dense, proba=True)[0]
+                   n_categories=[width, 9], config=cfg, engine="sklearn", dense=dense, proba=True)[0]
     np.testing.assert_allclose(np.exp(s.log_proba), clf.predict_proba(X[te]), rtol=0, atol=1e-6)
 
 
