@@ -151,12 +151,13 @@ def _frame(table: dict) -> "pd.DataFrame":
 
 
 def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = False, controls: bool = False,
-           **options: Any) -> dict[str, "pd.DataFrame"]:
+           information: bool = False, **options: Any) -> dict[str, "pd.DataFrame"]:
     """The tables of ``moe-tui report`` as DataFrames, keyed by CSV file name without ``.csv``.
 
     One run: ``{"pos_counts", "spec_layer", "spec_pos", "kl_layer_expert", "kl_summary", "summary"}`` (with
     ``probe``: ``probe``, ``confusion_<variant>``, ``ablation``, ``tsne``; with ``controls``: ``spec_null``,
-    ``controls``). Several runs: each run's tables keyed ``"<run_id>/<name>"`` (their path in the report
+    ``controls``; with ``information``: ``conditional``, ``information``, ``layer_probe``, ``mdl``,
+    ``transitions``, ``paths``). Several runs: each run's tables keyed ``"<run_id>/<name>"`` (their path in the report
     folder) and the cross-run ``compare_table1``, ``compare_table3``, ``compare_table5``.
 
     ``options``: the fields of :class:`moe_tui.core.report.ReportOptions` (``seed``, ``kl_reference``,
@@ -180,7 +181,8 @@ def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = Fal
     ids = [v.run_id for v in views]
     if len(set(ids)) != len(ids):
         raise ReportError(f"the same run is listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
-    per_run = {v.run_id: report_tables(v, probe=probe, controls=controls, options=opts) for v in views}
+    per_run = {v.run_id: report_tables(v, probe=probe, controls=controls, options=opts, information=information)
+               for v in views}
     if single:
         return {stem: _frame(t) for stem, t in per_run[views[0].run_id].items()}
     out = {f"{rid}/{stem}": _frame(t) for rid, tables in per_run.items() for stem, t in tables.items()}

@@ -105,3 +105,11 @@ print("SESSION-OK", run.run_id)
     run_id = proc.stdout.split("SESSION-OK ")[1].split()[0]
     manifest = json.loads((tmp_path / "cache" / run_id / "manifest.json").read_text())
     assert manifest["corpus"]["n_sentences"] == 200
+
+
+def test_report_information_frames(tiny_run):
+    tables = moe_tui.report(tiny_run, information=True, max_iter=20, probe_device="cpu")
+    assert {"conditional", "information", "layer_probe", "mdl", "transitions", "paths"} <= set(tables)
+    cond = tables["conditional"]
+    assert list(cond.columns) == ["features", "accuracy", "cross_entropy_bits"]
+    assert list(cond["features"]) == ["none", "token_id", "routes", "token_id+routes"]   # no logits in this run
