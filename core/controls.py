@@ -9,8 +9,9 @@ than word identity?
   distance of top-1 paths for same form / same POS vs same form / different POS;
 * :func:`bootstrap_spec`, :func:`bootstrap_accuracy` -- sentence-level bootstrap intervals.
 
-Array conventions as in :mod:`moe_tui.core.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]``,
-``sentence [T]``, ``token_ids [T]``. Every random step takes an explicit seed.
+Array conventions as in :mod:`moe_tui.core.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]`` (word-form
+keys: the integer ids of ``RunView.form_ids``, or strings; used only as keys), ``sentence [T]``, ``token_ids [T]``.
+Every random step takes an explicit seed.
 """
 
 from __future__ import annotations

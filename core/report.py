@@ -69,9 +69,11 @@ PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
 class RunView:
     """What a report needs from one run: analysed tokens only (special / unaligned excluded).
 
-    Shapes: ``experts [T, L, k]`` int, ``pos [T]`` int (index into ``tags``), ``forms [T]``
-    lower-cased word form of the token's word, ``sentence [T]`` sentence index in the run,
-    ``token_ids [T]``. ``moe_layers`` lists the ``L`` decoder-layer indices.
+    Shapes: ``experts [T, L, k]`` int, ``pos [T]`` int (index into ``tags``), ``form_ids [T]`` int64 (id of the
+    lower-cased form of the token's word in ``form_vocab``; ids follow the sorted order of the forms, so grouping
+    by id is grouping by form), ``sentence [T]`` sentence index in the run, ``token_ids [T]``. ``form_vocab``
+    holds the distinct lower-cased forms, sorted (``""``: a token without a word). ``moe_layers`` lists the
+    ``L`` decoder-layer indices.
     """
 
     model: str
@@ -82,38 +84,37 @@ class RunView:
     top_k: int
     experts: np.ndarray
     pos: np.ndarray
-    forms: np.ndarray
+    form_ids: np.ndarray
     sentence: np.ndarray
     token_ids: np.ndarray
+    form_vocab: Sequence[str] = ()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_run(cls, run: Any) -> "RunView":
-        """Build from a cache ``Run`` (CONTRACT.md): keeps tokens of ``run.analysis_mask()``,
-        recovers each token's word form from ``run.sentences[s]["words"][word_index][0]``
-        (``word_index`` is per sentence) and its sentence from ``run.sentence_offsets``."""
+        """Build from a cache ``Run``, vectorised: keeps tokens of ``run.analysis_mask()``; a token's word is
+        ``word_offsets[sentence] + word_index``, its form ``word_form`` of that word (an id into the run's form
+        vocabulary, which is lower-cased and sorted once: nothing is built per token)."""
         mask = np.asarray(run.analysis_mask(), dtype=bool)
-        tok = np.nonzero(mask)[0]
+        tok = np.flatnonzero(mask)
         experts = np.asarray(run.experts)[mask]
         pos = np.asarray(run.pos)[mask].astype(np.int64)
         token_ids = np.asarray(run.token_ids)[mask].astype(np.int64)
         offsets = np.asarray(run.sentence_offsets, dtype=np.int64)
         sentence = (np.searchsorted(offsets, tok, side="right") - 1).astype(np.int64)
         wi = np.asarray(run.word_index)[mask].astype(np.int64)
-        sents = run.sentences
-        n_words = np.fromiter((len(s["words"]) for s in sents), dtype=np.int64, count=len(sents))
-        word_off = np.concatenate([[0], np.cumsum(n_words)])
-        flat = np.array([str(w[0]).lower() for s in sents for w in s["words"]] + [""], dtype=object)
-        if len(sents) and tok.size:
-            sidx = np.clip(sentence, 0, len(sents) - 1)
-            per_sentence = bool(np.all(wi < n_words[sidx]))
-            # per-sentence word_index (CONTRACT); fall back to a run-global index if it does not fit
-            gidx = word_off[sidx] + wi if per_sentence else wi
-        else:
-            gidx = np.full(len(tok), -1, dtype=np.int64)
-        gidx = np.where((gidx < 0) | (gidx >= len(flat) - 1), -1, gidx)
-        gidx = np.where(wi < 0, len(flat) - 1, np.where(gidx < 0, len(flat) - 1, gidx))
-        forms = flat[gidx].astype(str) if tok.size else np.array([], dtype=str)
+        del mask
+        lowered = [f.lower() for f in run.forms.tolist()] + [""]
+        form_vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)
+        lower_id = lower_id.reshape(-1).astype(np.int64)
+        no_word = len(lowered) - 1
+        word_offsets = np.asarray(run.word_offsets, dtype=np.int64)
+        word_form = np.asarray(run.word_form)
+        gw = word_offsets[sentence] + wi if tok.size else wi
+        ok = (wi >= 0) & (gw < word_offsets[sentence + 1]) if tok.size else wi >= 0
+        vocab_id = np.full(len(tok), no_word, dtype=np.int64)
+        vocab_id[ok] = word_form[gw[ok]]
+        form_ids = lower_id[vocab_id]
         return cls(
             model=str(run.manifest["model"]["name_or_path"]),
             run_id=str(run.run_id),
@@ -123,10 +124,15 @@ class RunView:
             top_k=int(run.top_k),
             experts=experts,
             pos=pos,
-            forms=forms,
+            form_ids=form_ids,
             sentence=sentence,
             token_ids=token_ids,
+            form_vocab=tuple(form_vocab.tolist()),
         )
+
+    def form_strings(self) -> np.ndarray:
+        """``[T]`` the lower-cased form of each token, as strings (built on request; bulk users take ``form_ids``)."""
+        return np.asarray(self.form_vocab, dtype=object)[self.form_ids]
 
     # ---- cached pieces (computed once per view) -------------------------------------------------
     @property
@@ -172,7 +178,7 @@ class RunView:
             raise ReportError(f"{where}: {self.experts.shape[1]} routed layers but {len(self.moe_layers)} MoE layers listed")
         if self.experts.shape[2] != self.top_k:
             raise ReportError(f"{where}: experts has k={self.experts.shape[2]} but top_k={self.top_k}")
-        for name in ("pos", "forms", "sentence", "token_ids"):
+        for name in ("pos", "form_ids", "sentence", "token_ids"):
             if len(getattr(self, name)) != T:
                 raise ReportError(f"{where}: {name} has {len(getattr(self, name))} tokens, experts has {T}")
         if self.pos.min() < 0 or self.pos.max() >= self.n_pos:
@@ -289,7 +295,7 @@ def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None
     def fn() -> "ProbeResult":
         tr, te = _split(view, o.seed)
         if variant == "baseline":
-            return form_baseline(view.forms, view.pos, view.n_pos, tr, te)
+            return form_baseline(view.form_ids, view.pos, view.n_pos, tr, te)
         return run_probe(view.experts, view.pos, view.n_pos, variant=variant, split=(tr, te), seed=o.seed,
                          max_iter=o.max_iter, early_stopping=o.early_stopping, n_experts=view.n_experts,
                          mlp_kwargs=o.mlp_kwargs)
@@ -369,11 +375,11 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     rows.append(["token_identity", _f(tid.accuracy)])
     if progress is not None:
         progress("control task", 0, 1)
-    ct = C.control_task(view.experts, view.forms, view.pos, view.n_pos, split=(tr, te), seed=o.seed,
+    ct = C.control_task(view.experts, view.form_ids, view.pos, view.n_pos, split=(tr, te), seed=o.seed,
                         max_iter=o.max_iter, real=real, mlp_kwargs=o.mlp_kwargs)
     rows.append(["control_task", _f(ct["control"])])
     rows.append(["selectivity", _f(ct["selectivity"])])
-    amb = C.ambiguous_forms(view.experts, view.forms, view.pos, view.n_pos, view.n_experts, probe=real, baseline=base)
+    amb = C.ambiguous_forms(view.experts, view.form_ids, view.pos, view.n_pos, view.n_experts, probe=real, baseline=base)
     for key in ("ambiguous_probe", "ambiguous_baseline", "hamming_same_pos", "hamming_diff_pos"):
         rows.append([key, _f(amb[key])])
     bs = C.bootstrap_spec(view.experts, view.pos, view.n_experts, view.n_pos, view.sentence, view.tags,

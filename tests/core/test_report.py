@@ -23,7 +23,7 @@ def make_view(run_id="run_a", model="org/tiny-moe", T=240, seed=0) -> RunView:
     experts = np.stack([(2 * pos + rng.integers(0, 2, T))[:, None].repeat(3, 1),
                         ((2 * pos + 2) % 8)[:, None].repeat(3, 1)], axis=2)
     return RunView(model=model, run_id=run_id, tags=TAGS, moe_layers=[1, 3, 5], n_experts=8, top_k=2,
-                   experts=experts, pos=pos, forms=np.array([f"w{i % 7}" for i in range(T)]),
+                   experts=experts, pos=pos, form_ids=np.arange(T) % 7, form_vocab=tuple(f"w{i}" for i in range(7)),
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
 
 
@@ -32,21 +32,29 @@ def read(path):
         return list(csv.reader(fh))
 
 
-def test_from_run_uses_mask_words_and_offsets():
-    # two sentences; token 0 and 4 are special (pos -1)
-    sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]], "tokens": []},
-                 {"id": "s2", "text": "runs", "words": [["Runs", "VERB", 0, 4]], "tokens": []}]
+def test_from_run_uses_mask_words_and_offsets(tmp_path):
+    # two sentences; token 0 and 4 are special (pos -1); a real run written by the run writer
+    from moe_tui.cache.store import RunStore, write_run
+
+    sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]],
+                  "tokens": ["<s>", "The", "D", "og"]},
+                 {"id": "s2", "text": "runs", "words": [["Runs", "VERB", 0, 4]], "tokens": ["<s>", "runs"]}]
     experts = np.arange(6 * 2 * 1, dtype=np.uint8).reshape(6, 2, 1) % 4
-    run = SimpleNamespace(
-        experts=experts, pos=np.array([-1, 0, 1, 1, -1, 2], dtype=np.int16),
-        analysis_mask=lambda: np.array([False, True, True, True, False, True]),
-        sentences=sentences, word_index=np.array([-1, 0, 1, 1, -1, 0], dtype=np.int32),
-        sentence_offsets=np.array([0, 4, 6]), token_ids=np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
-        manifest={"model": {"name_or_path": "org/m"}}, tags=("DET", "NOUN", "VERB"), moe_layers=[0, 2],
-        num_experts=4, top_k=1, run_id="abc")
+    arrays = {"experts": experts, "weights": np.ones((6, 2, 1), np.float16),
+              "pos": np.array([-1, 0, 1, 1, -1, 2], dtype=np.int16),
+              "special": np.array([True, False, False, False, True, False]),
+              "word_index": np.array([-1, 0, 1, 1, -1, 0], dtype=np.int32),
+              "sentence_offsets": np.array([0, 4, 6], dtype=np.int64),
+              "token_ids": np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
+              "crossing": np.zeros(6, bool), "offsets": np.zeros((6, 2), np.int32)}
+    extra = {"model": {"name_or_path": "org/m", "moe_layers": [0, 2], "num_experts": 4, "top_k": 1},
+             "tagset": {"name": "x", "tags": ["DET", "NOUN", "VERB"]}}
+    run = RunStore(tmp_path).open(write_run(tmp_path / "abc", {"t": 1}, arrays, sentences, extra))
     v = RunView.from_run(run)
     assert v.model == "org/m" and v.run_id == "abc" and v.moe_layers == [0, 2]
-    assert v.forms.tolist() == ["the", "dog", "dog", "runs"]
+    assert v.form_strings().tolist() == ["the", "dog", "dog", "runs"]
+    # integer ids of the lower-cased forms, numbered in sorted order of the forms
+    assert list(v.form_vocab) == ["", "dog", "runs", "the"] and v.form_ids.tolist() == [3, 1, 1, 2]
     assert v.sentence.tolist() == [0, 0, 0, 1]
     assert v.pos.tolist() == [0, 1, 1, 2]
     assert v.token_ids.tolist() == [10, 11, 12, 13]
