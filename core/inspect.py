@@ -83,7 +83,11 @@ def token_path(experts: np.ndarray, weights: np.ndarray, token: int, moe_layers:
 
 
 class LayerStatsCache:
-    """Memoises :func:`layer_expert_pos_counts` per layer for one run (the grid asks for many cells per layer)."""
+    """Memoises :func:`layer_expert_pos_counts` per layer for one run (the grid asks for many cells per layer).
+
+    :meth:`fill` counts every layer in one pass over the run, a chunk of tokens at a time (a background thread can
+    run it while the grid is browsed: each chunk holds the interpreter only a few milliseconds); until it is done,
+    :meth:`counts` counts the layer it is asked for."""
 
     def __init__(self, experts: np.ndarray, pos: np.ndarray, n_experts: int, n_pos: int) -> None:
         self.experts, self.pos, self.n_experts, self.n_pos = experts, np.asarray(pos), n_experts, n_pos
@@ -97,6 +101,27 @@ class LayerStatsCache:
                 self.experts, self.pos, layer_idx, self.n_experts, self.n_pos
             )
         return c
+
+    def fill(self, chunk_tokens: int = 1 << 16, should_stop=None) -> bool:
+        """Count every layer (``[L, n_experts, n_pos]``), chunk by chunk; returns False if ``should_stop()`` said so.
+
+        Same numbers as :meth:`counts` layer by layer: a token counts once for each of its top-k experts."""
+        T, L = int(self.experts.shape[0]), int(self.experts.shape[1])
+        N, P = self.n_experts, self.n_pos
+        total = np.zeros(L * N * P, dtype=np.int64)
+        base = (np.arange(L, dtype=np.int64) * N * P)[None, :, None]
+        for a in range(0, T, chunk_tokens):
+            if should_stop is not None and should_stop():
+                return False
+            p = self.pos[a:a + chunk_tokens].astype(np.int64)
+            keep = p >= 0
+            e = np.asarray(self.experts[a:a + chunk_tokens])[keep].astype(np.int64)   # [n, L, k]
+            packed = base + e * P + p[keep][:, None, None]
+            total += np.bincount(packed.ravel(), minlength=L * N * P)
+        per_layer = total.reshape(L, N, P)
+        for li in range(L):
+            self._counts.setdefault(li, per_layer[li])
+        return True
 
     def distribution(self, layer_idx: int, expert: int) -> np.ndarray:
         row = self.counts(layer_idx)[expert].astype(np.float64)

@@ -97,12 +97,16 @@ class RunView:
         vocabulary, which is lower-cased and sorted once: nothing is built per token)."""
         mask = np.asarray(run.analysis_mask(), dtype=bool)
         tok = np.flatnonzero(mask)
-        experts = np.asarray(run.experts)[mask]
-        pos = np.asarray(run.pos)[mask].astype(np.int64)
-        token_ids = np.asarray(run.token_ids)[mask].astype(np.int64)
+
+        def keep(a) -> np.ndarray:  # np.compress: several times faster than boolean indexing on [T, L, k]
+            return np.compress(mask, np.asarray(a), axis=0)
+
+        experts = keep(run.experts)
+        pos = keep(run.pos).astype(np.int64)
+        token_ids = keep(run.token_ids).astype(np.int64)
         offsets = np.asarray(run.sentence_offsets, dtype=np.int64)
-        sentence = (np.searchsorted(offsets, tok, side="right") - 1).astype(np.int64)
-        wi = np.asarray(run.word_index)[mask].astype(np.int64)
+        sentence = keep(np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)))
+        wi = keep(run.word_index).astype(np.int64)
         del mask
         lowered = [f.lower() for f in run.forms.tolist()] + [""]
         form_vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)

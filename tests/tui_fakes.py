@@ -41,6 +41,21 @@ class FakeRun:
     def analysis_mask(self) -> np.ndarray:
         return self.pos >= 0
 
+    # the columnar text a cache Run has (moe_tui.cache.columns), derived from the records
+    @property
+    def _text(self):
+        from moe_tui.cache.columns import TextColumns
+
+        got = self.__dict__.get("_text_columns")
+        if got is None:
+            got = self.__dict__["_text_columns"] = TextColumns.from_records(self.sentences)
+        return got
+
+    texts = property(lambda self: self._text.texts)
+    forms = property(lambda self: self._text.forms)
+    word_offsets = property(lambda self: self._text.word_offsets)
+    word_form = property(lambda self: self._text.word_form)
+
 
 def fake_run(n_layers: int = 6, n_experts: int = 8, top_k: int = 2, sentences=None, seed: int = 0,
              run_id: str = "fakerun000000001") -> FakeRun:
@@ -146,7 +161,7 @@ class TmuxApp:
     ``env`` is the app's environment; the server is killed by :meth:`close` (use as a context manager).
     """
 
-    def __init__(self, tmux: str, env: dict[str, str], *, size: tuple[int, int] = (120, 40)):
+    def __init__(self, tmux: str, env: dict[str, str], *, size: tuple[int, int] = (120, 40), args: tuple = ()):
         import os
         import shlex
         import subprocess
@@ -157,6 +172,8 @@ class TmuxApp:
         script = repo / ".venv" / "bin" / "moe-tui"
         prog = shlex.quote(str(script)) if script.exists() else \
             f"{shlex.quote(sys.executable)} -c 'from moe_tui.tui.app import run_app; run_app()'"
+        if args:
+            prog += " " + " ".join(shlex.quote(str(a)) for a in args)
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         self.T = [tmux, "-L", f"moe_e2e_{os.getpid()}_{id(self)}"]
         subprocess.run(self.T + ["new-session", "-d", "-s", "e2e", "-x", str(size[0]), "-y", str(size[1]),

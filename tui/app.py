@@ -84,6 +84,7 @@ class MoeTuiApp(App):
         run_store: Callable[[], object] | None = None,
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
+        open_run: object | None = None,
     ) -> None:
         self._settings_error: str | None = None
         if settings is None:
@@ -112,6 +113,7 @@ class MoeTuiApp(App):
         self.report_options = None          # moe_tui.core.report.ReportOptions for the panes (None: defaults / env)
         self.last_report_dir: str | None = None
         self._too_small = None
+        self.initial_run = open_run          # a cache Run opened before the app started (`moe-tui open RUN`)
         if demo:
             from moe_tui.tui.discovery import demo_corpus, demo_entry
 
@@ -128,7 +130,11 @@ class MoeTuiApp(App):
         from moe_tui.tui.screens.home import HomeScreen
 
         self.push_screen(HomeScreen())
-        if self.demo and self.selected_model and self.initial_data:
+        if self.initial_run is not None:
+            from moe_tui.tui.screens.grid import GridScreen
+
+            self.push_screen(GridScreen(self.initial_run))
+        elif self.demo and self.selected_model and self.initial_data:
             # the demo opens on something real: extract (a cache hit after the first time), then the grid
             self.call_after_refresh(self.action_run_extraction)
         if self._settings_error:
@@ -340,8 +346,16 @@ class MoeTuiApp(App):
         self.show_error("Cannot open run", msg.message)
 
 
-def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False) -> int:
-    """Entry point used by ``moe-tui`` with no subcommand. Returns the process exit code."""
-    app = MoeTuiApp(models=models, data=data, demo=demo)
+def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False, *,
+            open_run: object | None = None, cache_dir: str | None = None) -> int:
+    """Entry point used by ``moe-tui`` with no subcommand (and by ``moe-tui open RUN``, with the run already
+    opened: the app starts on its routing grid). Returns the process exit code."""
+    store = None
+    if cache_dir:
+        def store():
+            from moe_tui.cache.store import RunStore
+
+            return RunStore(cache_dir)
+    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store)
     app.run()
     return int(app.return_code or 0)

@@ -206,9 +206,13 @@ async def test_search_filters_sentences(tmp_path):
         await pilot.press("slash")
         assert app.focused is screen.query_one("#search")
         await pilot.press(*"winter")
-        await pilot.pause()
+        for _ in range(100):  # the search runs in a worker; matches arrive as messages
+            await pilot.pause(0.02)
+            if not screen.searching:
+                break
         ol = screen.query_one("#sentence-list")
-        assert ol.option_count == 1
+        assert ol.n_rows == 1 and ol.sentence_at(0) == 3
+        assert "1 match" in screen_text(app)
         await pilot.press("enter")
         await pilot.pause()
         assert screen.sentence_index == 3

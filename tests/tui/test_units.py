@@ -72,6 +72,10 @@ def test_core_inspect_numbers():
     cache = LayerStatsCache(experts, pos, 3, 2)
     assert cache.share_of_pos(0, 1, 0) == 0.5
     np.testing.assert_allclose(cache.distribution(0, 2), [0.5, 0.5])
+    # fill(): every layer in one chunked pass, the same hand-counted numbers (chunks of 3 tokens: 2 chunks)
+    filled = LayerStatsCache(experts, pos, 3, 2)
+    assert filled.fill(chunk_tokens=3) and filled.counts(0).tolist() == [[2, 0], [1, 1], [1, 1]]
+    assert not LayerStatsCache(experts, pos, 3, 2).fill(should_stop=lambda: True)
     w = np.array([[[0.7, 0.3]]] * 4, dtype=np.float16)
     path = token_path(experts, w, 1, [5])
     assert path[0].layer == 5 and path[0].experts == (0, 2) and abs(path[0].weights[0] - 0.7) < 1e-3

@@ -21,6 +21,7 @@ from textual.strip import Strip
 
 from moe_tui.tui.runview import SentenceData, display_token
 from moe_tui.tui.widgets.palette import expert_style, pos_fg, pos_style
+from moe_tui.tui.widgets.virtual import set_virtual_size
 
 HEADER_ROWS = 2
 CHUNK = 16          # tokens per cached strip piece in top-1 mode (~96 cells): only visible pieces are ever built
@@ -61,6 +62,9 @@ class RoutingGrid(ScrollView, can_focus=True):
         self.n_experts = 1
         self.top_k = 1
         self._cache: LRUCache[tuple, Strip] = LRUCache(8192)
+        # whole screen lines by (sentence, line, scroll x, width, mode, highlight, cursor column): going back to a
+        # sentence or a mode gives Textual the same Strip objects, whose filtered and divided forms it has cached
+        self._lines: LRUCache[tuple, Strip] = LRUCache(2048)
         self._segs: dict[tuple, Segment] = {}       # one Segment per (mode, slot, expert, emphasis): reused by every cell
         self._style_cache: dict[str, Style] | None = None
         self._digits = 1
@@ -106,13 +110,13 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         size = Size(self._label_w + self.n_tokens * self.cell_width, self.n_layers + HEADER_ROWS)
-        if self.virtual_size != size:  # a changed virtual size costs a screen layout: only when it really changes
-            self.virtual_size = size
+        set_virtual_size(self, size)  # no screen layout unless a scrollbar appears or goes
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._style_cache = None
         self._cache.clear()
+        self._lines.clear()
         self._segs.clear()
 
     def watch_show_all_k(self) -> None:
@@ -305,10 +309,21 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        if self.data is None or self.n_tokens == 0:
+            return Strip.blank(width, self._styles()["base"])
+        sx, sy = self.scroll_offset
+        row = y if y < HEADER_ROWS else sy + y - HEADER_ROWS + HEADER_ROWS
+        on_cursor = y < HEADER_ROWS or row - HEADER_ROWS == self.cursor[0]
+        key = (self.data.start, self.data.n_tokens, row, sx, width, self.show_all_k, self.colour_mode, self.highlight,
+               self.cursor[1] if on_cursor else None, self._label_w)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._lines[key] = self._render_line(y, width)
+        return strip
+
+    def _render_line(self, y: int, width: int) -> Strip:
         st = self._styles()
         base = st["base"]
-        if self.data is None or self.n_tokens == 0:
-            return Strip.blank(width, base)
         sx, sy = self.scroll_offset
         lw = self._label_w
         body_w = max(0, width - lw)
