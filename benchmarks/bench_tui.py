@@ -18,16 +18,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from tests.tui_fakes import UPOS, FakeRun, FakeStore, fake_inspect
+from tests.tui_fakes import UPOS, fake_inspect
 
 
-def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, seed: int = 0) -> FakeRun:
+def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, seed: int = 0,
+            root: Path | None = None):
+    """A real run (written by the run writer into ``root``, a temporary folder by default) of ``sentences``
+    sentences of ``tokens`` tokens each, one word per token; returns it opened."""
+    from moe_tui.cache.store import RunStore, write_run
+
     rng = np.random.default_rng(seed)
     T = tokens * sentences
     pos = rng.integers(0, len(UPOS), T).astype(np.int16)
@@ -47,12 +54,15 @@ def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, 
             c += len(word) + 1
         sents.append({"id": f"s{s}", "text": text, "words": meta, "tokens": ["Ġ" + x for x in words]})
     wi = np.tile(np.arange(tokens, dtype=np.int32), sentences)
-    return FakeRun(path=Path("/bench"), manifest={"model": {"name_or_path": "bench"}, "corpus": {"path": "bench"},
-                                                   "created": "-"},
-                   run_id="bench000000000000", token_ids=np.arange(T, dtype=np.int32), sentence_offsets=offs,
-                   word_index=wi, pos=pos, special=np.zeros(T, bool), crossing=np.zeros(T, bool),
-                   offsets=np.zeros((T, 2), np.int32), experts=ex, weights=w, sentences=sents, tags=UPOS,
-                   moe_layers=list(range(layers)), num_experts=experts, top_k=k)
+    arrays = {"token_ids": np.arange(T, dtype=np.int32), "sentence_offsets": offs, "word_index": wi, "pos": pos,
+              "special": np.zeros(T, bool), "crossing": np.zeros(T, bool), "offsets": np.zeros((T, 2), np.int32),
+              "experts": ex, "weights": w}
+    extra = {"model": {"name_or_path": "bench", "moe_layers": list(range(layers)), "num_experts": experts,
+                       "top_k": k}, "tagset": {"name": "upos", "tags": list(UPOS)}, "corpus": {"path": "bench"}}
+    root = Path(root or tempfile.mkdtemp(prefix="moe-tui-bench-tui-"))
+    run_dir = write_run(root / "bench000000000000", {"bench": [tokens, layers, experts, k, sentences, seed]},
+                        arrays, sents, extra)
+    return RunStore(root).open(run_dir.name)
 
 
 class FrameClock:
@@ -113,13 +123,14 @@ class FrameClock:
 
 
 async def bench(args) -> dict:
+    from moe_tui.cache.store import RunStore
     from moe_tui.tui.app import MoeTuiApp
     from moe_tui.tui.screens.grid import GridScreen
     from moe_tui.tui.settings import Settings
     from moe_tui.tui.widgets.routing_grid import RoutingGrid
 
     run = big_run(args.tokens, args.layers, args.experts, args.k)
-    app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: FakeStore({run.run_id: run}),
+    app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: RunStore(run.path.parent),
                     scan_hf_cache=False)
     res: dict = {}
     async with app.run_test(size=(args.width, args.height)) as pilot:
@@ -165,6 +176,7 @@ async def bench(args) -> dict:
                     settled.append(b)
             res[name] = (lat, settled)
         res["grid"] = f"{grid.n_tokens} tokens × {grid.n_layers} layers, N={args.experts}, k={args.k}"
+    shutil.rmtree(run.path.parent, ignore_errors=True)
     return res
 
 

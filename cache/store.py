@@ -384,6 +384,16 @@ class RunWriter:
                     outs[k].arr[dest] = part
                 shard = None
             template = None
+            # every token's word must be one of its sentence's words (readers index words by array arithmetic)
+            wi = outs["word_index"].arr
+            n_words = np.diff(np.asarray(text.word_offsets))
+            sent = np.repeat(np.arange(n_sent, dtype=np.int64), lengths)
+            bad = np.flatnonzero(wi >= n_words[sent])
+            if bad.size:
+                t = int(bad[0])
+                raise CacheError(f"run {self.run_dir.name}: token {t - int(sentence_offsets[sent[t]])} of sentence "
+                                 f"{int(sent[t])} names word {int(wi[t])}, but the sentence has {int(n_words[sent[t]])}")
+            del wi, sent
             for k in keys:
                 outs[k].commit()
         except BaseException:

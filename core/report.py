@@ -96,28 +96,29 @@ class RunView:
         ``word_offsets[sentence] + word_index``, its form ``word_form`` of that word (an id into the run's form
         vocabulary, which is lower-cased and sorted once: nothing is built per token)."""
         mask = np.asarray(run.analysis_mask(), dtype=bool)
-        tok = np.flatnonzero(mask)
 
         def keep(a) -> np.ndarray:  # np.compress: several times faster than boolean indexing on [T, L, k]
             return np.compress(mask, np.asarray(a), axis=0)
 
         experts = keep(run.experts)
         pos = keep(run.pos).astype(np.int64)
-        token_ids = keep(run.token_ids).astype(np.int64)
+        token_ids = keep(run.token_ids)
         offsets = np.asarray(run.sentence_offsets, dtype=np.int64)
-        sentence = keep(np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets)))
+        kept_before = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])  # analysed tokens before each token
+        sentence = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
+                             kept_before[offsets[1:]] - kept_before[offsets[:-1]])
         wi = keep(run.word_index).astype(np.int64)
-        del mask
         lowered = [f.lower() for f in run.forms.tolist()] + [""]
         form_vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)
         lower_id = lower_id.reshape(-1).astype(np.int64)
         no_word = len(lowered) - 1
-        word_offsets = np.asarray(run.word_offsets, dtype=np.int64)
         word_form = np.asarray(run.word_form)
-        gw = word_offsets[sentence] + wi if tok.size else wi
-        ok = (wi >= 0) & (gw < word_offsets[sentence + 1]) if tok.size else wi >= 0
-        vocab_id = np.full(len(tok), no_word, dtype=np.int64)
-        vocab_id[ok] = word_form[gw[ok]]
+        # the writer checked that every word index is inside its sentence's words
+        gw = np.asarray(run.word_offsets, dtype=np.int64)[sentence] + wi
+        if len(word_form):
+            vocab_id = np.where(wi >= 0, word_form[np.clip(gw, 0, len(word_form) - 1)], no_word)
+        else:
+            vocab_id = np.full(len(wi), no_word, dtype=np.int64)
         form_ids = lower_id[vocab_id]
         return cls(
             model=str(run.manifest["model"]["name_or_path"]),

@@ -129,12 +129,15 @@ class MoeTuiApp(App):
             self.theme = self.settings.theme
         from moe_tui.tui.screens.home import HomeScreen
 
-        self.push_screen(HomeScreen())
         if self.initial_run is not None:
+            # `moe-tui open RUN`: the grid alone (the home screen is made when first needed: it would cost the
+            # grid's first frame about a tenth of a second)
             from moe_tui.tui.screens.grid import GridScreen
 
             self.push_screen(GridScreen(self.initial_run))
-        elif self.demo and self.selected_model and self.initial_data:
+            return
+        self.push_screen(HomeScreen())
+        if self.demo and self.selected_model and self.initial_data:
             # the demo opens on something real: extract (a cache hit after the first time), then the grid
             self.call_after_refresh(self.action_run_extraction)
         if self._settings_error:
@@ -184,9 +187,22 @@ class MoeTuiApp(App):
 
     def action_go_home(self) -> None:
         home = self._home()
-        if home is None:
+        if home is None:  # opened on a run: the home screen takes the place of everything above the app's base
+            from moe_tui.tui.screens.home import HomeScreen
+
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            self.switch_screen(HomeScreen())
+            self.call_after_refresh(self._check_size)
             return
         while self.screen is not home and len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def back_from(self, screen) -> None:
+        """Leave ``screen`` (the top one): to the screen below it, or home when nothing real is below."""
+        if len(self.screen_stack) <= 2 and self._home() is None:
+            self.action_go_home()
+        else:
             self.pop_screen()
 
     def action_show_progress(self) -> None:
@@ -227,6 +243,8 @@ class MoeTuiApp(App):
             return
         home = self._home()
         if home is None:
+            self.action_go_home()
+            self.notify("Choose a model and a corpus here, then ctrl+r", timeout=5)
             return
         try:
             fields = home.extract_request_fields()

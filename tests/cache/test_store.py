@@ -376,6 +376,17 @@ def test_finalize_refuses_pieces_that_do_not_match_the_tokens(tmp_path):
     assert not (tmp_path / "r" / "manifest.json").exists()
 
 
+def test_finalize_refuses_a_word_index_outside_its_sentence(tmp_path):
+    w = RunWriter(tmp_path / "r", {"z": 3})
+    w.begin()
+    shard = _shard([0, 1], [3, 2], 0)
+    shard["word_index"][4] = 2  # sentence 1 has 2 words
+    w.write_shard(0, shard)
+    with pytest.raises(CacheError, match="token 1 of sentence 1 names word 2, but the sentence has 2"):
+        w.finalize(1, _sentences([3, 2]), _manifest_extra())
+    assert not (tmp_path / "r" / "manifest.json").exists() and not list((tmp_path / "r").glob(".*tmp*"))
+
+
 def test_first_open_after_writing_does_not_hash_again(tmp_path, monkeypatch):
     """The writer stamps the files it has just hashed: opening a fresh run only stats them (a large run opens fast),
     and a file changed afterwards is hashed again and caught."""

@@ -200,3 +200,29 @@ def test_open_command_opens_the_run_before_the_tui(tmp_path, monkeypatch):
     monkeypatch.setattr(moe_tui.tui.app, "run_app", fake_run_app)
     assert moe_tui.cli.main(["open", run.run_id[:6], "--cache-dir", str(tmp_path / "runs")]) == 0
     assert seen["open_run"].run_id == run.run_id and seen["cache_dir"] == str(tmp_path / "runs")
+
+
+@pytest.mark.slow
+async def test_open_makes_the_home_screen_only_when_asked(tmp_path):
+    from moe_tui.tui.screens.home import HomeScreen
+
+    run, _ = many_sentences_run(tmp_path / "runs")
+    app = make_app(tmp_path, run)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert not any(isinstance(s, HomeScreen) for s in app.screen_stack)
+        await pilot.press("s")            # a pane over the grid: back returns to the grid
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if type(app.screen).__name__ == "SpecScreen":
+                break
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, GridScreen)
+        await pilot.press("escape")       # back from the grid: home, with the run in its list
+        for _ in range(100):
+            await pilot.pause(0.02)
+            if isinstance(app.screen, HomeScreen):
+                break
+        assert isinstance(app.screen, HomeScreen)
+        assert "Models" in screen_text(app)

@@ -312,7 +312,7 @@ class GridScreen(Screen):
         if search.has_focus:
             self.grid.focus()
             return
-        self.app.pop_screen()
+        self.app.back_from(self)
 
     # ---- legend + side panel -----------------------------------------------------------------------------
     def _grid_mode_changed(self, *_args) -> None:
