@@ -10,6 +10,7 @@ A *string table* of ``n`` strings is two arrays, ``offsets int64 [n+1]`` (``offs
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -278,14 +279,16 @@ def search_strings(table: StringTable, query: str, *, start: int = 0, chunk_byte
             continue
         folded = np.insert(raw, off[i + 1:j + 1] - off[i], 0).tobytes().decode("utf-8", "replace").casefold()
         blob = folded.encode("utf-8")
-        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0)  # end of string i + m, for each m
+        # where string i + m ends, for each m (plain ints for bisect: this chunk's strings only)
+        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0).tolist()
         hits = []
-        pos = blob.find(q)
+        find, last = blob.find, len(ends) - 1
+        pos = find(q)
         while pos >= 0:
-            m = int(np.searchsorted(ends, pos))
+            m = bisect_left(ends, pos)
             hits.append(i + m)
-            if m + 1 >= len(ends):
+            if m >= last:
                 break
-            pos = blob.find(q, int(ends[m]) + 1)
+            pos = find(q, ends[m] + 1)
         yield np.asarray(hits, dtype=np.int64)
         i = j

@@ -316,10 +316,11 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
         nonlocal pending, n_pending
         if not pending:
             return
-        table = pa.concat_tables(pending).combine_chunks()
+        table = pa.concat_tables(pending)   # no copy: the chunks stay as they are
         start = 0
         while n_pending - start >= row_group_rows or (final and start < n_pending):
             size = min(row_group_rows, n_pending - start)
+            # one contiguous copy per row group, as write_table hands the writer slices of one table
             writer.write_table(table.slice(start, size).combine_chunks(), row_group_size=row_group_rows)
             start += size
         rest = table.slice(start)
