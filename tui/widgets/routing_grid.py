@@ -69,17 +69,20 @@ class RoutingGrid(ScrollView, can_focus=True):
         self._style_cache: dict[str, Style] | None = None
         self._digits = 1
         self._label_w = 4
+        self._data_key: tuple = ()
 
     # ---- data -------------------------------------------------------------------------------------------
     def set_data(self, data: SentenceData, moe_layers: list[int], n_experts: int, top_k: int) -> None:
+        shape = (list(moe_layers), max(1, int(n_experts)), max(1, int(top_k)))
+        if shape != (self.moe_layers, self.n_experts, self.top_k):  # another run's shape: nothing cached fits
+            self._cache.clear()
+            self._segs.clear()
+            self._lines.clear()
         self.data = data
-        self.moe_layers = list(moe_layers)
-        self.n_experts = max(1, int(n_experts))
-        self.top_k = max(1, int(top_k))
+        self._data_key = (data.start, data.n_tokens)   # strips of a sentence stay cached: going back is cheap
+        self.moe_layers, self.n_experts, self.top_k = shape
         self._digits = len(str(self.n_experts - 1))
         self._label_w = max(4, len(f"L{max(self.moe_layers, default=0)}") + 1)
-        self._cache.clear()
-        self._segs.clear()
         self._update_virtual_size()
         row, col = self.cursor
         self.set_reactive(RoutingGrid.cursor, (min(row, self.n_layers - 1), min(col, max(0, self.n_tokens - 1))))
@@ -148,7 +151,7 @@ class RoutingGrid(ScrollView, can_focus=True):
         return range(c * n, min(self.n_tokens, (c + 1) * n))
 
     def _header_chunk(self, which: int, c: int) -> Strip:
-        key = ("h", which, c, self.cell_width, self.colour_mode)
+        key = ("h", self._data_key, which, c, self.cell_width, self.colour_mode)
         strip = self._cache.get(key)
         if strip is not None:
             return strip
@@ -197,7 +200,7 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def _row_chunk(self, layer: int, c: int) -> Strip:
         show_all, colour_mode, hl = self.show_all_k, self.colour_mode, self.highlight
-        key = ("r", layer, c, show_all, colour_mode, hl)
+        key = ("r", self._data_key, layer, c, show_all, colour_mode, hl)
         strip = self._cache.get(key)
         if strip is not None:
             return strip
@@ -314,7 +317,7 @@ class RoutingGrid(ScrollView, can_focus=True):
         sx, sy = self.scroll_offset
         row = y if y < HEADER_ROWS else sy + y - HEADER_ROWS + HEADER_ROWS
         on_cursor = y < HEADER_ROWS or row - HEADER_ROWS == self.cursor[0]
-        key = (self.data.start, self.data.n_tokens, row, sx, width, self.show_all_k, self.colour_mode, self.highlight,
+        key = (self._data_key, row, sx, width, self.show_all_k, self.colour_mode, self.highlight,
                self.cursor[1] if on_cursor else None, self._label_w)
         strip = self._lines.get(key)
         if strip is None:

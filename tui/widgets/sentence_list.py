@@ -218,7 +218,7 @@ class SentenceList(ScrollView, can_focus=True):
         return strip
 
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        width = self.scrollable_content_region.width  # without the vertical scrollbar
         base = self._style("base")
         pos = int(self.scroll_offset.y) + y
         n = self.n_rows
