@@ -43,7 +43,7 @@ import numpy as np
 
 from moe_tui.cache.columns import SentenceRecords, StringTable, TextColumns
 from moe_tui.errors import CacheError, RunCorruptError
-from moe_tui.fileio import atomic_write_bytes, atomic_write_json, canonical_json
+from moe_tui.fileio import atomic_write_bytes, atomic_write_json, canonical_json, fsync_dir
 
 SCHEMA_VERSION = 2
 # per-token arrays every shard carries (a shard may carry more, e.g. logits: they are merged the same way)
@@ -150,6 +150,21 @@ def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
+def _reserve(path: Path) -> None:
+    """Allocate a (sparse) file's blocks now: a full disk is then an ``OSError`` here, not a SIGBUS later when the
+    memory map is written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
 class _NpyOut:
     """An ``.npy`` file filled in place through a memory map under a temporary name, then fsynced and renamed:
     a merge of many shards needs no more memory than one shard."""
@@ -159,6 +174,7 @@ class _NpyOut:
         self.tmp = _tmp_name(self.path)
         try:
             self.arr = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+            _reserve(self.tmp)
         except OSError as exc:
             self.discard()
             raise CacheError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
@@ -176,6 +192,7 @@ class _NpyOut:
         except OSError as exc:
             self.discard()
             raise CacheError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        fsync_dir(self.path.parent)
 
     def discard(self) -> None:
         self.__dict__.pop("arr", None)

@@ -435,3 +435,36 @@ def test_opening_a_run_builds_nothing_per_sentence(tmp_path):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 400_000, peak
+
+
+def test_disk_full_while_merging_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    """The merged arrays are written through memory maps; their blocks are reserved first, so a full disk is one
+    CacheError (not a SIGBUS while writing the map). Nothing half-written stays; the shards do, and a second
+    finalize completes the run."""
+    import errno
+
+    import moe_tui.cache.store as store_mod
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate on this platform")
+    rid = run_id_for({"full": 1})
+    w = RunWriter(tmp_path / rid, {"full": 1})
+    w.begin()
+    w.write_shard(0, _shard([2, 0], [4, 3], 0))
+    w.write_shard(1, _shard([1], [2], 1))
+    real = os.posix_fallocate
+
+    def full(fd, offset, length):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"weights.npy.tmp-{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(store_mod.os, "posix_fallocate", full)
+    with pytest.raises(CacheError, match=r"cannot write .*weights\.npy: No space left on device"):
+        w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    assert not (tmp_path / rid / "manifest.json").exists()
+    assert [p.name for p in (tmp_path / rid).iterdir() if ".tmp-" in p.name] == []
+    assert w.done_shards(2) == {0, 1}
+    monkeypatch.undo()
+    w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    assert RunStore(tmp_path).open(rid).experts.shape == (9, L, K)
