@@ -65,6 +65,79 @@ PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
 # Run view
 
 
+class _RunKeys:
+    """The analysed tokens of a run (``analysis_mask``) and their keys, each computed once when first asked for."""
+
+    def __init__(self, run: Any):
+        self.run = run
+        self.mask = np.asarray(run.analysis_mask(), dtype=bool)
+        self._sentence: np.ndarray | None = None
+        self._forms: tuple[np.ndarray, tuple[str, ...]] | None = None
+
+    def keep(self, a) -> np.ndarray:
+        """The analysed tokens' rows of a per-token array (np.compress: several times faster than a boolean index
+        on ``[T, L, k]``)."""
+        return np.compress(self.mask, np.asarray(a), axis=0)
+
+    def sentence(self) -> np.ndarray:
+        if self._sentence is None:
+            offsets = np.asarray(self.run.sentence_offsets, dtype=np.int64)
+            kept_before = np.concatenate([[0], np.cumsum(self.mask, dtype=np.int64)])
+            self._sentence = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
+                                       kept_before[offsets[1:]] - kept_before[offsets[:-1]])
+        return self._sentence
+
+    def _form_keys(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        if self._forms is None:
+            run = self.run
+            wi = self.keep(run.word_index).astype(np.int64)
+            lowered = [f.lower() for f in run.forms.tolist()] + [""]
+            vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)
+            lower_id = lower_id.reshape(-1).astype(np.int64)
+            no_word = len(lowered) - 1
+            word_form = np.asarray(run.word_form)
+            # the writer checked that every word index is inside its sentence's words
+            gw = np.asarray(run.word_offsets, dtype=np.int64)[self.sentence()] + wi
+            if len(word_form):
+                vocab_id = np.where(wi >= 0, word_form[np.clip(gw, 0, len(word_form) - 1)], no_word)
+            else:
+                vocab_id = np.full(len(wi), no_word, dtype=np.int64)
+            self._forms = (lower_id[vocab_id], tuple(vocab.tolist()))
+        return self._forms
+
+    def form_ids(self) -> np.ndarray:
+        return self._form_keys()[0]
+
+    def form_vocab(self) -> tuple[str, ...]:
+        return self._form_keys()[1]
+
+
+class _Deferred:
+    """A :class:`RunView` field given as a value, or as a function computing it on first use: ``from_run`` defers
+    the per-token keys that only the probes and controls need (sentence, token ids, form ids), so the routing
+    tables of a large run never build them."""
+
+    def __init__(self, default: Any = None):
+        self.default = default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self.default  # the dataclass field's default
+        value = obj.__dict__.get(self.slot, self.default)
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+    def ready(self, obj) -> bool:
+        return not callable(obj.__dict__.get(self.slot))
+
+
 @dataclass
 class RunView:
     """What a report needs from one run: analysed tokens only (special / unaligned excluded).
@@ -73,7 +146,8 @@ class RunView:
     lower-cased form of the token's word in ``form_vocab``; ids follow the sorted order of the forms, so grouping
     by id is grouping by form), ``sentence [T]`` sentence index in the run, ``token_ids [T]``. ``form_vocab``
     holds the distinct lower-cased forms, sorted (``""``: a token without a word). ``moe_layers`` lists the
-    ``L`` decoder-layer indices.
+    ``L`` decoder-layer indices. ``form_ids``, ``sentence``, ``token_ids`` and ``form_vocab`` may be given as
+    functions: they are then computed on first use.
     """
 
     model: str
@@ -84,42 +158,19 @@ class RunView:
     top_k: int
     experts: np.ndarray
     pos: np.ndarray
-    form_ids: np.ndarray
-    sentence: np.ndarray
-    token_ids: np.ndarray
-    form_vocab: Sequence[str] = ()
+    form_ids: np.ndarray = _Deferred()
+    sentence: np.ndarray = _Deferred()
+    token_ids: np.ndarray = _Deferred()
+    form_vocab: Sequence[str] = _Deferred(default=())
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_run(cls, run: Any) -> "RunView":
-        """Build from a cache ``Run``, vectorised: keeps tokens of ``run.analysis_mask()``; a token's word is
-        ``word_offsets[sentence] + word_index``, its form ``word_form`` of that word (an id into the run's form
-        vocabulary, which is lower-cased and sorted once: nothing is built per token)."""
-        mask = np.asarray(run.analysis_mask(), dtype=bool)
-
-        def keep(a) -> np.ndarray:  # np.compress: several times faster than boolean indexing on [T, L, k]
-            return np.compress(mask, np.asarray(a), axis=0)
-
-        experts = keep(run.experts)
-        pos = keep(run.pos).astype(np.int64)
-        token_ids = keep(run.token_ids)
-        offsets = np.asarray(run.sentence_offsets, dtype=np.int64)
-        kept_before = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])  # analysed tokens before each token
-        sentence = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
-                             kept_before[offsets[1:]] - kept_before[offsets[:-1]])
-        wi = keep(run.word_index).astype(np.int64)
-        lowered = [f.lower() for f in run.forms.tolist()] + [""]
-        form_vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)
-        lower_id = lower_id.reshape(-1).astype(np.int64)
-        no_word = len(lowered) - 1
-        word_form = np.asarray(run.word_form)
-        # the writer checked that every word index is inside its sentence's words
-        gw = np.asarray(run.word_offsets, dtype=np.int64)[sentence] + wi
-        if len(word_form):
-            vocab_id = np.where(wi >= 0, word_form[np.clip(gw, 0, len(word_form) - 1)], no_word)
-        else:
-            vocab_id = np.full(len(wi), no_word, dtype=np.int64)
-        form_ids = lower_id[vocab_id]
+        """Build from a cache ``Run``: the analysed tokens' experts and POS now (``run.analysis_mask()``), the
+        per-token keys on first use, all with array operations: a token's word is ``word_offsets[sentence] +
+        word_index``, its form ``word_form`` of that word (an id into the run's vocabulary, which is lower-cased
+        and sorted once: nothing is built per token)."""
+        keys = _RunKeys(run)
         return cls(
             model=str(run.manifest["model"]["name_or_path"]),
             run_id=str(run.run_id),
@@ -127,12 +178,12 @@ class RunView:
             moe_layers=[int(x) for x in run.moe_layers],
             n_experts=int(run.num_experts),
             top_k=int(run.top_k),
-            experts=experts,
-            pos=pos,
-            form_ids=form_ids,
-            sentence=sentence,
-            token_ids=token_ids,
-            form_vocab=tuple(form_vocab.tolist()),
+            experts=keys.keep(run.experts),
+            pos=keys.keep(run.pos).astype(np.int64),
+            form_ids=keys.form_ids,
+            sentence=keys.sentence,
+            token_ids=lambda: keys.keep(run.token_ids),
+            form_vocab=keys.form_vocab,
         )
 
     def form_strings(self) -> np.ndarray:
@@ -184,6 +235,8 @@ class RunView:
         if self.experts.shape[2] != self.top_k:
             raise ReportError(f"{where}: experts has k={self.experts.shape[2]} but top_k={self.top_k}")
         for name in ("pos", "form_ids", "sentence", "token_ids"):
+            if name != "pos" and not RunView.__dict__[name].ready(self):
+                continue  # computed later from the same analysed tokens
             if len(getattr(self, name)) != T:
                 raise ReportError(f"{where}: {name} has {len(getattr(self, name))} tokens, experts has {T}")
         if self.pos.min() < 0 or self.pos.max() >= self.n_pos:

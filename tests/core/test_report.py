@@ -58,6 +58,13 @@ def test_from_run_uses_mask_words_and_offsets(tmp_path):
     assert v.pos.tolist() == [0, 1, 1, 2]
     assert v.token_ids.tolist() == [10, 11, 12, 13]
     np.testing.assert_array_equal(v.experts, experts[[1, 2, 3, 5]])
+    # the per-token keys are computed when first asked for: routing tables never build them
+    lazy = RunView.from_run(run)
+    assert not RunView.__dict__["form_ids"].ready(lazy) and not RunView.__dict__["sentence"].ready(lazy)
+    tables = report_tables(lazy)
+    assert not RunView.__dict__["form_ids"].ready(lazy) and tables["pos_counts"]["rows"][0][:2] == ["DET", 1]
+    assert lazy.form_ids.tolist() == [3, 1, 1, 2] and lazy.sentence.tolist() == [0, 0, 0, 1]
+    assert RunView.__dict__["form_ids"].ready(lazy) and lazy.token_ids.tolist() == [10, 11, 12, 13]
 
 
 def test_write_report_basic_columns_and_values(tmp_path):

@@ -31,6 +31,7 @@ from moe_tui.tui.widgets.text_panel import ScrollingTextBox, TextBox
 SIDE_PANEL_DELAY_S = 0.04
 IDLE_GC_S = 1.0     # a full garbage collection runs after this long without a key, when one is coming due
 GC_GEN2_THRESHOLD = 100
+SEARCH_POST_S = 0.08  # a running search shows its new matches at most this often
 LEGEND_MAX_IDS = 96
 _B = Style(bold=True)
 _DIM = Style(dim=True)
@@ -66,6 +67,7 @@ class SearchHits(Message):
     generation: int
     hits: np.ndarray
     done: bool
+    error: str = ""
 
 
 class GridScreen(Screen):
@@ -183,11 +185,24 @@ class GridScreen(Screen):
         from moe_tui.cache.columns import search_strings
 
         worker = get_current_worker()
-        for hits in search_strings(self.texts, query):
-            if worker.is_cancelled or generation != self._search_gen:
-                return
-            self.post_message(SearchHits(generation, hits, False))
-        self.post_message(SearchHits(generation, np.zeros(0, dtype=np.int64), True))
+        pending: list[np.ndarray] = []
+        last = 0.0
+        try:
+            for hits in search_strings(self.texts, query):
+                if worker.is_cancelled or generation != self._search_gen:
+                    return
+                if len(hits):
+                    pending.append(hits)
+                now = time.monotonic()
+                if pending and now - last >= SEARCH_POST_S:  # the list grows a few times a second, not per chunk
+                    self.post_message(SearchHits(generation, np.concatenate(pending), False))
+                    pending, last = [], now
+        except Exception as exc:  # noqa: BLE001 - said on the search box, the matches so far stay listed
+            self.post_message(SearchHits(generation, np.zeros(0, dtype=np.int64), True,
+                                         f"search failed: {type(exc).__name__}: {exc}"))
+            return
+        rest = np.concatenate(pending) if pending else np.zeros(0, dtype=np.int64)
+        self.post_message(SearchHits(generation, rest, True))
 
     @on(SearchHits)
     def _search_hits(self, msg: SearchHits) -> None:
@@ -198,6 +213,9 @@ class GridScreen(Screen):
         if msg.done:
             self.searching = False
             status = "no sentence matches" if n == 0 else f"{n:,} match{'es' if n != 1 else ''}"
+            if msg.error:
+                status = "search failed"
+                self.notify(msg.error, title="Search failed", severity="error", markup=False)
         else:
             status = f"searching… {n:,}"
         self.query_one("#search", Input).border_subtitle = status

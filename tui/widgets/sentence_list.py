@@ -31,7 +31,7 @@ class SentenceList(ScrollView, can_focus=True):
     """
 
     DEFAULT_CSS = """
-    SentenceList { background: $surface; overflow-x: hidden; }
+    SentenceList { background: $surface; overflow-x: hidden; overflow-y: scroll; }
     SentenceList > .sentence-list--number { color: $text-muted; }
     SentenceList > .sentence-list--cursor { background: $accent 40%; text-style: bold; }
     SentenceList:focus > .sentence-list--cursor { background: $accent; }
@@ -106,7 +106,8 @@ class SentenceList(ScrollView, can_focus=True):
         self.status = status
         self.set_reactive(SentenceList.cursor, 0)
         self._resize()
-        self.scroll_to(0, 0, animate=False, immediate=True)
+        if self.scroll_offset.y:  # a scroll costs the screen a (scroll) layout: only when there is one to undo
+            self.scroll_to(0, 0, animate=False, immediate=True)
         self.refresh()
 
     def append_rows(self, more: np.ndarray, status: str = "") -> None:
