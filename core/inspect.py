@@ -22,13 +22,11 @@ def layer_expert_pos_counts(
     """
     pos = np.asarray(pos)
     keep = pos >= 0
-    e = np.asarray(experts[:, layer_idx, :])
-    if ranks is not None:
-        e = e[:, :ranks]
-    e = e[keep].astype(np.int64)
-    p = pos[keep].astype(np.int64)
-    k = e.shape[1] if e.ndim == 2 else 1
-    packed = e * n_pos + np.repeat(p, k).reshape(-1, k)
+    e = np.asarray(experts[:, layer_idx, : ranks if ranks is not None else None])
+    p = pos
+    if not keep.all():
+        e, p = np.compress(keep, e, axis=0), pos[keep]
+    packed = e.astype(np.intp) * n_pos + p.astype(np.intp)[:, None]
     counts = np.bincount(packed.ravel(), minlength=n_experts * n_pos)
     return counts[: n_experts * n_pos].reshape(n_experts, n_pos)
 

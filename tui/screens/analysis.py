@@ -784,10 +784,9 @@ class KLScreen(PaneScreen):
 
     def bars_table(self, li: int, expert: int) -> dict:
         """The plotted numbers: the expert's POS shares (moe_tui.core.inspect) against the corpus shares (pos_counts)."""
-        from moe_tui.core.inspect import expert_pos_distribution
-
         view = self.data.view
-        dist = expert_pos_distribution(view.experts, view.pos, li, expert, view.n_pos, n_experts=view.n_experts)
+        row = np.asarray(view.counts())[li, expert].astype(np.float64)  # the view's counts, computed once per run
+        dist = row / row.sum() if row.sum() else row
         pc = _rows_as_dicts(self.tables["pos_counts"])
         layer = view.moe_layers[li]
         rows = [[tag, float(dist[p]), (pc[p]["percent"] or 0.0) / 100.0] for p, tag in enumerate(view.tags)]
