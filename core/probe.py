@@ -540,6 +540,9 @@ def tsne_embedding(
         ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, len(tokens))``; token_idx
         sorted ascending.
     """
+    from moe_tui.core.probe_engine import settle_torch_import
+
+    settle_torch_import()
     from openTSNE import TSNE
 
     experts = np.asarray(experts)

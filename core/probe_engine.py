@@ -388,7 +388,23 @@ def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categorie
 # scikit-learn engine
 
 
+def settle_torch_import(name: str = "torch") -> None:
+    """Wait until an import of ``name`` (torch) started by another thread has finished.
+
+    scikit-learn's array-API helpers (and openTSNE through them) read ``sys.modules["torch"].Tensor``
+    without importing torch; while another thread (the TUI's model inspection) is half-way through
+    ``import torch`` that attribute is missing. ``import torch`` here blocks on the module's import lock
+    until the other thread is done. Call before importing scikit-learn or openTSNE in a worker thread.
+    """
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        importlib.import_module(name)  # takes the module's import lock: returns once it is initialised
+
+
 def _onehot_sklearn(X: np.ndarray, n_cat: int):
+    settle_torch_import()
     from sklearn.preprocessing import OneHotEncoder
 
     enc = OneHotEncoder(categories=[np.arange(n_cat)] * X.shape[1], handle_unknown="ignore", sparse_output=True,
@@ -397,6 +413,7 @@ def _onehot_sklearn(X: np.ndarray, n_cat: int):
 
 
 def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, n_cat, cfg: MLPConfig) -> ProbeFit:
+    settle_torch_import()
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
