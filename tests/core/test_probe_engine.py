@@ -250,7 +250,7 @@ def test_device_choice():
             E.resolve_device(bad)
 
 
-def test_settle_waits_for_an_import_running_in_another_thread(tmp_path, monkeypatch):
+def test_settle_waits_for_an_import_running_in_another_thread():
     """scikit-learn reads sys.modules["torch"] without importing it: a half-imported module must be waited for."""
     import sys
     import threading
@@ -258,14 +258,14 @@ def test_settle_waits_for_an_import_running_in_another_thread(tmp_path, monkeypa
 
     from moe_tui.core.probe_engine import settle_torch_import
 
-    (tmp_path / "slow_torch_like.py").write_text("import time\ntime.sleep(0.6)\nTensor = object\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    t = threading.Thread(target=lambda: __import__("slow_torch_like"))
+    name = "tests.core.slow_import_module"
+    sys.modules.pop(name, None)
+    t = threading.Thread(target=lambda: __import__(name))
     t.start()
-    while "slow_torch_like" not in sys.modules:  # the other thread is inside the import
+    while name not in sys.modules:  # the other thread is inside the import
         time.sleep(0.005)
-    assert not hasattr(sys.modules["slow_torch_like"], "Tensor")  # half-imported, as the race saw it
-    settle_torch_import("slow_torch_like")
-    assert hasattr(sys.modules["slow_torch_like"], "Tensor")
+    assert not hasattr(sys.modules[name], "Tensor")  # half-imported, as the race saw it
+    settle_torch_import(name)
+    assert hasattr(sys.modules[name], "Tensor")
     t.join()
-    sys.modules.pop("slow_torch_like", None)
+    sys.modules.pop(name, None)
