@@ -32,11 +32,64 @@ __all__ = [
     "hamming_same_form",
     "ambiguous_forms",
     "sentence_resample_weights",
+    "permuted_counts",
+    "sentence_counts",
     "bootstrap_spec",
     "bootstrap_accuracy",
 ]
 
 Progress = Callable[[str, int, int], None]
+
+# Token-assignments per vectorised block (keeps the temporaries near 32 MB).
+_CHUNK = 1 << 22
+
+
+def _spec_rows(counts: np.ndarray, k: int, tokens: np.ndarray) -> np.ndarray:
+    """Spec of many count tables at once: ``counts [R, L, N, P]``, ``tokens [R, P]`` (or ``[P]``) ->
+    ``[R, L, P]``, exactly :func:`metrics.spec_from_counts` applied to each ``counts[r]``."""
+    R, L, N, P = counts.shape
+    kk = min(k, N)
+    top = np.partition(counts, N - kk, axis=2)[:, :, N - kk:, :].sum(axis=2) if kk < N else counts.sum(axis=2)
+    denom = k * np.broadcast_to(np.asarray(tokens, dtype=np.float64), (R, P))[:, None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 100.0 * top / np.where(denom > 0, denom, 1.0), np.nan)
+
+
+def _keys(experts: np.ndarray, n_experts: int, n_pos: int) -> np.ndarray:
+    """``[T, L, k]`` packed ``(l*N + e)*P`` of every token-assignment (int64)."""
+    T, L, k = experts.shape
+    return (np.arange(L, dtype=np.int64)[None, :, None] * n_experts + experts.astype(np.int64)) * n_pos
+
+
+def permuted_counts(experts: np.ndarray, labels: np.ndarray, n_experts: int, n_pos: int) -> np.ndarray:
+    """Assignment counts for many label vectors at once (the permutation null, vectorised).
+
+    Args:
+        experts: ``[T, L, k]`` expert ids.
+        labels: ``[R, T]`` POS labels, one row per permutation.
+
+    Returns:
+        ``[R, L, N, P]`` int64; ``out[r]`` equals ``metrics.assignment_counts(experts, labels[r], N, P)``.
+        One ``np.bincount`` per block of rows (about 4M token-assignments each), no loop per permutation.
+    """
+    experts, n_bins = metrics.sentinel_as_bin(experts, n_experts)
+    if n_bins != n_experts:  # unused-rank sentinels: an extra expert bin, dropped
+        return np.ascontiguousarray(permuted_counts(experts, labels, n_bins, n_pos)[:, :, :n_experts])
+    labels = np.asarray(labels, dtype=np.int64)
+    T, L, k = experts.shape
+    R = labels.shape[0]
+    per = L * n_experts * n_pos
+    base = _keys(experts, n_experts, n_pos)
+    out = np.zeros((R, L, n_experts, n_pos), dtype=np.int64)
+    if T == 0 or R == 0:
+        return out
+    rb = max(1, _CHUNK // max(1, T * L * k))
+    for r0 in range(0, R, rb):
+        lab = labels[r0:r0 + rb]
+        keys = base[None] + (lab + (np.arange(len(lab), dtype=np.int64) * per)[:, None])[:, :, None, None]
+        out[r0:r0 + len(lab)] = np.bincount(keys.ravel(), minlength=len(lab) * per).reshape(len(lab), L, n_experts,
+                                                                                              n_pos)
+    return out
 
 
 def spec_permutation_null(
@@ -46,15 +99,18 @@ def spec_permutation_null(
     n_pos: int,
     *,
     n_permutations: int = 100,
-    seed: int = 0,
+    seed: int | np.random.SeedSequence = 0,
     progress: Progress | None = None,
 ) -> dict[str, np.ndarray]:
     """Permutation null of Spec (Table 5 / Fig. 4 control): shuffle the POS labels over tokens
     (routes and POS frequencies fixed) ``R`` times and recompute ``Spec[l, p]``.
 
+    The permutations are ``rng.permutation(pos)`` drawn one after another from ``default_rng(seed)``;
+    their counts are computed together (:func:`permuted_counts`).
+
     Returns:
         dict of ``[L, P]`` arrays: ``spec`` (observed), ``null_mean``, ``null_p95`` (95th
-        percentile of the null) and ``excess = spec - null_mean``.
+        percentile of the null), ``excess = spec - null_mean``, and ``samples`` ``[R, L, P]``.
     """
     experts = np.asarray(experts)
     pos = np.asarray(pos)
@@ -62,19 +118,22 @@ def spec_permutation_null(
     tokens, _ = metrics.pos_counts(pos, n_pos)
     spec = metrics.spec_from_counts(metrics.assignment_counts(experts, pos, n_experts, n_pos), k, tokens)
     rng = np.random.default_rng(seed)
+    perms = np.stack([rng.permutation(pos) for _ in range(n_permutations)]) if n_permutations else \
+        np.zeros((0, len(pos)), dtype=np.int64)
     null = np.empty((n_permutations,) + spec.shape)
-    for r in range(n_permutations):
-        perm = rng.permutation(pos)
-        null[r] = metrics.spec_from_counts(metrics.assignment_counts(experts, perm, n_experts, n_pos), k, tokens)
+    step = max(1, _CHUNK // max(1, experts.size))
+    for r0 in range(0, n_permutations, step):
+        r1 = min(n_permutations, r0 + step)
+        null[r0:r1] = _spec_rows(permuted_counts(experts, perms[r0:r1], n_experts, n_pos), k, tokens)
         if progress is not None:
-            progress("permutation null", r + 1, n_permutations)
+            progress("permutation null", r1, n_permutations)
     if n_permutations:
         null_mean = null.mean(axis=0)
         null_p95 = np.percentile(null, 95, axis=0)
     else:
         null_mean = np.full(spec.shape, np.nan)
         null_p95 = np.full(spec.shape, np.nan)
-    return {"spec": spec, "null_mean": null_mean, "null_p95": null_p95, "excess": spec - null_mean}
+    return {"spec": spec, "null_mean": null_mean, "null_p95": null_p95, "excess": spec - null_mean, "samples": null}
 
 
 def token_identity_probe(token_ids: np.ndarray, pos: np.ndarray, n_pos: int,
@@ -85,7 +144,7 @@ def token_identity_probe(token_ids: np.ndarray, pos: np.ndarray, n_pos: int,
     return form_baseline(token_ids, pos, n_pos, split[0], split[1], variant="token_identity")
 
 
-def control_labels(forms: np.ndarray, pos: np.ndarray, n_pos: int, *, seed: int = 0) -> np.ndarray:
+def control_labels(forms: np.ndarray, pos: np.ndarray, n_pos: int, *, seed: int | np.random.SeedSequence = 0) -> np.ndarray:
     """Control-task labels (Hewitt & Liang 2019): every distinct word form gets one fixed random POS
     drawn from the corpus POS distribution (seeded); returns ``[T]`` labels."""
     uniq, inv = np.unique(np.asarray(forms), return_inverse=True)
@@ -223,7 +282,7 @@ def ambiguous_forms(
     }
 
 
-def sentence_resample_weights(sentence: np.ndarray, n_boot: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def sentence_resample_weights(sentence: np.ndarray, n_boot: int, seed: int | np.random.SeedSequence) -> tuple[np.ndarray, np.ndarray]:
     """Sentence bootstrap: ``W[b, s]`` = how often sentence ``s`` is drawn in replicate ``b``
     (``S`` draws with replacement among the ``S`` distinct sentences present).
 
@@ -246,6 +305,21 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(np.percentile(s, a)), float(np.percentile(s, 100.0 - a))
 
 
+def sentence_counts(experts: np.ndarray, pos: np.ndarray, n_experts: int, n_pos: int, sentence_col: np.ndarray,
+                    n_sentences: int, layers: slice = slice(None)) -> np.ndarray:
+    """Assignment counts per sentence: ``[S, L', N, P]`` int64 for the MoE layers ``layers``, where
+    ``sentence_col [T]`` maps each token to its sentence column ``0 .. S-1``."""
+    sub, n_bins = metrics.sentinel_as_bin(np.asarray(experts)[:, layers, :], n_experts)
+    if n_bins != n_experts:  # unused-rank sentinels: an extra expert bin, dropped
+        return np.ascontiguousarray(
+            sentence_counts(sub, pos, n_bins, n_pos, sentence_col, n_sentences)[:, :, :n_experts])
+    T, L, k = sub.shape
+    per = L * n_experts * n_pos
+    keys = _keys(sub, n_experts, n_pos) + (np.asarray(pos, dtype=np.int64)
+                                          + np.asarray(sentence_col, dtype=np.int64) * per)[:, None, None]
+    return np.bincount(keys.ravel(), minlength=n_sentences * per).reshape(n_sentences, L, n_experts, n_pos)
+
+
 def bootstrap_spec(
     experts: np.ndarray,
     pos: np.ndarray,
@@ -255,32 +329,41 @@ def bootstrap_spec(
     tags: Sequence[str],
     *,
     n_boot: int = 200,
-    seed: int = 0,
+    seed: int | np.random.SeedSequence = 0,
     level: float = 0.95,
     progress: Progress | None = None,
 ) -> dict[str, object]:
     """Sentence-bootstrap interval of the global Spec of Table 1 (percentile method).
 
-    Each replicate reweights the tokens by their sentence's draw count and recomputes the weighted
-    assignment counts, Spec[l, p], the per-POS means and the global mean (X, SYM excluded).
+    Each replicate reweights the tokens by their sentence's draw count (:func:`sentence_resample_weights`)
+    and recomputes the weighted assignment counts, Spec[l, p], the per-POS means and the global mean
+    (X, SYM excluded). Vectorised: the counts of replicate ``b`` are ``W[b] @ counts per sentence``, one
+    matrix product for all replicates (blocks of MoE layers keep the temporaries small).
 
     Returns ``{"point", "low", "high", "samples" [B]}``.
     """
     experts = np.asarray(experts)
-    k = experts.shape[2]
+    pos = np.asarray(pos, dtype=np.int64)
+    T, L, k = experts.shape
     tokens, _ = metrics.pos_counts(pos, n_pos)
     spec = metrics.spec_from_counts(metrics.assignment_counts(experts, pos, n_experts, n_pos), k, tokens)
     point = metrics.global_spec(metrics.spec_by_pos(spec)[0], tags, tokens)
     W, inv = sentence_resample_weights(sentence, n_boot, seed)
-    samples = np.empty(n_boot)
-    for b in range(n_boot):
-        w = W[b][inv].astype(np.float64)
-        wt = np.bincount(np.asarray(pos, dtype=np.intp), weights=w, minlength=n_pos)
-        c = metrics.assignment_counts(experts, pos, n_experts, n_pos, weights=w)
-        s = metrics.spec_from_counts(c, k, wt)
-        samples[b] = metrics.global_spec(metrics.spec_by_pos(s)[0], tags, wt)
+    S = W.shape[1]
+    Wf = W.astype(np.float64)
+    pos_per_sentence = np.bincount(inv * n_pos + pos, minlength=S * n_pos).reshape(S, n_pos).astype(np.float64)
+    wt = Wf @ pos_per_sentence                                   # [B, P] weighted tokens per POS
+    per_layer = max(1, S * n_experts * n_pos)
+    lb = max(1, _CHUNK // per_layer)
+    spec_b = np.empty((n_boot, L, n_pos))
+    for l0 in range(0, L, lb):
+        l1 = min(L, l0 + lb)
+        cs = sentence_counts(experts, pos, n_experts, n_pos, inv, S, slice(l0, l1)).reshape(S, -1).astype(np.float64)
+        counts = (Wf @ cs).reshape(n_boot, l1 - l0, n_experts, n_pos)
+        spec_b[:, l0:l1] = _spec_rows(counts, k, wt)
         if progress is not None:
-            progress("bootstrap spec", b + 1, n_boot)
+            progress("bootstrap spec", l1, L)
+    samples = np.array([metrics.global_spec(metrics.spec_by_pos(spec_b[b])[0], tags, wt[b]) for b in range(n_boot)])
     low, high = _interval(samples, level)
     return {"point": point, "low": low, "high": high, "samples": samples}
 

@@ -67,7 +67,5 @@ def display_token(tok: str) -> str:
 
 
 def run_title(run) -> str:
-    m = getattr(run, "manifest", {}) or {}
-    model = (m.get("model") or {}).get("name_or_path", "?")
-    corpus = (m.get("corpus") or {}).get("path", "?")
-    return f"{model} · {corpus}"
+    """``model · corpus`` of a run, as its manifest names them."""
+    return f"{run.model_name} · {run.manifest['corpus']['path']}"

@@ -75,13 +75,19 @@ def test_probe_beats_baseline_when_routes_encode_pos_and_forms_are_ambiguous():
     assert base.accuracy < 0.6  # forms are seen with all 3 POS
 
 
-def test_probe_is_deterministic_and_early_stopping_option():
+@pytest.mark.parametrize("engine", ["torch", "sklearn"])
+def test_probe_is_deterministic_and_early_stopping_option(engine):
     experts, pos, _, _ = synthetic(T=300, noise=0.3)
-    a = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST)
-    b = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST)
+    a = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST, engine=engine)
+    b = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST, engine=engine)
     np.testing.assert_array_equal(a.y_pred, b.y_pred)
-    c = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST)
-    assert 0 <= c.accuracy <= 1
+    assert a.engine == engine and a.n_iter == 30 and a.converged is False   # 30 epochs are not enough here
+    if engine == "sklearn":
+        c = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST, engine=engine)
+        assert 0 <= c.accuracy <= 1
+    else:  # the torch engine has no validation split: it says so instead of silently ignoring the option
+        with pytest.raises(ValueError, match="sklearn"):
+            Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST, engine=engine)
 
 
 def test_single_class_training_does_not_crash():

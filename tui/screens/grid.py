@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from moe_tui.core.inspect import LayerStatsCache
+from moe_tui.core.explore import LayerStatsCache
 from moe_tui.tui import actions
 from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data, sentence_texts
 from moe_tui.tui.widgets.palette import expert_style, pos_style
@@ -380,6 +380,8 @@ class GridScreen(Screen):
         if got is None:
             assert self.data is not None
             e = np.asarray(self.data.experts[:, :, :ranks]).ravel()
+            n = int(self.run.num_experts)
+            e = e[e < n]  # a rank a layer does not use holds a sentinel id: not an expert
             got = np.flatnonzero(np.bincount(e.astype(np.int64), minlength=1)).tolist() if e.size else []
             if len(self._legend_ids) > 64:
                 self._legend_ids.clear()
@@ -410,13 +412,14 @@ class GridScreen(Screen):
         assert d is not None
         e = d.experts[tok].tolist()
         w = d.weights[tok].astype("float32").tolist()
+        n_experts = int(self.run.num_experts)
         k = len(e[0]) if e else 0
         # "▶L12 " + items 8 wide: two spaces apart when a layer fits on one line, else one, packed, then wrapped
         sep = "  " if 6 + k * 10 - 2 <= width else " "
         per_line = max(1, (width - 6 + len(sep)) // (8 + len(sep)))
         out = []
         for li, layer in enumerate(self.moe_layers):
-            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li])]
+            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li]) if x < n_experts]  # sentinels: no expert
             lines = ["L" + f"{layer:<3} " + sep.join(items[:per_line])]
             for a in range(per_line, len(items), per_line):
                 lines.append(" " * 5 + sep.join(items[a:a + per_line]))
