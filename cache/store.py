@@ -485,17 +485,38 @@ def write_run(run_dir: Path, identity: dict, arrays: dict[str, np.ndarray], sent
         return w.finalize(1, sentences, manifest_extra, optional=optional)
 
 
-def add_array(run_dir: Path, name: str, write: Callable[[io.BufferedWriter], None], manifest_update: dict) -> None:
-    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), then
-    the manifest gains its size and checksum plus ``manifest_update`` (top-level keys), re-digested and
-    written atomically last. Call under :func:`run_lock`. The run's identity (and id) do not change."""
+def new_array(run_dir: Path, name: str, dtype, shape: Sequence[int], fill=None) -> _NpyOut:
+    """An optional array of a complete run to fill in place (``.arr``, memory-mapped under a temporary name, so
+    its size is not held in memory), then hand to :func:`add_array` (or ``.discard()``). ``fill``: initial
+    value of every element (e.g. NaN), written a block of rows at a time."""
+    if name not in OPTIONAL_ARRAYS:
+        raise ValueError(f"{name} is not an optional run array")
+    out = _NpyOut(Path(run_dir) / f"{name}.npy", np.dtype(dtype), tuple(int(x) for x in shape))
+    if fill is not None and out.arr.size:
+        step = max(1, (1 << 24) // max(1, out.arr[0].nbytes))
+        for a in range(0, out.arr.shape[0], step):
+            out.arr[a:a + step] = fill
+    return out
+
+
+def add_array(run_dir: Path, name: str, write: "Callable[[io.BufferedWriter], None] | _NpyOut",
+              manifest_update: dict) -> None:
+    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), or is
+    the filled :func:`new_array` (committed: fsynced and renamed into place); then the manifest gains its size
+    and checksum plus ``manifest_update`` (top-level keys), re-digested and written atomically last. Call under
+    :func:`run_lock`. The run's identity (and id) do not change."""
     if name not in OPTIONAL_ARRAYS:
         raise ValueError(f"{name} is not an optional run array")
     run_dir = Path(run_dir)
     mpath = run_dir / "manifest.json"
     manifest = json.loads(mpath.read_text())
     path = run_dir / f"{name}.npy"
-    atomic_write_bytes(path, write)
+    if isinstance(write, _NpyOut):
+        if write.path != path:
+            raise ValueError(f"{write.path} is not {path}")
+        write.commit()
+    else:
+        atomic_write_bytes(path, write)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
     entry = file_meta(path, str(arr.dtype), arr.shape)
     del arr
