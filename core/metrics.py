@@ -100,14 +100,6 @@ def sentinel_as_bin(experts: np.ndarray, n_experts: int) -> tuple[np.ndarray, in
     return np.where(is_sentinel(experts, n_experts), n_experts, experts).astype(dt), int(n_experts) + 1
 
 
-def _as_experts(experts: np.ndarray, n_experts: int) -> np.ndarray:
-    experts = np.asarray(experts)
-    if experts.ndim != 3:
-        raise ValueError(f"experts must be 3-D [T, L, k], got shape {experts.shape}")
-    _check_ids(experts, n_experts)
-    return experts
-
-
 def pos_counts(pos: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
     """Tokens per POS and their share of the corpus (paper Table 4).
 
@@ -164,12 +156,14 @@ def assignment_counts(
     Implementation: token chunks of about 1M assignments; keys ``(l*N + e)*P + pos`` are packed
     in uint16 when ``L*N*P <= 65536`` (uint32 otherwise) and counted with ``np.bincount``.
     """
-    experts = _as_experts(experts, n_experts)
+    experts = np.asarray(experts)
+    if experts.ndim != 3:
+        raise ValueError(f"experts must be 3-D [T, L, k], got shape {experts.shape}")
     pos = _as_pos(pos, n_pos)
     T, L, k = experts.shape
     if pos.shape[0] != T:
         raise ValueError(f"pos has {pos.shape[0]} tokens, experts has {T}")
-    experts, n_bins = sentinel_as_bin(experts, n_experts)
+    experts, n_bins = sentinel_as_bin(experts, n_experts)  # checks the ids (one pass)
     if n_bins != n_experts:  # sentinels: counted in an extra expert bin, dropped
         return np.ascontiguousarray(
             assignment_counts(experts, pos, n_bins, n_pos, weights=weights, threads=threads)[:, :n_experts])

@@ -22,7 +22,7 @@ class TmuxApp:
         import sys
         from pathlib import Path
 
-        repo = Path(__file__).resolve().parents[1]
+        repo = Path(__file__).resolve().parents[2]  # tests/tui/helpers.py -> the repository
         script = repo / ".venv" / "bin" / "moe-tui"
         prog = shlex.quote(str(script)) if script.exists() else \
             f"{shlex.quote(sys.executable)} -c 'from moe_tui.tui.app import run_app; run_app()'"
