@@ -56,6 +56,7 @@ __all__ = [
     "table_tsne",
     "table_spec_null",
     "table_controls",
+    "CONTROL_ROWS",
     "report_tables",
     "check_comparable",
     "compare_tables",
@@ -517,7 +518,9 @@ def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
 
 
 def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
-    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean."""
+    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean;
+    ``p_value`` = (1 + #{null >= spec}) / (1 + R); ``q_value`` = Benjamini-Hochberg over all layer x POS
+    cells with a p-value."""
     from moe_tui.core.controls import spec_permutation_null
 
     o = opts or ReportOptions()
@@ -528,16 +531,30 @@ def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: 
     for li, layer in enumerate(view.moe_layers):
         for p, tag in enumerate(view.tags):
             rows.append([int(layer), tag, _f(res["spec"][li, p]), _f(res["null_mean"][li, p]),
-                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p])])
-    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess"], rows)
+                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p]), _f(res["p_value"][li, p]),
+                         _f(res["q_value"][li, p])])
+    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"], rows)
+
+
+#: The rows of controls.csv, in order; then ``<variant>_ci_low`` / ``_ci_high`` for each probe variant reported
+#: and the baseline.
+CONTROL_ROWS: tuple[str, ...] = (
+    "token_identity", "control_task", "selectivity",
+    "ambiguous_token_ids", "ambiguous_test_tokens", "ambiguous_probe", "ambiguous_token_identity",
+    "ambiguous_form_baseline",
+    "hamming_same_token_same_pos", "hamming_same_token_diff_pos", "context_effect_p",
+    "spec_ci_low", "spec_ci_high", "spec_bootstrap_bias_sd",
+)
 
 
 def table_controls(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None,
                    probe_variants: Sequence[str] = ("top_k",)) -> Table:
-    """controls.csv -- token identity, control task, selectivity, ambiguous forms, Hamming distances
-    and sentence-bootstrap 95% intervals (global Spec and each probe in ``probe_variants`` plus the
-    baseline). The control task and selectivity are means over the probe seeds; the per-token rows
-    (ambiguous forms, intervals) use seed 0's split."""
+    """controls.csv (quantity, value) -- token identity, control task, selectivity; on the ambiguous
+    token ids (seen with >= 2 POS) the routing probe, the token-identity predictor and the form baseline;
+    the Hamming distances of top-k paths between occurrences of one token id with the same / a different
+    POS and the permutation p-value of their difference; sentence-bootstrap BCa 95% intervals (global
+    Spec and each probe in ``probe_variants`` plus the baseline). The control task and selectivity are
+    means over the probe seeds; the per-token rows (ambiguous tokens, intervals) use seed 0's split."""
     from moe_tui.core import controls as C
 
     o = opts or ReportOptions()
@@ -545,26 +562,34 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     names = list(dict.fromkeys(["top_k", "baseline", "control_task", *probe_variants]))
     stats = compute_probes(view, o, names, progress=progress)
     real, base, ctrl = stats["top_k"], stats["baseline"], stats["control_task"]
-    rows: list[list] = []
+    values: dict[str, Any] = {}
     tid = C.token_identity_probe(view.token_ids, view.pos, view.n_pos, (tr, te))
-    rows.append(["token_identity", _f(tid.accuracy)])
-    rows.append(["control_task", _f(ctrl.accuracy)])
-    rows.append(["selectivity", _f(real.accuracy - ctrl.accuracy)])
-    amb = C.ambiguous_forms(view.experts, view.form_ids, view.pos, view.n_pos, view.n_experts, probe=real.first,
-                            baseline=base.first)
-    for key in ("ambiguous_probe", "ambiguous_baseline", "hamming_same_pos", "hamming_diff_pos"):
-        rows.append([key, _f(amb[key])])
+    values["token_identity"] = tid.accuracy
+    values["control_task"] = ctrl.accuracy
+    values["selectivity"] = real.accuracy - ctrl.accuracy
+    values.update(C.ambiguous_tokens(view.token_ids, view.pos, view.n_pos, probe=real.first, token_identity=tid,
+                                     form_baseline=base.first))
+    if progress is not None:
+        progress("context effect", 0, 1)
+    ctx = view._get(f"context:{o.seed}:{o.n_permutations}", lambda: C.context_effect(
+        view.experts, view.token_ids, view.pos, view.n_pos, view.n_experts, n_permutations=o.n_permutations,
+        seed=S.stream(o.seed, "context_effect")))
+    values["hamming_same_token_same_pos"] = ctx["same_pos"]
+    values["hamming_same_token_diff_pos"] = ctx["diff_pos"]
+    values["context_effect_p"] = ctx["p_value"]
     boot = S.stream(o.seed, "bootstrap")
     bs = C.bootstrap_spec(view.experts, view.pos, view.n_experts, view.n_pos, view.sentence, view.tags,
                           n_boot=o.n_boot, seed=boot, progress=progress)
-    rows.append(["spec_ci_low", _f(bs["low"])])
-    rows.append(["spec_ci_high", _f(bs["high"])])
+    values["spec_ci_low"], values["spec_ci_high"] = bs["low"], bs["high"]
+    values["spec_bootstrap_bias_sd"] = bs["bias_sd"]
+    counts = ("ambiguous_token_ids", "ambiguous_test_tokens")
+    rows = [[key, int(values[key]) if key in counts else _f(values[key])] for key in CONTROL_ROWS]
     for name in list(probe_variants) + ["baseline"]:
         r = stats[name].first
         ba = C.bootstrap_accuracy(r.correct, view.sentence[r.test_idx], n_boot=o.n_boot, seed=boot)
         rows.append([f"{name}_ci_low", _f(ba["low"])])
         rows.append([f"{name}_ci_high", _f(ba["high"])])
-    return _table("controls", ["variant", "accuracy"], rows)
+    return _table("controls", ["quantity", "value"], rows)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ stream                position  what draws from it
 ``permutation_null``  4         the POS permutations of the Spec null
 ``bootstrap``         5         the sentence resamples of the bootstrap intervals
 ``tsne``              6         the t-SNE token sample and the t-SNE's own random state
+``context_effect``    7         the within-token-id POS shuffles of the context-effect test
 ====================  ========  ====================================================================
 
 Probe seed ``r`` (``--probe-seeds N`` trains seeds ``r = 0 .. N-1``) is the ``r``-th child of the
@@ -30,7 +31,7 @@ import numpy as np
 __all__ = ["STREAMS", "stream", "child", "generator", "int_seed", "as_seed_sequence"]
 
 STREAMS: tuple[str, ...] = ("split", "mlp_init", "mlp_shuffle", "control_labels", "permutation_null", "bootstrap",
-                            "tsne")
+                            "tsne", "context_effect")
 
 
 def stream(seed: int, name: str, sub: int | None = None) -> np.random.SeedSequence:

@@ -270,8 +270,8 @@ REPORT_FILES = {
     "confusion_top_k.csv": "true,pred,count",
     "ablation.csv": "side,removed,accuracy,accuracy_sd,n_iter,converged",
     "tsne.csv": "token,x,y,pos",
-    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess",
-    "controls.csv": "variant,accuracy",
+    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess,p_value,q_value",
+    "controls.csv": "quantity,value",
 }
 
 

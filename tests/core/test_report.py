@@ -10,6 +10,7 @@ import pytest
 
 from moe_tui.core.probe import VARIANTS as probe_features
 from moe_tui.core.report import (
+    CONTROL_ROWS,
     PROBE_ROWS,
     PROBE_VARIANTS,
     ReportOptions,
@@ -33,6 +34,11 @@ def make_view(run_id="run_a", model="org/tiny-moe", T=240, seed=0) -> RunView:
     return RunView(model=model, run_id=run_id, tags=TAGS, moe_layers=[1, 3, 5], n_experts=8, top_k=2,
                    experts=experts, pos=pos, form_ids=np.arange(T) % 7, form_vocab=tuple(f"w{i}" for i in range(7)),
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
+
+
+def summ_spec(d):
+    """The global Spec cell of summary.csv in report folder ``d``."""
+    return read(d / "summary.csv")[1][5]
 
 
 def read(path):
@@ -127,13 +133,24 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     assert abl[0] == ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"] and len(abl) == 1 + 4
     ts = read(d / "tsne.csv")
     assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
-    assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]
+    null = read(d / "spec_null.csv")
+    assert null[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"]
+    for r in null[1:]:  # p in [1/(1+R), 1] (R = 5); q >= p; both empty where the POS has no token
+        if r[2]:
+            assert 1 / 6 <= float(r[6]) <= 1.0 and float(r[6]) <= float(r[7]) <= 1.0
+        else:
+            assert r[6] == r[7] == ""
     ctrl = {r[0]: r[1] for r in read(d / "controls.csv")[1:]}
-    assert read(d / "controls.csv")[0] == ["variant", "accuracy"]
-    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_baseline",
-                "hamming_same_pos", "hamming_diff_pos", "spec_ci_low", "spec_ci_high", "top_k_ci_low",
-                "top_k_ci_high", "baseline_ci_low", "baseline_ci_high"):
+    assert read(d / "controls.csv")[0] == ["quantity", "value"]
+    assert [r[0] for r in read(d / "controls.csv")[1:]] == list(CONTROL_ROWS) + [
+        f"{v}_ci_{end}" for v in (*PROBE_VARIANTS, "baseline") for end in ("low", "high")]
+    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_token_identity",
+                "ambiguous_form_baseline", "hamming_same_token_same_pos", "hamming_same_token_diff_pos",
+                "context_effect_p", "spec_ci_low", "spec_ci_high", "top_k_ci_low", "top_k_ci_high",
+                "baseline_ci_low", "baseline_ci_high"):
         assert key in ctrl, key
+    assert int(ctrl["ambiguous_test_tokens"]) > 0 and int(ctrl["ambiguous_token_ids"]) > 0   # integers
+    assert float(ctrl["spec_ci_low"]) <= float(summ_spec(d)) <= float(ctrl["spec_ci_high"])
     summ = read(d / "summary.csv")[1]
     assert all(summ[i] != "" for i in (8, 9, 10))
     assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers

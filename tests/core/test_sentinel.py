@@ -56,6 +56,13 @@ def test_a_run_with_sentinel_ids_opens_and_reports(sentinel_run):
     np.testing.assert_array_equal(null[0], expected)
     per_sent = controls.sentence_counts(view.experts, view.pos, N, view.n_pos, view.sentence, run.n_sentences)
     np.testing.assert_array_equal(per_sent.sum(0), expected)
+    # the context effect's Hamming distances: a slot that is the sentinel for every token differs for no pair, as
+    # the same slot holding one constant expert id would
+    const = np.asarray(view.experts).copy()
+    const[:, 1, 1] = 0
+    args = (view.token_ids, view.pos, view.n_pos, N)
+    assert controls.context_effect(view.experts, *args, n_permutations=5) == \
+        controls.context_effect(const, *args, n_permutations=5)
     # the probes read the sentinel as its own category N
     pe, n_cat = view.probe_experts()
     assert n_cat == N + 1 and int(pe.max()) == N and (pe[:, 1, 1] == N).all()
