@@ -22,14 +22,14 @@ import numpy as np
 
 from benchmarks.bench_metrics import TAGS, synthetic
 from moe_tui.core import figures as F
-from moe_tui.core.report import RunView, write_report
+from moe_tui.core.report import RunView, form_keys, write_report
 
 
 def view(T: int, L: int, k: int, N: int, seed: int, run_id: str) -> RunView:
     experts, pos = synthetic(T, L, k, N, len(TAGS), seed=seed)
     rng = np.random.default_rng(seed)
     return RunView(model=f"org/model-{seed}", run_id=run_id, tags=TAGS, moe_layers=list(range(L)), n_experts=N,
-                   top_k=k, experts=experts, pos=pos.astype(np.int64), forms=np.array(["w"] * T),
+                   top_k=k, experts=experts, pos=pos.astype(np.int64), **form_keys(np.array(["w"] * T)),
                    sentence=np.arange(T) // 20, token_ids=rng.integers(0, 32000, T))
 
 

@@ -1,16 +1,24 @@
 """The run store: one directory per extraction run, numpy arrays + JSON, never pickle.
 
-Layout of a run directory ``<root>/<run_id>/``::
+Layout of a run directory ``<root>/<run_id>/`` (run format, schema 2)::
 
     identity.json        what the run is (model fingerprint x corpus hash x tagset x options) + created time
     .lock                advisory lock held by the extraction writing this run
     shards/plan.json     the fixed batch plan (sentence indices per shard)
     shards/shard-NNNNN.npz   one complete batch, written atomically (temp file + rename)
     manifest.json        written last, atomically: the run is complete only when it exists
-    token_ids.npy sentence_offsets.npy word_index.npy pos.npy special.npy crossing.npy
-    offsets.npy experts.npy weights.npy   the arrays, loaded memory-mapped
-    logits.npy           optional (extract --save-logits): each router's raw logits, float16 [T, L, N]
-    sentences.jsonl      per sentence: id, text, words [[form, upos, start, end]], tokens [str]
+    per token [T]:       token_ids word_index pos special crossing offsets experts weights token_piece (.npy)
+                         (+ optional per-token arrays of OPTIONAL_ARRAYS, listed in the manifest like the others:
+                         logits.npy, float16 [T, L, N], each router's raw logits, with extract --save-logits)
+    per sentence [S]:    sentence_offsets [S+1] word_offsets [S+1] skipped, texts_* and sent_ids_* string tables
+    per word [W]:        word_form word_tag word_spans
+    vocabularies:        forms_* (word forms) and pieces_* (tokenizer pieces) string tables
+    .verified.json       size/mtime of every file whose sha256 was checked (so an unchanged run opens fast)
+
+A string table NAME is ``NAME_offsets.npy`` (``int64 [n+1]``) + ``NAME_bytes.npy`` (``uint8``, UTF-8): string i
+is ``bytes[offsets[i]:offsets[i+1]]``. Every array is loaded memory-mapped, read-only, and nothing per token or
+per sentence becomes a Python object when a run is opened. Schema-1 runs (``sentences.jsonl``) are migrated in
+place on open (:mod:`moe_tui.cache.migrate`).
 
 Every file is written to a temporary name in the same directory, fsynced, and renamed into
 place, so a crash (even ``kill -9``) leaves either the old state or the new one.
@@ -30,28 +38,29 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from moe_tui.cache.columns import SentenceRecords, StringTable, TextColumns
 from moe_tui.errors import CacheError, RunCorruptError
-from moe_tui.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, canonical_json
+from moe_tui.fileio import atomic_write_bytes, atomic_write_json, canonical_json, fsync_dir
 
-SCHEMA_VERSION = 1
-ARRAY_NAMES = (
-    "token_ids",
-    "sentence_offsets",
-    "word_index",
-    "pos",
-    "special",
-    "crossing",
-    "offsets",
-    "experts",
-    "weights",
+SCHEMA_VERSION = 2
+# per-token arrays every shard carries (a shard may carry more, e.g. logits: they are merged the same way)
+TOKEN_ARRAYS = ("token_ids", "word_index", "pos", "special", "crossing", "offsets", "experts", "weights")
+SHARD_ARRAYS = ("lengths", "sentence_index", *TOKEN_ARRAYS)
+STRING_TABLES = ("sent_ids", "texts", "forms", "pieces")
+TEXT_ARRAYS = (
+    *(f"{t}_{part}" for t in STRING_TABLES for part in ("offsets", "bytes")),
+    "skipped", "word_offsets", "word_form", "word_tag", "word_spans", "token_piece",
 )
-SHARD_ARRAYS = ("lengths", "sentence_index", "token_ids", "word_index", "pos", "special", "crossing",
-                "offsets", "experts", "weights")
-#: arrays a run (and its shards) may hold; listed in the manifest and checksummed when present
+# the arrays a schema-2 run must have (optional ones, such as logits, are listed in its manifest too)
+ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", "crossing", "offsets", "experts",
+               "weights", *TEXT_ARRAYS)
+V1_ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", "crossing", "offsets", "experts",
+                  "weights")
+#: per-token arrays a run (and its shards) may hold; listed in the manifest and checksummed when present
 OPTIONAL_ARRAYS = ("logits",)
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
@@ -139,11 +148,115 @@ def _save_npy(arr: np.ndarray) -> Callable[[io.BufferedWriter], None]:
     return write
 
 
+def _tmp_name(path: Path) -> Path:
+    """The temporary name of ``path`` while it is written (``RunWriter.begin`` removes stale ones)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _reserve(path: Path) -> None:
+    """Allocate a (sparse) file's blocks now: a full disk is then an ``OSError`` here, not a SIGBUS later when the
+    memory map is written."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            raise
+    finally:
+        os.close(fd)
+
+
+class _NpyOut:
+    """An ``.npy`` file filled in place through a memory map under a temporary name, then fsynced and renamed:
+    a merge of many shards needs no more memory than one shard."""
+
+    def __init__(self, path: Path, dtype: np.dtype, shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.tmp = _tmp_name(self.path)
+        try:
+            self.arr = np.lib.format.open_memmap(self.tmp, mode="w+", dtype=dtype, shape=shape)
+            _reserve(self.tmp)
+        except OSError as exc:
+            self.discard()
+            raise CacheError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def commit(self) -> None:
+        try:
+            self.arr.flush()
+            del self.arr
+            fd = os.open(self.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.tmp, self.path)
+        except OSError as exc:
+            self.discard()
+            raise CacheError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+        fsync_dir(self.path.parent)
+
+    def discard(self) -> None:
+        self.__dict__.pop("arr", None)
+        with contextlib.suppress(OSError):
+            self.tmp.unlink()
+
+
+def file_meta(path: Path, arr_dtype: str | None = None, shape: Sequence[int] | None = None) -> dict:
+    """Manifest entry of one written file: dtype and shape (arrays), bytes and sha256."""
+    meta: dict = {}
+    if arr_dtype is not None:
+        meta["dtype"] = arr_dtype
+        meta["shape"] = [int(x) for x in shape or ()]
+    meta["bytes"] = path.stat().st_size
+    meta["sha256"] = _sha256_file(path)
+    return meta
+
+
+def write_arrays(run_dir: Path, arrays: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Write each array as ``<name>.npy`` atomically; returns their manifest entries."""
+    meta = {}
+    for name, arr in arrays.items():
+        path = Path(run_dir) / f"{name}.npy"
+        atomic_write_bytes(path, _save_npy(arr))
+        meta[name] = file_meta(path, str(arr.dtype), arr.shape)
+    return meta
+
+
+def stamp_verified(run_dir: Path, entries: dict[str, dict], *, merge: bool = False) -> None:
+    """Record files whose sha256 was just computed (by the writer) as verified, so the first open is fast
+    (``merge``: keep the stamps of other files)."""
+    stamps = {}
+    if merge:
+        with contextlib.suppress(OSError, ValueError):
+            stamps = dict(json.loads((Path(run_dir) / ".verified.json").read_text()))
+    for name, meta in entries.items():
+        fname = _file_name(name)
+        st = (Path(run_dir) / fname).stat()
+        stamps[fname] = [st.st_size, st.st_mtime_ns, meta.get("sha256")]
+    with contextlib.suppress(CacheError):
+        atomic_write_json(Path(run_dir) / ".verified.json", stamps)
+
+
+def _file_name(entry: str) -> str:
+    return entry if entry.endswith(".jsonl") else f"{entry}.npy"
+
+
 class RunWriter:
     """Writes one run: shards as extraction goes, then the final arrays and manifest.
 
     Use under :func:`run_lock`. ``begin`` is idempotent: a rerun with the same identity finds
     the shards already written and :meth:`done_shards` tells which batches to skip.
+
+    The whole API, in order: ``begin()``; ``write_shard(i, arrays)`` for every batch ``i`` of the plan (any
+    order, any process); ``finalize(n_batches, sentences, manifest_extra)``. A shard's arrays are those of
+    :data:`SHARD_ARRAYS` (plus optional per-token arrays, e.g. ``logits``), for the batch's ``B`` sentences and
+    their ``n`` tokens: ``lengths int64 [B]`` (tokens per sentence), ``sentence_index int64 [B]`` (corpus
+    index of each), then per token ``token_ids int32 [n]``, ``word_index int32 [n]`` (word in its sentence,
+    -1 none), ``pos int16 [n]`` (-1 excluded), ``special bool [n]``, ``crossing bool [n]``,
+    ``offsets int32 [n, 2]``, ``experts uint8|uint16 [n, L, k]``, ``weights float16 [n, L, k]``.
+    :func:`write_run` does all three steps for arrays already in corpus order.
     """
 
     def __init__(self, run_dir: Path, identity: dict, *, shard_dirname: str = "shards"):
@@ -206,8 +319,9 @@ class RunWriter:
             return None
         try:
             with np.load(path, allow_pickle=False) as z:
-                out = {k: z[k] for k in SHARD_ARRAYS}
-                out.update({k: z[k] for k in OPTIONAL_ARRAYS if k in z.files})
+                out = {k: z[k] for k in z.files}
+            if set(SHARD_ARRAYS) - set(out):
+                raise ValueError("incomplete shard")
         except Exception:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -231,49 +345,103 @@ class RunWriter:
         return {i for i in range(n) if self.shard_path(i).exists()}
 
     # -- finalize
-    def finalize(self, n_batches: int, sentences: list[dict], manifest_extra: dict,
-                 optional: tuple[str, ...] = ()) -> Path:
-        """Merge the shards in corpus order, write arrays + sentences.jsonl, then manifest.json.
-
-        ``optional``: names from :data:`OPTIONAL_ARRAYS` to write too (every shard must hold them).
-        """
-        per_sentence: dict[int, dict[str, np.ndarray]] = {}
+    def _shard_index(self, n_batches: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        out = []
         for i in range(n_batches):
-            shard = self.read_shard(i)
-            if shard is None:
-                raise CacheError(f"shard {i} of run {self.run_dir.name} is missing; run the extraction again")
-            starts = np.concatenate([[0], np.cumsum(shard["lengths"])])
-            for j, s in enumerate(shard["sentence_index"].tolist()):
-                a, b = int(starts[j]), int(starts[j + 1])
-                keep = [k for k in SHARD_ARRAYS if k not in ("lengths", "sentence_index")] + list(optional)
-                missing = [k for k in optional if k not in shard]
-                if missing:
-                    raise CacheError(f"shard {i} of run {self.run_dir.name} has no {missing[0]}; "
-                                     "run the extraction again")
-                per_sentence[s] = {k: shard[k][a:b] for k in keep}
-        n_sent = len(sentences)
+            path = self.shard_path(i)
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    out.append((np.asarray(z["lengths"], dtype=np.int64), np.asarray(z["sentence_index"], dtype=np.int64)))
+            except Exception:
+                raise CacheError(f"shard {i} of run {self.run_dir.name} is missing; run the extraction again") from None
+        return out
+
+    def finalize(self, n_batches: int, sentences: Sequence[dict] | TextColumns, manifest_extra: dict,
+                 optional: Sequence[str] = ()) -> Path:
+        """Merge the shards in corpus order, write the token arrays and the sentence columns, then manifest.json.
+
+        ``sentences``: the corpus sentences as :class:`~moe_tui.cache.columns.TextColumns`, or as records
+        ``{"id", "text", "words": [[form, tag, start, end], ...], "tokens": [piece, ...], "skipped"}`` (one per
+        corpus sentence, in corpus order; ``tokens`` holds one piece per routed token). ``optional``: names of
+        :data:`OPTIONAL_ARRAYS` to merge too (every shard must hold them; other arrays a shard holds are left
+        out). Unknown fields of ``manifest_extra`` are kept in the manifest. Memory: one shard plus the sentence
+        columns.
+        """
+        unknown = [k for k in optional if k not in OPTIONAL_ARRAYS]
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not an optional run array")
+        text = sentences if isinstance(sentences, TextColumns) else TextColumns.from_records(sentences)
+        try:
+            text.validate()
+        except ValueError as exc:
+            raise CacheError(f"run {self.run_dir.name}: {exc}") from None
+        n_sent = text.n_sentences
+        index = self._shard_index(n_batches)
         lengths = np.zeros(n_sent, dtype=np.int64)
-        for s, d in per_sentence.items():
-            lengths[s] = len(d["token_ids"])
-        offsets_arr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        arrays: dict[str, np.ndarray] = {"sentence_offsets": offsets_arr}
-        template = next(iter(per_sentence.values())) if per_sentence else None
-        if template is None:
+        for lens, sidx in index:
+            if len(sidx) and (int(sidx.min()) < 0 or int(sidx.max()) >= n_sent):
+                raise CacheError(f"run {self.run_dir.name}: a shard names a sentence outside the {n_sent} given")
+            lengths[sidx] = lens
+        sentence_offsets = np.zeros(n_sent + 1, dtype=np.int64)
+        np.cumsum(lengths, out=sentence_offsets[1:])
+        T = int(sentence_offsets[-1])
+        if T == 0:
             raise CacheError("no sentence could be extracted (all empty or too long)")
-        for k in template:
-            parts = [per_sentence[s][k] for s in range(n_sent) if s in per_sentence]
-            arrays[k] = np.concatenate(parts, axis=0).astype(template[k].dtype, copy=False)
-        meta: dict[str, dict] = {}
-        for name in ARRAY_NAMES + tuple(optional):
-            arr = arrays[name]
-            path = self.run_dir / f"{name}.npy"
-            atomic_write_bytes(path, _save_npy(arr))
-            meta[name] = {"dtype": str(arr.dtype), "shape": list(arr.shape), "bytes": path.stat().st_size,
-                          "sha256": _sha256_file(path)}
-        sent_text = "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in sentences)
-        atomic_write_text(self.run_dir / "sentences.jsonl", sent_text)
-        sent_path = self.run_dir / "sentences.jsonl"
-        files = {"sentences.jsonl": {"bytes": sent_path.stat().st_size, "sha256": _sha256_file(sent_path)}}
+        bad = np.flatnonzero(np.asarray(text.token_counts) != lengths)
+        if bad.size:
+            s = int(bad[0])
+            raise CacheError(f"run {self.run_dir.name}: sentence {s} has {int(text.token_counts[s])} token pieces "
+                             f"but {int(lengths[s])} routed tokens")
+        template = self.read_shard(0)
+        if template is None:
+            raise CacheError(f"shard 0 of run {self.run_dir.name} is missing; run the extraction again")
+        keys = [*TOKEN_ARRAYS, *optional]
+        for k in optional:
+            if k not in template:
+                raise CacheError(f"shard 0 of run {self.run_dir.name} has no {k}; run the extraction again")
+        layout = {k: (template[k].dtype, (T, *template[k].shape[1:])) for k in keys}
+        outs: dict[str, _NpyOut] = {}
+        try:
+            for k in keys:
+                outs[k] = _NpyOut(self.run_dir / f"{k}.npy", *layout[k])
+            for i, (lens, sidx) in enumerate(index):
+                shard = template if i == 0 else self.read_shard(i)
+                if shard is None:
+                    raise CacheError(f"shard {i} of run {self.run_dir.name} is missing; run the extraction again")
+                # token j of the shard goes to its sentence's place in corpus order
+                starts = np.cumsum(lens) - lens
+                dest = np.repeat(sentence_offsets[sidx] - starts, lens) + np.arange(int(lens.sum()))
+                for k in keys:
+                    part = shard.get(k)
+                    if part is None and k in optional:
+                        raise CacheError(f"shard {i} of run {self.run_dir.name} has no {k}; run the extraction again")
+                    if part is None or part.dtype != layout[k][0] or part.shape[1:] != layout[k][1][1:] \
+                            or len(part) != len(dest):
+                        raise CacheError(f"shard {i} of run {self.run_dir.name} does not match shard 0 ({k}); "
+                                         "run the extraction again")
+                    outs[k].arr[dest] = part
+                shard = None
+            template = None
+            # every token's word must be one of its sentence's words (readers index words by array arithmetic)
+            wi = outs["word_index"].arr
+            n_words = np.diff(np.asarray(text.word_offsets))
+            sent = np.repeat(np.arange(n_sent, dtype=np.int64), lengths)
+            bad = np.flatnonzero(wi >= n_words[sent])
+            if bad.size:
+                t = int(bad[0])
+                raise CacheError(f"run {self.run_dir.name}: token {t - int(sentence_offsets[sent[t]])} of sentence "
+                                 f"{int(sent[t])} names word {int(wi[t])}, but the sentence has {int(n_words[sent[t]])}")
+            del wi, sent
+            for k in keys:
+                outs[k].commit()
+        except BaseException:
+            for o in outs.values():
+                o.discard()
+            raise
+        meta: dict[str, dict] = {k: file_meta(outs[k].path, str(layout[k][0]), layout[k][1]) for k in keys}
+        arrays = {"sentence_offsets": sentence_offsets, **text.arrays()}
+        meta.update(write_arrays(self.run_dir, arrays))
+        ordered = {name: meta[name] for name in (*ARRAY_NAMES, *sorted(set(meta) - set(ARRAY_NAMES)))}
         ident = json.loads((self.run_dir / "identity.json").read_text())
         manifest = {
             "schema": SCHEMA_VERSION,
@@ -282,35 +450,81 @@ class RunWriter:
             "identity": ident["identity"],
             "created": ident["created"],
             "status": "complete",
-            "arrays": meta,
-            "files": files,
+            "arrays": ordered,
+            "files": {},
+            "word_tags": list(text.word_tags),
             **manifest_extra,
         }
         manifest = json.loads(json.dumps(manifest, default=str))  # exactly what a reader will see
         manifest["manifest_sha256"] = manifest_digest(manifest)
+        stamp_verified(self.run_dir, ordered)
         atomic_write_json(self.run_dir / "manifest.json", manifest)
         shutil.rmtree(self.shard_dir, ignore_errors=True)
         return self.run_dir
 
 
-def add_array(run_dir: Path, name: str, write: Callable[[io.BufferedWriter], None], manifest_update: dict) -> None:
-    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), then
-    the manifest gains its size and checksum plus ``manifest_update`` (top-level keys), re-digested and
-    written atomically last. Call under :func:`run_lock`. The run's identity (and id) do not change."""
+def write_run(run_dir: Path, identity: dict, arrays: dict[str, np.ndarray], sentences: Sequence[dict] | TextColumns,
+              manifest_extra: dict) -> Path:
+    """Write a complete run from arrays already in corpus order (one shard), e.g. for tests and benchmarks.
+
+    ``arrays``: the per-token arrays of :data:`TOKEN_ARRAYS` (``[T, ...]``, dtypes as in :class:`RunWriter`),
+    optionally arrays of :data:`OPTIONAL_ARRAYS` (``logits float16 [T, L, N]``), plus ``sentence_offsets int64
+    [S+1]``; ``sentences`` and ``manifest_extra`` as for :meth:`RunWriter.finalize` (``manifest_extra`` needs
+    ``model`` with ``name_or_path``, ``moe_layers``, ``num_experts``, ``top_k``, and ``tagset`` with ``tags``).
+    Returns the run directory.
+    """
+    off = np.asarray(arrays["sentence_offsets"], dtype=np.int64)
+    shard = {k: np.asarray(v) for k, v in arrays.items() if k != "sentence_offsets"}
+    shard["lengths"] = np.diff(off)
+    shard["sentence_index"] = np.arange(len(off) - 1, dtype=np.int64)
+    optional = tuple(k for k in OPTIONAL_ARRAYS if k in shard)
+    w = RunWriter(Path(run_dir), identity)
+    with run_lock(w.run_dir):
+        w.begin()
+        w.write_shard(0, shard)
+        return w.finalize(1, sentences, manifest_extra, optional=optional)
+
+
+def new_array(run_dir: Path, name: str, dtype, shape: Sequence[int], fill=None) -> _NpyOut:
+    """An optional array of a complete run to fill in place (``.arr``, memory-mapped under a temporary name, so
+    its size is not held in memory), then hand to :func:`add_array` (or ``.discard()``). ``fill``: initial
+    value of every element (e.g. NaN), written a block of rows at a time."""
+    if name not in OPTIONAL_ARRAYS:
+        raise ValueError(f"{name} is not an optional run array")
+    out = _NpyOut(Path(run_dir) / f"{name}.npy", np.dtype(dtype), tuple(int(x) for x in shape))
+    if fill is not None and out.arr.size:
+        step = max(1, (1 << 24) // max(1, out.arr[0].nbytes))
+        for a in range(0, out.arr.shape[0], step):
+            out.arr[a:a + step] = fill
+    return out
+
+
+def add_array(run_dir: Path, name: str, write: "Callable[[io.BufferedWriter], None] | _NpyOut",
+              manifest_update: dict) -> None:
+    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), or is
+    the filled :func:`new_array` (committed: fsynced and renamed into place); then the manifest gains its size
+    and checksum plus ``manifest_update`` (top-level keys), re-digested and written atomically last. Call under
+    :func:`run_lock`. The run's identity (and id) do not change."""
     if name not in OPTIONAL_ARRAYS:
         raise ValueError(f"{name} is not an optional run array")
     run_dir = Path(run_dir)
     mpath = run_dir / "manifest.json"
     manifest = json.loads(mpath.read_text())
     path = run_dir / f"{name}.npy"
-    atomic_write_bytes(path, write)
+    if isinstance(write, _NpyOut):
+        if write.path != path:
+            raise ValueError(f"{write.path} is not {path}")
+        write.commit()
+    else:
+        atomic_write_bytes(path, write)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    manifest["arrays"][name] = {"dtype": str(arr.dtype), "shape": list(arr.shape), "bytes": path.stat().st_size,
-                                "sha256": _sha256_file(path)}
+    entry = file_meta(path, str(arr.dtype), arr.shape)
     del arr
+    manifest["arrays"][name] = entry
     manifest.update(manifest_update)
     manifest = json.loads(json.dumps(manifest, default=str))
     manifest["manifest_sha256"] = manifest_digest(manifest)
+    stamp_verified(run_dir, {name: entry}, merge=True)
     atomic_write_json(mpath, manifest)
 
 
@@ -328,18 +542,82 @@ class RunInfo:
     logits: bool = False  # the run holds logits.npy
 
 
-class Run:
-    """A finished run, verified on open. Arrays are memory-mapped, read-only.
+def read_manifest(path: Path) -> dict:
+    """A run's manifest, checked: complete, and not altered (its ``manifest_sha256``)."""
+    run_id = Path(path).name
+    mpath = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunCorruptError(f"run {run_id}: manifest.json is unreadable ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("status") != "complete":
+        raise RunCorruptError(f"run {run_id}: manifest.json is not a complete run manifest")
+    digest = manifest.get("manifest_sha256")  # absent only in runs written before it existed
+    if digest is not None and digest != manifest_digest(manifest):
+        raise RunCorruptError(f"run {run_id}: manifest.json failed its checksum (file altered)")
+    return manifest
 
-    Shapes: ``T`` tokens (special tokens included), ``S`` sentences, ``L`` MoE layers, ``k`` ranks.
-    ``token_ids [T] int32``, ``sentence_offsets [S+1] int64``, ``word_index [T] int32`` (-1: none),
+
+def verify_files(path: Path, manifest: dict, required: Sequence[str]) -> None:
+    """Check every file's size and sha256 against the manifest (cached per file by size and mtime in
+    ``.verified.json``: a file is hashed again whenever it changes)."""
+    path = Path(path)
+    run_id = path.name
+    listed = manifest.get("arrays", {})
+    missing = [n for n in required if n not in listed]
+    if missing:
+        raise RunCorruptError(f"run {run_id}: manifest lists no {missing[0]} array")
+    entries = dict(listed)
+    entries.update(manifest.get("files", {}))
+    stamp_path = path / ".verified.json"
+    try:
+        stamps = json.loads(stamp_path.read_text())
+        if not isinstance(stamps, dict):
+            stamps = {}
+    except (OSError, ValueError):
+        stamps = {}
+    new_stamps = {}
+    for name, meta in entries.items():
+        fname = _file_name(name)
+        fpath = path / fname
+        try:
+            st = fpath.stat()
+        except OSError:
+            raise RunCorruptError(f"run {run_id}: {fname} is missing") from None
+        if st.st_size != meta.get("bytes"):
+            raise RunCorruptError(f"run {run_id}: {fname} has {st.st_size} bytes, expected "
+                                  f"{meta.get('bytes')} (truncated or altered)")
+        key = [st.st_size, st.st_mtime_ns, meta.get("sha256")]
+        if stamps.get(fname) != key:
+            if _sha256_file(fpath) != meta.get("sha256"):
+                raise RunCorruptError(f"run {run_id}: {fname} failed its checksum (file altered)")
+        new_stamps[fname] = key
+    if new_stamps != stamps:
+        with contextlib.suppress(CacheError):
+            atomic_write_json(stamp_path, new_stamps)
+
+
+class Run:
+    """A finished run, verified on open. Arrays are memory-mapped, read-only; nothing per token or per
+    sentence becomes a Python object on open.
+
+    Shapes: ``T`` tokens (special tokens included), ``S`` sentences, ``W`` words, ``L`` MoE layers, ``k`` ranks.
+    Per token: ``token_ids [T] int32``, ``word_index [T] int32`` (word in its sentence, -1: none),
     ``pos [T] int16`` (-1: special or unaligned), ``special [T] bool``, ``crossing [T] bool``,
-    ``offsets [T, 2] int32``, ``experts [T, L, k] uint8|uint16``, ``weights [T, L, k] float16``; optional
-    ``logits [T, L, N] float16`` (None when the run was extracted without ``--save-logits``; NaN in a layer
-    whose router has no logits).
+    ``offsets [T, 2] int32``, ``experts [T, L, k] uint8|uint16``, ``weights [T, L, k] float16``,
+    ``token_piece [T] int32`` (id into :attr:`pieces`). Per sentence: ``sentence_offsets [S+1] int64``,
+    ``word_offsets [S+1] int64``, ``skipped [S] bool``, :attr:`texts`, :attr:`sent_ids`. Per word:
+    ``word_form [W] int32`` (id into :attr:`forms`), ``word_tag [W] int16`` (index into :attr:`word_tags`),
+    ``word_spans [W, 2] int32``. Optional arrays (:data:`OPTIONAL_ARRAYS`; :meth:`has_array`, :meth:`array`):
+    ``logits [T, L, N] float16`` (``run.logits`` is None when the run was extracted without ``--save-logits``;
+    NaN in a layer whose router has no logits).
+
+    A schema-1 run is migrated in place on open (atomically, under the run lock), or refused in one line that
+    says how to re-extract it when it cannot be (read-only folder, ``migrate=False``).
     """
 
-    def __init__(self, path: Path, *, verify: bool = True):
+    def __init__(self, path: Path, *, verify: bool = True, migrate: bool = True,
+                 on_notice: Callable[[str], None] | None = None):
         self.path = Path(path)
         self.run_id = self.path.name
         mpath = self.path / "manifest.json"
@@ -347,89 +625,129 @@ class Run:
             if (self.path / "identity.json").exists():
                 raise CacheError(f"run {self.run_id} is not finished; run the same extraction again to complete it")
             raise CacheError(f"no run at {self.path}")
-        try:
-            self.manifest = json.loads(mpath.read_text())
-        except (OSError, ValueError) as exc:
-            raise RunCorruptError(f"run {self.run_id}: manifest.json is unreadable ({exc})") from exc
-        if not isinstance(self.manifest, dict) or self.manifest.get("status") != "complete":
-            raise RunCorruptError(f"run {self.run_id}: manifest.json is not a complete run manifest")
-        if self.manifest.get("schema") != SCHEMA_VERSION:
-            raise CacheError(f"run {self.run_id} has schema {self.manifest.get('schema')!r}; "
-                             f"this moe-tui reads schema {SCHEMA_VERSION}: extract it again")
-        digest = self.manifest.get("manifest_sha256")  # absent only in runs written before it existed
-        if digest is not None and digest != manifest_digest(self.manifest):
-            raise RunCorruptError(f"run {self.run_id}: manifest.json failed its checksum (file altered)")
+        self.manifest = read_manifest(self.path)
+        schema = self.manifest.get("schema")
+        if schema == 1:
+            from moe_tui.cache.migrate import migrate_v1
+
+            self.manifest = migrate_v1(self.path, self.manifest, allow=migrate, on_notice=on_notice)
+        elif schema != SCHEMA_VERSION:
+            raise CacheError(f"run {self.run_id} has schema {schema!r}; this moe-tui reads schema {SCHEMA_VERSION} "
+                             "(and migrates schema 1): upgrade moe-tui, or extract it again")
         if verify:
             self.verify()
         if (self.path / "shards").is_dir():
             # a writer killed between manifest.json and the shard clean-up: the shards are merged already
             shutil.rmtree(self.path / "shards", ignore_errors=True)
+        if (self.path / "sentences.jsonl").exists():
+            # a migration killed between its manifest and the clean-up: the schema-1 file is no longer listed
+            with contextlib.suppress(OSError):
+                (self.path / "sentences.jsonl").unlink()
         self._arrays: dict[str, np.ndarray] = {}
-        self._sentences: list[dict] | None = None
+        self._tables: dict[str, StringTable] = {}
 
     # -- integrity
     def verify(self) -> None:
         """Check every file's size and sha256 against the manifest (cached per file by mtime)."""
-        entries = dict(self.manifest.get("arrays", {}))
-        entries.update(self.manifest.get("files", {}))
-        missing = [n for n in ARRAY_NAMES if n not in self.manifest.get("arrays", {})]
-        if missing:
-            raise RunCorruptError(f"run {self.run_id}: manifest lists no {missing[0]} array")
-        stamp_path = self.path / ".verified.json"
-        try:
-            stamps = json.loads(stamp_path.read_text())
-        except (OSError, ValueError):
-            stamps = {}
-        new_stamps = {}
-        for name, meta in entries.items():
-            fname = name if name.endswith(".jsonl") else f"{name}.npy"
-            fpath = self.path / fname
-            try:
-                st = fpath.stat()
-            except OSError:
-                raise RunCorruptError(f"run {self.run_id}: {fname} is missing") from None
-            if st.st_size != meta.get("bytes"):
-                raise RunCorruptError(f"run {self.run_id}: {fname} has {st.st_size} bytes, expected "
-                                      f"{meta.get('bytes')} (truncated or altered)")
-            key = [st.st_size, st.st_mtime_ns, meta.get("sha256")]
-            if stamps.get(fname) != key:
-                if _sha256_file(fpath) != meta.get("sha256"):
-                    raise RunCorruptError(f"run {self.run_id}: {fname} failed its checksum (file altered)")
-            new_stamps[fname] = key
-        if new_stamps != stamps:
-            with contextlib.suppress(CacheError):
-                atomic_write_json(stamp_path, new_stamps)
+        verify_files(self.path, self.manifest, ARRAY_NAMES)
 
     # -- arrays
+    def has_array(self, name: str) -> bool:
+        return name in self.manifest.get("arrays", {})
+
     def array(self, name: str) -> np.ndarray:
-        if name not in self._arrays:
-            meta = self.manifest["arrays"][name]
+        """One array of the run, memory-mapped read-only (``RunCorruptError`` if it does not fit the manifest)."""
+        arr = self._arrays.get(name)
+        if arr is None:
+            meta = self.manifest["arrays"].get(name)
+            if meta is None:
+                raise CacheError(f"run {self.run_id} has no {name} array")
             try:
-                arr = np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                if int(meta.get("bytes", 1)) and not np.prod(meta["shape"]) == 0:
+                    arr = np.load(self.path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                else:  # an empty array cannot be memory-mapped
+                    arr = np.load(self.path / f"{name}.npy", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise RunCorruptError(f"run {self.run_id}: {name}.npy is unreadable ({exc})") from exc
             if list(arr.shape) != meta["shape"] or str(arr.dtype) != meta["dtype"]:
                 raise RunCorruptError(f"run {self.run_id}: {name}.npy has shape {arr.shape}, expected {meta['shape']}")
             self._arrays[name] = arr
-        return self._arrays[name]
+        return arr
+
+    def read_rows(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of an array, read from its file into memory (not memory-mapped): streaming
+        readers use this so that their resident memory stays one chunk, whatever the run's size."""
+        meta = self.manifest["arrays"][name]
+        shape = [int(x) for x in meta["shape"]]
+        dtype = np.dtype(meta["dtype"])
+        start, stop = max(0, int(start)), min(shape[0] if shape else 0, int(stop))
+        row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        n = max(0, stop - start)
+        try:
+            with open(self.path / f"{name}.npy", "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                f_shape, fortran, f_dtype = read_header(fh)
+                if list(f_shape) != shape or f_dtype != dtype or fortran:
+                    raise ValueError(f"it holds {f_dtype} {list(f_shape)}, the manifest says {dtype} {shape}")
+                fh.seek(start * row * dtype.itemsize, os.SEEK_CUR)
+                out = np.fromfile(fh, dtype=dtype, count=n * row)
+        except (OSError, ValueError) as exc:
+            raise RunCorruptError(f"run {self.run_id}: {name}.npy is unreadable ({exc})") from exc
+        if len(out) != n * row:
+            raise RunCorruptError(f"run {self.run_id}: {name}.npy is shorter than its manifest says")
+        return out.reshape((n, *shape[1:]))
 
     def __getattr__(self, name: str):
-        if name in ARRAY_NAMES:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        manifest = self.__dict__.get("manifest")
+        if manifest is not None and name in manifest.get("arrays", {}):
             return self.array(name)
         if name in OPTIONAL_ARRAYS:
             return self.array(name) if name in self.manifest.get("arrays", {}) else None
         raise AttributeError(name)
 
-    @property
-    def has_logits(self) -> bool:
-        return "logits" in self.manifest.get("arrays", {})
+    def _table(self, name: str) -> StringTable:
+        t = self._tables.get(name)
+        if t is None:
+            t = self._tables[name] = StringTable(self.array(f"{name}_offsets"), self.array(f"{name}_bytes"))
+        return t
 
     @property
-    def sentences(self) -> list[dict]:
-        if self._sentences is None:
-            with open(self.path / "sentences.jsonl", encoding="utf-8") as fh:
-                self._sentences = [json.loads(line) for line in fh if line.strip()]
-        return self._sentences
+    def has_logits(self) -> bool:
+        return self.has_array("logits")
+
+    @property
+    def texts(self) -> StringTable:
+        """The sentence texts, ``[S]`` (``texts[i]`` decodes one)."""
+        return self._table("texts")
+
+    @property
+    def sent_ids(self) -> StringTable:
+        """The corpus sentence ids, ``[S]``."""
+        return self._table("sent_ids")
+
+    @property
+    def forms(self) -> StringTable:
+        """The vocabulary of word forms (exactly as in the corpus), ``[V]``."""
+        return self._table("forms")
+
+    @property
+    def pieces(self) -> StringTable:
+        """The vocabulary of tokenizer pieces, ``[P]``."""
+        return self._table("pieces")
+
+    @property
+    def word_tags(self) -> tuple[str, ...]:
+        """The word tags that ``word_tag`` indexes (tag names of the run's tagset)."""
+        return tuple(self.manifest.get("word_tags", ()))
+
+    @property
+    def sentences(self) -> SentenceRecords:
+        """The sentences as a lazy sequence of records (``run.sentences[i]`` decodes one)."""
+        return SentenceRecords(self)
 
     # -- facts
     @property
@@ -456,6 +774,10 @@ class Run:
     def n_sentences(self) -> int:
         return int(self.manifest["arrays"]["sentence_offsets"]["shape"][0]) - 1
 
+    @property
+    def n_tokens(self) -> int:
+        return int(self.manifest["arrays"]["token_ids"]["shape"][0])
+
     def analysis_mask(self) -> np.ndarray:
         """``bool [T]``: tokens that enter the analysis (not special, aligned to a word)."""
         return np.asarray(self.pos) >= 0
@@ -464,6 +786,14 @@ class Run:
         """``int64 [T]``: the sentence index of every token."""
         off = np.asarray(self.sentence_offsets)
         return np.repeat(np.arange(len(off) - 1), np.diff(off))
+
+    def token_words(self) -> np.ndarray:
+        """``int64 [T]``: the run-wide index (into ``word_form``, ``word_tag``, ``word_spans``) of each token's
+        word, -1 for none. Vectorised: ``word_offsets[sentence] + word_index``."""
+        wi = np.asarray(self.word_index).astype(np.int64)
+        sent = self.sentence_of_token()
+        g = np.asarray(self.word_offsets)[sent] + wi
+        return np.where(wi >= 0, g, -1)
 
 
 class RunStore:
@@ -493,8 +823,10 @@ class RunStore:
                 raise CacheError(f"run id prefix {ref!r} is ambiguous ({len(matches)} runs); give more digits")
         raise CacheError(f"unknown run {ref!r} (see `moe-tui runs`; cache: {self.root})")
 
-    def open(self, ref: str | os.PathLike, *, verify: bool = True) -> Run:
-        return Run(self.resolve(str(ref)), verify=verify)
+    def open(self, ref: str | os.PathLike, *, verify: bool = True, migrate: bool = True,
+             on_notice: Callable[[str], None] | None = None) -> Run:
+        """Open a finished run (a schema-1 run is migrated first; ``on_notice`` hears about it)."""
+        return Run(self.resolve(str(ref)), verify=verify, migrate=migrate, on_notice=on_notice)
 
     def list_runs(self) -> list[RunInfo]:
         out: list[RunInfo] = []

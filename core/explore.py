@@ -37,6 +37,7 @@ class LayerStatsCache:
     def __init__(self, experts: np.ndarray, pos: np.ndarray, n_experts: int, n_pos: int) -> None:
         self.experts, self.n_experts, self.n_pos = experts, int(n_experts), int(n_pos)
         pos = np.asarray(pos)
+        self._pos_all = pos
         self._keep = pos >= 0
         self._pos = pos[self._keep].astype(np.int64)
         self._counts: dict[int, np.ndarray] = {}
@@ -52,6 +53,30 @@ class LayerStatsCache:
             c = metrics.assignment_counts(e, self._pos, self.n_experts + 1, self.n_pos)[0, : self.n_experts]
             self._counts[layer_idx] = c
         return c
+
+    def fill(self, chunk_tokens: int = 1 << 16, should_stop=None) -> bool:
+        """Count every layer in one pass over the run, a chunk of ``chunk_tokens`` tokens at a time (a background
+        thread can run it while the grid is browsed: each chunk holds the interpreter a few milliseconds);
+        returns False, keeping nothing, if ``should_stop()`` said so. The same numbers as :meth:`counts` layer by
+        layer (a token counts once for each of its k experts; sentinel ids nowhere)."""
+        T, L = int(self.experts.shape[0]), int(self.experts.shape[1])
+        N, P = self.n_experts, self.n_pos
+        keep_all = self._keep
+        total = np.zeros(L * (N + 1) * P, dtype=np.int64)
+        base = (np.arange(L, dtype=np.int64) * (N + 1) * P)[None, :, None]
+        for a in range(0, T, chunk_tokens):
+            if should_stop is not None and should_stop():
+                return False
+            keep = keep_all[a:a + chunk_tokens]
+            e = np.asarray(self.experts[a:a + chunk_tokens])[keep]                  # [n, L, k]
+            e = np.minimum(e.astype(np.int64), N)                                   # sentinels -> one extra bin
+            p = np.asarray(self._pos_all[a:a + chunk_tokens])[keep].astype(np.int64)
+            packed = base + e * P + p[:, None, None]
+            total += np.bincount(packed.ravel(), minlength=L * (N + 1) * P)
+        per_layer = total.reshape(L, N + 1, P)[:, :N]
+        for li in range(L):
+            self._counts.setdefault(li, np.ascontiguousarray(per_layer[li]))
+        return True
 
     def distribution(self, layer_idx: int, expert: int) -> np.ndarray:
         """``[P]``: the POS mix of the tokens routed to ``expert`` at one layer (all zeros if it gets none)."""

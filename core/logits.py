@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from moe_tui.cache.store import Run, RunWriter, add_array
+from moe_tui.cache.store import Run, RunWriter, add_array, new_array
 from moe_tui.core.events import EventSink, Notice, Progress, Stage
 from moe_tui.errors import Cancelled, ModelError
 
@@ -86,7 +86,24 @@ def add_logits(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit
     stored = run.experts
     off = np.asarray(run.sentence_offsets)
     n_cols = int(loaded.facts.num_experts)
-    logits = np.full((stored.shape[0], stored.shape[1], n_cols), np.nan, dtype=np.float16)
+    # filled in place through a memory map (a large run's logits are not held in memory), committed by add_array
+    out = new_array(run_dir, "logits", np.float16, (stored.shape[0], stored.shape[1], n_cols), fill=np.nan)
+    try:
+        _fill_logits(writer, plan, run_dir, stored, off, n_cols, out.arr)
+    except BaseException:
+        out.discard()
+        raise
+    added = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "provenance": provenance(loaded)}
+    routing = routing_manifest(routers, saved=True, columns=n_cols, added=added)
+    del stored
+    add_array(run_dir, "logits", out, {"routing": routing})
+    shutil.rmtree(writer.shard_dir, ignore_errors=True)
+
+
+def _fill_logits(writer: RunWriter, plan: list, run_dir: Path, stored, off: np.ndarray, n_cols: int,
+                 logits: np.ndarray) -> None:
+    """Copy the logits shards into ``logits [T, L, N]`` in corpus order, checking that their experts are the
+    stored ones (``ModelError`` otherwise, with the shards removed)."""
     differ = 0
     for b in range(len(plan)):
         shard = writer.read_shard(b)
@@ -108,8 +125,3 @@ def add_logits(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit
             f"{stored.shape[0] * stored.shape[1]} (token, layer) pairs, so its logits would not belong to the stored "
             f"routes (another transformers/torch version or device?); delete the run ({run_dir}) and extract it "
             "again with --save-logits")
-    added = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "provenance": provenance(loaded)}
-    routing = routing_manifest(routers, saved=True, columns=n_cols, added=added)
-    del stored
-    add_array(run_dir, "logits", lambda fh: np.save(fh, logits, allow_pickle=False), {"routing": routing})
-    shutil.rmtree(writer.shard_dir, ignore_errors=True)

@@ -184,7 +184,7 @@ def form_baseline(forms: np.ndarray, pos: np.ndarray, n_pos: int, train_idx: np.
     """Word-form baseline (paper Table 1 comparison): most frequent POS of the form in the train
     split, unseen forms -> most frequent POS overall; scored on the same test tokens.
 
-    Args: ``forms [T]`` (str or int ids), ``pos [T]``, ``P``, split indices.
+    Args: ``forms [T]`` (word-form keys: ``RunView.form_ids`` ints, or strings), ``pos [T]``, ``P``, split indices.
     """
     pos = np.asarray(pos)
     pred = most_frequent_predict(forms, pos, n_pos, train_idx, test_idx)
@@ -554,6 +554,9 @@ def tsne_embedding(
         ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, len(tokens))``; token_idx
         sorted ascending.
     """
+    from moe_tui.core.probe_engine import settle_torch_import
+
+    settle_torch_import()
     from openTSNE import TSNE
 
     experts = np.asarray(experts)

@@ -469,7 +469,23 @@ def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0,
 # scikit-learn engine
 
 
+def settle_torch_import(name: str = "torch") -> None:
+    """Wait until an import of ``name`` (torch) started by another thread has finished.
+
+    scikit-learn's array-API helpers (and openTSNE through them) read ``sys.modules["torch"].Tensor``
+    without importing torch; while another thread (the TUI's model inspection) is half-way through
+    ``import torch`` that attribute is missing. ``import torch`` here blocks on the module's import lock
+    until the other thread is done. Call before importing scikit-learn or openTSNE in a worker thread.
+    """
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        importlib.import_module(name)  # takes the module's import lock: returns once it is initialised
+
+
 def _onehot_sklearn(X: np.ndarray, ncat: Sequence[int]):
+    settle_torch_import()
     from sklearn.preprocessing import OneHotEncoder
 
     enc = OneHotEncoder(categories=[np.arange(int(n)) for n in ncat], handle_unknown="ignore", sparse_output=True,
@@ -478,6 +494,7 @@ def _onehot_sklearn(X: np.ndarray, ncat: Sequence[int]):
 
 
 def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, ncat, cfg: MLPConfig, dense=None, proba: bool = False) -> ProbeFit:
+    settle_torch_import()
     from scipy import sparse
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier

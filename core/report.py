@@ -60,6 +60,7 @@ __all__ = [
     "table_tsne",
     "table_spec_null",
     "table_controls",
+    "CONTROL_ROWS",
     "report_tables",
     "check_comparable",
     "compare_tables",
@@ -82,14 +83,98 @@ PROBE_ROWS: tuple[str, ...] = (*PROBE_VARIANTS, "baseline")
 # Run view
 
 
+class _RunKeys:
+    """The analysed tokens of a run (``analysis_mask``) and their keys, each computed once when first asked for."""
+
+    def __init__(self, run: Any):
+        self.run = run
+        self.mask = np.asarray(run.analysis_mask(), dtype=bool)
+        self._sentence: np.ndarray | None = None
+        self._forms: tuple[np.ndarray, tuple[str, ...]] | None = None
+
+    def keep(self, a) -> np.ndarray:
+        """The analysed tokens' rows of a per-token array (np.compress: several times faster than a boolean index
+        on ``[T, L, k]``)."""
+        return np.compress(self.mask, np.asarray(a), axis=0)
+
+    def sentence(self) -> np.ndarray:
+        if self._sentence is None:
+            offsets = np.asarray(self.run.sentence_offsets, dtype=np.int64)
+            kept_before = np.concatenate([[0], np.cumsum(self.mask, dtype=np.int64)])
+            self._sentence = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
+                                       kept_before[offsets[1:]] - kept_before[offsets[:-1]])
+        return self._sentence
+
+    def _form_keys(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        if self._forms is None:
+            run = self.run
+            wi = self.keep(run.word_index).astype(np.int64)
+            lowered = [f.lower() for f in run.forms.tolist()] + [""]
+            vocab, lower_id = np.unique(np.array(lowered, dtype=str), return_inverse=True)
+            lower_id = lower_id.reshape(-1).astype(np.int64)
+            no_word = len(lowered) - 1
+            word_form = np.asarray(run.word_form)
+            # the writer checked that every word index is inside its sentence's words
+            gw = np.asarray(run.word_offsets, dtype=np.int64)[self.sentence()] + wi
+            if len(word_form):
+                vocab_id = np.where(wi >= 0, word_form[np.clip(gw, 0, len(word_form) - 1)], no_word)
+            else:
+                vocab_id = np.full(len(wi), no_word, dtype=np.int64)
+            self._forms = (lower_id[vocab_id], tuple(vocab.tolist()))
+        return self._forms
+
+    def form_ids(self) -> np.ndarray:
+        return self._form_keys()[0]
+
+    def form_vocab(self) -> tuple[str, ...]:
+        return self._form_keys()[1]
+
+
+class _Deferred:
+    """A :class:`RunView` field given as a value, or as a function computing it on first use: ``from_run`` defers
+    the per-token keys that only the probes and controls need (sentence, token ids, form ids), so the routing
+    tables of a large run never build them."""
+
+    def __init__(self, default: Any = None):
+        self.default = default
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self.default  # the dataclass field's default
+        value = obj.__dict__.get(self.slot, self.default)
+        if callable(value):
+            value = obj.__dict__[self.slot] = value()
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+    def ready(self, obj) -> bool:
+        return not callable(obj.__dict__.get(self.slot))
+
+
+def form_keys(forms: Sequence[str]) -> dict:
+    """``RunView`` keyword arguments for word forms given as strings (tests, notebooks): ``{"form_ids": int64 [T],
+    "form_vocab": tuple}``, the ids following the sorted order of the distinct (lower-cased) forms, as
+    :meth:`RunView.from_run` builds them."""
+    vocab, ids = np.unique(np.asarray([str(f).lower() for f in forms], dtype=object).astype(str), return_inverse=True)
+    return {"form_ids": ids.astype(np.int64).reshape(-1), "form_vocab": tuple(vocab.tolist())}
+
+
 @dataclass
 class RunView:
     """What a report needs from one run: analysed tokens only (special / unaligned excluded).
 
-    Shapes: ``experts [T, L, k]`` int, ``pos [T]`` int (index into ``tags``), ``forms [T]``
-    lower-cased word form of the token's word, ``sentence [T]`` sentence index in the run,
-    ``token_ids [T]``. ``moe_layers`` lists the ``L`` decoder-layer indices. ``logits [T, L, N]`` float16
-    router logits (NaN in a layer whose router has none), or None for a run extracted without them.
+    Shapes: ``experts [T, L, k]`` int, ``pos [T]`` int (index into ``tags``), ``form_ids [T]`` int64 (id of the
+    lower-cased form of the token's word in ``form_vocab``; ids follow the sorted order of the forms, so grouping
+    by id is grouping by form), ``sentence [T]`` sentence index in the run, ``token_ids [T]``. ``form_vocab``
+    holds the distinct lower-cased forms, sorted (``""``: a token without a word). ``moe_layers`` lists the
+    ``L`` decoder-layer indices. ``logits [T, L, N]`` float16 router logits (NaN in a layer whose router has
+    none), or None for a run extracted without them. ``form_ids``, ``sentence``, ``token_ids``, ``form_vocab``
+    and ``logits`` may be given as functions: they are then computed on first use.
     """
 
     model: str
@@ -100,39 +185,20 @@ class RunView:
     top_k: int
     experts: np.ndarray
     pos: np.ndarray
-    forms: np.ndarray
-    sentence: np.ndarray
-    token_ids: np.ndarray
-    logits: np.ndarray | None = None
+    form_ids: np.ndarray = _Deferred()
+    sentence: np.ndarray = _Deferred()
+    token_ids: np.ndarray = _Deferred()
+    form_vocab: Sequence[str] = _Deferred(default=())
+    logits: np.ndarray | None = _Deferred()
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_run(cls, run: Any) -> "RunView":
-        """Build from a cache ``Run`` (CONTRACT.md): keeps tokens of ``run.analysis_mask()``,
-        recovers each token's word form from ``run.sentences[s]["words"][word_index][0]``
-        (``word_index`` is per sentence) and its sentence from ``run.sentence_offsets``."""
-        mask = np.asarray(run.analysis_mask(), dtype=bool)
-        tok = np.nonzero(mask)[0]
-        experts = np.asarray(run.experts)[mask]
-        pos = np.asarray(run.pos)[mask].astype(np.int64)
-        token_ids = np.asarray(run.token_ids)[mask].astype(np.int64)
-        offsets = np.asarray(run.sentence_offsets, dtype=np.int64)
-        sentence = (np.searchsorted(offsets, tok, side="right") - 1).astype(np.int64)
-        wi = np.asarray(run.word_index)[mask].astype(np.int64)
-        sents = run.sentences
-        n_words = np.fromiter((len(s["words"]) for s in sents), dtype=np.int64, count=len(sents))
-        word_off = np.concatenate([[0], np.cumsum(n_words)])
-        flat = np.array([str(w[0]).lower() for s in sents for w in s["words"]] + [""], dtype=object)
-        if len(sents) and tok.size:
-            sidx = np.clip(sentence, 0, len(sents) - 1)
-            per_sentence = bool(np.all(wi < n_words[sidx]))
-            # per-sentence word_index (CONTRACT); fall back to a run-global index if it does not fit
-            gidx = word_off[sidx] + wi if per_sentence else wi
-        else:
-            gidx = np.full(len(tok), -1, dtype=np.int64)
-        gidx = np.where((gidx < 0) | (gidx >= len(flat) - 1), -1, gidx)
-        gidx = np.where(wi < 0, len(flat) - 1, np.where(gidx < 0, len(flat) - 1, gidx))
-        forms = flat[gidx].astype(str) if tok.size else np.array([], dtype=str)
+        """Build from a cache ``Run``: the analysed tokens' experts and POS now (``run.analysis_mask()``), the
+        per-token keys on first use, all with array operations: a token's word is ``word_offsets[sentence] +
+        word_index``, its form ``word_form`` of that word (an id into the run's vocabulary, which is lower-cased
+        and sorted once: nothing is built per token)."""
+        keys = _RunKeys(run)
         return cls(
             model=str(run.manifest["model"]["name_or_path"]),
             run_id=str(run.run_id),
@@ -140,13 +206,18 @@ class RunView:
             moe_layers=[int(x) for x in run.moe_layers],
             n_experts=int(run.num_experts),
             top_k=int(run.top_k),
-            experts=experts,
-            pos=pos,
-            forms=forms,
-            sentence=sentence,
-            token_ids=token_ids,
-            logits=np.asarray(run.logits)[mask] if getattr(run, "has_logits", False) else None,
+            experts=keys.keep(run.experts),
+            pos=keys.keep(run.pos).astype(np.int64),
+            form_ids=keys.form_ids,
+            sentence=keys.sentence,
+            token_ids=lambda: keys.keep(run.token_ids),
+            form_vocab=keys.form_vocab,
+            logits=(lambda: keys.keep(run.logits)) if getattr(run, "has_logits", False) else None,
         )
+
+    def form_strings(self) -> np.ndarray:
+        """``[T]`` the lower-cased form of each token, as strings (built on request; bulk users take ``form_ids``)."""
+        return np.asarray(self.form_vocab, dtype=object)[self.form_ids]
 
     # ---- cached pieces (computed once per view) -------------------------------------------------
     @property
@@ -164,6 +235,12 @@ class RunView:
 
     def pos_counts(self) -> tuple[np.ndarray, np.ndarray]:
         return self._get("pos_counts", lambda: metrics.pos_counts(self.pos, self.n_pos))
+
+    def probe_experts(self) -> tuple[np.ndarray, int]:
+        """``(experts [T, L, k], N')`` as the probes read them: a sentinel id (a rank a layer does not use) becomes
+        its own category ``N`` and ``N' = N + 1``; without sentinels, the experts and ``N``
+        (:func:`moe_tui.core.metrics.sentinel_as_bin`)."""
+        return self._get("probe_experts", lambda: metrics.sentinel_as_bin(self.experts, self.n_experts))
 
     def counts(self) -> np.ndarray:
         return self._get("counts", lambda: metrics.assignment_counts(self.experts, self.pos, self.n_experts, self.n_pos))
@@ -197,15 +274,21 @@ class RunView:
             raise ReportError(f"{where}: {self.experts.shape[1]} routed layers but {len(self.moe_layers)} MoE layers listed")
         if self.experts.shape[2] != self.top_k:
             raise ReportError(f"{where}: experts has k={self.experts.shape[2]} but top_k={self.top_k}")
-        for name in ("pos", "forms", "sentence", "token_ids"):
+        for name in ("pos", "form_ids", "sentence", "token_ids"):
+            if name != "pos" and not RunView.__dict__[name].ready(self):
+                continue  # computed later from the same analysed tokens
             if len(getattr(self, name)) != T:
                 raise ReportError(f"{where}: {name} has {len(getattr(self, name))} tokens, experts has {T}")
-        if self.logits is not None and self.logits.shape[:2] != self.experts.shape[:2]:
+        if RunView.__dict__["logits"].ready(self) and self.logits is not None \
+                and self.logits.shape[:2] != self.experts.shape[:2]:
             raise ReportError(f"{where}: logits has shape {self.logits.shape}, experts {self.experts.shape}")
         if self.pos.min() < 0 or self.pos.max() >= self.n_pos:
             raise ReportError(f"{where}: POS index outside the {self.n_pos} tags")
-        if int(self.experts.min()) < 0 or int(self.experts.max()) >= self.n_experts:
-            raise ReportError(f"{where}: expert id outside 0..{self.n_experts - 1}")
+        try:  # ids 0..N-1, or the sentinel of a rank a layer does not use (per-layer top-k)
+            self.probe_experts()
+        except ValueError:
+            raise ReportError(f"{where}: expert id outside 0..{self.n_experts - 1} (and not the unused-rank "
+                              f"sentinel {metrics.sentinel_for(self.n_experts)})") from None
 
 
 @dataclass
@@ -374,11 +457,12 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
                 from moe_tui.core.probe_engine import resolve_device
 
                 resolve_device(o.probe_device)
-            res = probe_suite(view.experts, view.pos, view.n_pos, forms=view.forms,
+            experts, n_categories = view.probe_experts()
+            res = probe_suite(experts, view.pos, view.n_pos, forms=view.form_ids,
                               variants=[n for n in missing if n in VARIANTS or n == "logits"], cuts=cuts,
                               control="control_task" in missing, baseline=True, seed=o.seed, n_seeds=o.probe_seeds,
                               engine=o.probe_engine, device=o.probe_device, dtype=o.probe_dtype, max_iter=o.max_iter,
-                              early_stopping=o.early_stopping, mlp_kwargs=o.mlp_kwargs, n_experts=view.n_experts,
+                              early_stopping=o.early_stopping, mlp_kwargs=o.mlp_kwargs, n_experts=n_categories,
                               logits=view.logits, progress=progress)
         except ValueError as exc:  # a bad option (engine, device, MLP setting): one line for the user
             raise ReportError(f"probes: {exc}") from None
@@ -440,8 +524,9 @@ def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
     from moe_tui.core.probe import tsne_embedding
 
     o = opts or ReportOptions()
-    idx, xy, p = tsne_embedding(view.experts, view.pos, n_samples=o.tsne_samples, seed=S.stream(o.seed, "tsne"),
-                                tokens=_split(view, o)[1], n_experts=view.n_experts)
+    experts, n_categories = view.probe_experts()
+    idx, xy, p = tsne_embedding(experts, view.pos, n_samples=o.tsne_samples, seed=S.stream(o.seed, "tsne"),
+                                tokens=_split(view, o)[1], n_experts=n_categories)
     rows = [[int(i), float(x), float(y), view.tags[int(q)]] for i, (x, y), q in zip(idx, xy, p)]
     return _table("tsne", ["token", "x", "y", "pos"], rows)
 
@@ -451,7 +536,9 @@ def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
 
 
 def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
-    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean."""
+    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean;
+    ``p_value`` = (1 + #{null >= spec}) / (1 + R); ``q_value`` = Benjamini-Hochberg over all layer x POS
+    cells with a p-value."""
     from moe_tui.core.controls import spec_permutation_null
 
     o = opts or ReportOptions()
@@ -462,16 +549,30 @@ def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: 
     for li, layer in enumerate(view.moe_layers):
         for p, tag in enumerate(view.tags):
             rows.append([int(layer), tag, _f(res["spec"][li, p]), _f(res["null_mean"][li, p]),
-                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p])])
-    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess"], rows)
+                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p]), _f(res["p_value"][li, p]),
+                         _f(res["q_value"][li, p])])
+    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"], rows)
+
+
+#: The rows of controls.csv, in order; then ``<variant>_ci_low`` / ``_ci_high`` for each probe variant reported
+#: and the baseline.
+CONTROL_ROWS: tuple[str, ...] = (
+    "token_identity", "control_task", "selectivity",
+    "ambiguous_token_ids", "ambiguous_test_tokens", "ambiguous_probe", "ambiguous_token_identity",
+    "ambiguous_form_baseline",
+    "hamming_same_token_same_pos", "hamming_same_token_diff_pos", "context_effect_p",
+    "spec_ci_low", "spec_ci_high", "spec_bootstrap_bias_sd",
+)
 
 
 def table_controls(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None,
                    probe_variants: Sequence[str] = ("top_k",)) -> Table:
-    """controls.csv -- token identity, control task, selectivity, ambiguous forms, Hamming distances
-    and sentence-bootstrap 95% intervals (global Spec and each probe in ``probe_variants`` plus the
-    baseline). The control task and selectivity are means over the probe seeds; the per-token rows
-    (ambiguous forms, intervals) use seed 0's split."""
+    """controls.csv (quantity, value) -- token identity, control task, selectivity; on the ambiguous
+    token ids (seen with >= 2 POS) the routing probe, the token-identity predictor and the form baseline;
+    the Hamming distances of top-k paths between occurrences of one token id with the same / a different
+    POS and the permutation p-value of their difference; sentence-bootstrap BCa 95% intervals (global
+    Spec and each probe in ``probe_variants`` plus the baseline). The control task and selectivity are
+    means over the probe seeds; the per-token rows (ambiguous tokens, intervals) use seed 0's split."""
     from moe_tui.core import controls as C
 
     o = opts or ReportOptions()
@@ -479,26 +580,34 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     names = list(dict.fromkeys(["top_k", "baseline", "control_task", *probe_variants]))
     stats = compute_probes(view, o, names, progress=progress)
     real, base, ctrl = stats["top_k"], stats["baseline"], stats["control_task"]
-    rows: list[list] = []
+    values: dict[str, Any] = {}
     tid = C.token_identity_probe(view.token_ids, view.pos, view.n_pos, (tr, te))
-    rows.append(["token_identity", _f(tid.accuracy)])
-    rows.append(["control_task", _f(ctrl.accuracy)])
-    rows.append(["selectivity", _f(real.accuracy - ctrl.accuracy)])
-    amb = C.ambiguous_forms(view.experts, view.forms, view.pos, view.n_pos, view.n_experts, probe=real.first,
-                            baseline=base.first)
-    for key in ("ambiguous_probe", "ambiguous_baseline", "hamming_same_pos", "hamming_diff_pos"):
-        rows.append([key, _f(amb[key])])
+    values["token_identity"] = tid.accuracy
+    values["control_task"] = ctrl.accuracy
+    values["selectivity"] = real.accuracy - ctrl.accuracy
+    values.update(C.ambiguous_tokens(view.token_ids, view.pos, view.n_pos, probe=real.first, token_identity=tid,
+                                     form_baseline=base.first))
+    if progress is not None:
+        progress("context effect", 0, 1)
+    ctx = view._get(f"context:{o.seed}:{o.n_permutations}", lambda: C.context_effect(
+        view.experts, view.token_ids, view.pos, view.n_pos, view.n_experts, n_permutations=o.n_permutations,
+        seed=S.stream(o.seed, "context_effect")))
+    values["hamming_same_token_same_pos"] = ctx["same_pos"]
+    values["hamming_same_token_diff_pos"] = ctx["diff_pos"]
+    values["context_effect_p"] = ctx["p_value"]
     boot = S.stream(o.seed, "bootstrap")
     bs = C.bootstrap_spec(view.experts, view.pos, view.n_experts, view.n_pos, view.sentence, view.tags,
                           n_boot=o.n_boot, seed=boot, progress=progress)
-    rows.append(["spec_ci_low", _f(bs["low"])])
-    rows.append(["spec_ci_high", _f(bs["high"])])
+    values["spec_ci_low"], values["spec_ci_high"] = bs["low"], bs["high"]
+    values["spec_bootstrap_bias_sd"] = bs["bias_sd"]
+    counts = ("ambiguous_token_ids", "ambiguous_test_tokens")
+    rows = [[key, int(values[key]) if key in counts else _f(values[key])] for key in CONTROL_ROWS]
     for name in list(probe_variants) + ["baseline"]:
         r = stats[name].first
         ba = C.bootstrap_accuracy(r.correct, view.sentence[r.test_idx], n_boot=o.n_boot, seed=boot)
         rows.append([f"{name}_ci_low", _f(ba["low"])])
         rows.append([f"{name}_ci_high", _f(ba["high"])])
-    return _table("controls", ["variant", "accuracy"], rows)
+    return _table("controls", ["quantity", "value"], rows)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -531,17 +640,18 @@ def compute_information(view: RunView, opts: ReportOptions | None = None, progre
         raise ReportError(f"information probes: {exc}") from None
     tr, te = _split(view, o)
     fit, va = I.holdout_split(tr, S.stream(o.seed, "info_valid"))
-    common = dict(n_experts=view.n_experts, init_seed=S.int_seed(o.seed, "mlp_init", 0),
+    experts, n_categories = view.probe_experts()  # an unused-rank sentinel reads as one more category
+    common = dict(n_experts=n_categories, init_seed=S.int_seed(o.seed, "mlp_init", 0),
                   shuffle_seed=S.int_seed(o.seed, "mlp_shuffle", 0), config=cfg, device=o.probe_device,
                   dtype=o.probe_dtype, progress=progress)
-    probes = I.conditional_probes(view.experts, view.pos, view.n_pos, view.token_ids, (tr, te), va,
+    probes = I.conditional_probes(experts, view.pos, view.n_pos, view.token_ids, (tr, te), va,
                                   logits=view.logits, **common)
-    control = control_labels_for(view.forms, view.pos, view.n_pos, S.stream(o.seed, "control_labels", 0))
+    control = control_labels_for(view.form_ids, view.pos, view.n_pos, S.stream(o.seed, "control_labels", 0))
     order = np.asarray(tr)[np.random.default_rng(S.stream(o.seed, "mdl_order")).permutation(len(tr))]
-    mdl = I.online_codelength(view.experts, [view.pos, control], view.n_pos, view.token_ids, order,
+    mdl = I.online_codelength(experts, [view.pos, control], view.n_pos, view.token_ids, order,
                               logits=view.logits, **common)
     res = {"probes": probes, "gains": I.gains(probes, view.pos[te], view.n_pos), "mdl": mdl,
-           "transitions": I.transitions(view.experts, view.n_experts), "paths": I.path_stats(view.experts)}
+           "transitions": I.transitions(experts, n_categories), "paths": I.path_stats(experts)}
     view._cache[key] = res
     return res
 

@@ -15,8 +15,9 @@ stream                position  what draws from it
 ``permutation_null``  4         the POS permutations of the Spec null
 ``bootstrap``         5         the sentence resamples of the bootstrap intervals
 ``tsne``              6         the t-SNE token sample and the t-SNE's own random state
-``info_valid``        7         the held-out tenth of the training split of the information probes
-``mdl_order``         8         the order in which the online code (MDL) sends the training tokens
+``context_effect``    7         the within-token-id POS shuffles of the context-effect test
+``info_valid``        8         the held-out tenth of the training split of the information probes
+``mdl_order``         9         the order in which the online code (MDL) sends the training tokens
 ====================  ========  ====================================================================
 
 Probe seed ``r`` (``--probe-seeds N`` trains seeds ``r = 0 .. N-1``) is the ``r``-th child of the
@@ -32,7 +33,7 @@ import numpy as np
 __all__ = ["STREAMS", "stream", "child", "generator", "int_seed", "as_seed_sequence"]
 
 STREAMS: tuple[str, ...] = ("split", "mlp_init", "mlp_shuffle", "control_labels", "permutation_null", "bootstrap",
-                            "tsne", "info_valid", "mdl_order")
+                            "tsne", "context_effect", "info_valid", "mdl_order")
 
 
 def stream(seed: int, name: str, sub: int | None = None) -> np.random.SeedSequence:

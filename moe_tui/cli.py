@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
                    help="progress on stderr: a bar, JSON lines (for tools), or nothing")
 
+    o = sub.add_parser("open", help="open the terminal UI on a cached run's routing grid (e.g. ssh node moe-tui open RUN)")
+    o.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
+    o.add_argument("--cache-dir", metavar="DIR")
+
     r = sub.add_parser("runs", help="list the cached runs")
     r.add_argument("--cache-dir", metavar="DIR")
     r.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -219,11 +223,25 @@ def cmd_runs(args) -> int:
     return EXIT_OK
 
 
+def _notice(message: str) -> None:
+    print(f"moe-tui: {message}", file=sys.stderr, flush=True)
+
+
+def cmd_open(args) -> int:
+    """Open the run first (a bad or damaged run is one line here, before any terminal UI), then the TUI on it."""
+    from moe_tui.cache.store import RunStore
+
+    run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
+    from moe_tui.tui.app import run_app
+
+    return run_app(open_run=run, cache_dir=args.cache_dir) or EXIT_OK
+
+
 def cmd_export_routes(args) -> int:
     from moe_tui.cache.store import RunStore
     from moe_tui.core.export import export_routes
 
-    run = RunStore(args.cache_dir).open(args.run)
+    run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
     print(export_routes(run, args.out, spreadsheet_safe=args.spreadsheet_safe))
     return EXIT_OK
 
@@ -244,7 +262,7 @@ def cmd_report(args) -> int:
         except ValueError as exc:
             raise ReportError(str(exc)) from None
     store = RunStore(args.cache_dir)
-    runs = [store.open(ref) for ref in args.runs]  # a bad or corrupt run fails here, before any work
+    runs = [store.open(ref, on_notice=_notice) for ref in args.runs]  # a bad or corrupt run fails here, before any work
     out = Path(args.out).expanduser()
     try:  # an unwritable --out fails now, not after minutes of probes
         out.mkdir(parents=True, exist_ok=True)
@@ -315,7 +333,8 @@ def cmd_diff(args) -> int:
     if args.out and not args.by:
         raise ReportError("--out needs --by layer or --by pos")
     store = RunStore(args.cache_dir)
-    run_a, run_b = store.open(args.run_a), store.open(args.run_b)
+    run_a = store.open(args.run_a, on_notice=_notice)
+    run_b = store.open(args.run_b, on_notice=_notice)
     if args.by:
         table = diff_table(run_a, run_b, args.by)
         if args.out:
@@ -369,6 +388,7 @@ def open_tui(models: list[str] | None = None, data: str | None = None, demo: boo
 
 COMMANDS = {
     "extract": cmd_extract,
+    "open": cmd_open,
     "runs": cmd_runs,
     "export-routes": cmd_export_routes,
     "report": cmd_report,

@@ -98,6 +98,7 @@ class MoeTuiApp(AnalysisController, App):
         run_store: Callable[[], object] | None = None,
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
+        open_run: object | None = None,
     ) -> None:
         self._settings_error: str | None = None
         if settings is None:
@@ -124,6 +125,7 @@ class MoeTuiApp(AnalysisController, App):
         self._extract_worker = None
         self._init_analysis()               # self.analysis, self.report_options, self.last_report_dir
         self._too_small = None
+        self.initial_run = open_run          # a cache Run opened before the app started (`moe-tui open RUN`)
         if demo:
             from moe_tui.tui.discovery import demo_corpus, demo_entry
 
@@ -139,6 +141,13 @@ class MoeTuiApp(AnalysisController, App):
             self.theme = self.settings.theme
         from moe_tui.tui.screens.home import HomeScreen
 
+        if self.initial_run is not None:
+            # `moe-tui open RUN`: the grid alone (the home screen is made when first needed: it would cost the
+            # grid's first frame about a tenth of a second)
+            from moe_tui.tui.screens.grid import GridScreen
+
+            self.push_screen(GridScreen(self.initial_run))
+            return
         self.push_screen(HomeScreen())
         if self.demo and self.selected_model and self.initial_data:
             # the demo opens on something real: extract (a cache hit after the first time), then the grid
@@ -190,9 +199,22 @@ class MoeTuiApp(AnalysisController, App):
 
     def action_go_home(self) -> None:
         home = self._home()
-        if home is None:
+        if home is None:  # opened on a run: the home screen takes the place of everything above the app's base
+            from moe_tui.tui.screens.home import HomeScreen
+
+            while len(self.screen_stack) > 2:
+                self.pop_screen()
+            self.switch_screen(HomeScreen())
+            self.call_after_refresh(self._check_size)
             return
         while self.screen is not home and len(self.screen_stack) > 1:
+            self.pop_screen()
+
+    def back_from(self, screen) -> None:
+        """Leave ``screen`` (the top one): to the screen below it, or home when nothing real is below."""
+        if len(self.screen_stack) <= 2 and self._home() is None:
+            self.action_go_home()
+        else:
             self.pop_screen()
 
     def action_show_progress(self) -> None:
@@ -264,6 +286,8 @@ class MoeTuiApp(AnalysisController, App):
             return
         home = self._home()
         if home is None:
+            self.action_go_home()
+            self.notify("Choose a model and a corpus here, then ctrl+r", timeout=5)
             return
         try:
             fields = home.extract_form()
@@ -376,8 +400,16 @@ class MoeTuiApp(AnalysisController, App):
         self.show_error("Cannot open run", msg.message)
 
 
-def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False) -> int:
-    """Entry point used by ``moe-tui`` with no subcommand. Returns the process exit code."""
-    app = MoeTuiApp(models=models, data=data, demo=demo)
+def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False, *,
+            open_run: object | None = None, cache_dir: str | None = None) -> int:
+    """Entry point used by ``moe-tui`` with no subcommand (and by ``moe-tui open RUN``, with the run already
+    opened: the app starts on its routing grid). Returns the process exit code."""
+    store = None
+    if cache_dir:
+        def store():
+            from moe_tui.cache.store import RunStore
+
+            return RunStore(cache_dir)
+    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store)
     app.run()
     return int(app.return_code or 0)

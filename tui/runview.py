@@ -29,9 +29,21 @@ def n_sentences(run) -> int:
     return int(len(run.sentence_offsets) - 1)
 
 
+def sentence_texts(run):
+    """The run's sentence texts as an indexable table (``len``, ``[i]`` decodes one; the stored text table of a
+    cache Run; for stand-in runs without one, built from their records)."""
+    texts = getattr(run, "texts", None)
+    if texts is not None:
+        return texts
+    from moe_tui.cache.columns import StringTable
+
+    return StringTable.from_strings(str(s.get("text", "")) for s in run.sentences)
+
+
 def sentence_data(run, i: int) -> SentenceData:
     a, b = int(run.sentence_offsets[i]), int(run.sentence_offsets[i + 1])
-    meta = run.sentences[i] if i < len(run.sentences) else {}
+    sentences = run.sentences
+    meta = sentences[i] if i < len(sentences) else {}
     toks = list(meta.get("tokens") or [])
     if len(toks) != b - a:  # fall back to ids when token strings are missing
         toks = [str(int(x)) for x in np.asarray(run.token_ids[a:b])]

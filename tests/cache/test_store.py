@@ -1,4 +1,4 @@
-"""The run store: atomic writes, shards, finalize order, checksums, locks."""
+"""The run store: atomic writes, shards, finalize order, the columnar format (schema 2), checksums, locks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import time
 import numpy as np
 import pytest
 
+from moe_tui.cache.columns import StringTable, TextColumns
 from moe_tui.cache.store import (
+    ARRAY_NAMES,
     RunStore,
     RunWriter,
     atomic_write_bytes,
@@ -19,6 +21,7 @@ from moe_tui.cache.store import (
     cache_root,
     run_id_for,
     run_lock,
+    write_run,
 )
 from moe_tui.errors import CacheError, RunCorruptError
 
@@ -32,7 +35,7 @@ def _shard(sentence_index, lengths, seed):
         "lengths": np.array(lengths, dtype=np.int64),
         "sentence_index": np.array(sentence_index, dtype=np.int64),
         "token_ids": rng.integers(0, 100, n).astype(np.int32),
-        "word_index": np.arange(n, dtype=np.int32),
+        "word_index": np.concatenate([np.arange(m) for m in lengths]).astype(np.int32),  # word i of its sentence
         "pos": rng.integers(0, 17, n).astype(np.int16),
         "special": np.zeros(n, dtype=bool),
         "crossing": np.zeros(n, dtype=bool),
@@ -47,8 +50,18 @@ def _manifest_extra():
             "tagset": {"name": "upos", "tags": ["A"] * 17}, "corpus": {}, "alignment": {}, "options": {}}
 
 
-def _sentences(n):
-    return [{"id": f"s{i}", "text": "x", "words": [], "tokens": []} for i in range(n)]
+def _sentences(lengths):
+    """Records for sentences of the given token counts: word i is "w<i>", token i is its piece "▁w<i>"."""
+    out = []
+    for s, n in enumerate(lengths):
+        words = [f"w{i}" for i in range(n)]
+        text = " ".join(words)
+        spans, c = [], 0
+        for w in words:
+            spans.append([w, "NOUN" if s % 2 else "VERB", c, c + len(w)])
+            c += len(w) + 1
+        out.append({"id": f"s{s}", "text": text, "words": spans, "tokens": ["▁" + w for w in words]})
+    return out
 
 
 def _write_run(root, identity=None):
@@ -61,7 +74,7 @@ def _write_run(root, identity=None):
     s1 = _shard([1], [2], 1)
     w.write_shard(0, s0)
     w.write_shard(1, s1)
-    w.finalize(2, _sentences(3), _manifest_extra())
+    w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
     return rid, s0, s1
 
 
@@ -91,6 +104,11 @@ def test_finalize_restores_corpus_order(tmp_path):
     assert run.sentence_of_token().tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
     assert not (tmp_path / rid / "shards").exists()
     assert isinstance(run.experts, np.memmap)
+    # the sentence columns are in corpus order too: records decode back to what was given
+    assert list(run.sentences) == [{**r, "skipped": False} for r in _sentences([3, 2, 4])]
+    assert run.token_piece.tolist() == [0, 1, 2, 0, 1, 0, 1, 2, 3]  # pieces "▁w0".. by first appearance
+    assert run.pieces.tolist() == ["▁w0", "▁w1", "▁w2", "▁w3"]
+    assert run.token_words().tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_truncated_array_is_detected(tmp_path):
@@ -127,10 +145,10 @@ def test_altered_manifest_is_detected(tmp_path):
         RunStore(tmp_path).open(rid)
 
 
-def test_missing_sentences_file_is_detected(tmp_path):
+def test_missing_text_file_is_detected(tmp_path):
     rid, *_ = _write_run(tmp_path)
-    (tmp_path / rid / "sentences.jsonl").unlink()
-    with pytest.raises(RunCorruptError, match="sentences.jsonl is missing"):
+    (tmp_path / rid / "texts_bytes.npy").unlink()
+    with pytest.raises(RunCorruptError, match="texts_bytes.npy is missing"):
         RunStore(tmp_path).open(rid)
 
 
@@ -226,3 +244,245 @@ def test_leftover_shards_of_a_complete_run_are_removed(tmp_path):
     (tmp_path / rid / "shards" / "shard-00000.npz").write_bytes(b"x")
     RunStore(tmp_path).open(rid)
     assert not (tmp_path / rid / "shards").exists()
+
+
+# --------------------------------------------------------------------------- the columnar format (schema 2)
+TRICKY = ["", "-", "+1", "=x", '"a, b"', "café", "日本語", "Ċ", "tab\there", "two\nlines", "x" * 300, "ΣΑΣ", "\u200b"]
+
+
+def _tricky_records(n_sent=40, seed=0):
+    """Records with every kind of text (empty, quotes, newlines, non-ASCII, long) and skipped sentences."""
+    rng = np.random.default_rng(seed)
+    recs, lengths = [], []
+    for s in range(n_sent):
+        skipped = s % 9 == 4
+        nw = 0 if skipped else int(rng.integers(1, 6))
+        forms = [TRICKY[int(i)] or "w" for i in rng.integers(0, len(TRICKY), nw)]
+        text, words = "", []
+        for f in forms:
+            start = len(text) + (1 if text else 0)
+            text = (text + " " + f) if text else f
+            words.append([f, ["NOUN", "VERB", "X"][int(rng.integers(0, 3))], start, start + len(f)])
+        tokens = [] if skipped else ["<s>"] + [p for f in forms for p in ("Ġ" + f[:2], f[2:] or "∅")]
+        recs.append({"id": f"doc-{s}" if s % 5 else "", "text": text, "words": words, "tokens": tokens,
+                     "skipped": skipped})
+        lengths.append(len(tokens))
+    return recs, lengths
+
+
+def _arrays_for(lengths, seed=1, L=2, k=2, extra=None):
+    rng = np.random.default_rng(seed)
+    T = int(sum(lengths))
+    wi = np.concatenate([np.concatenate([[-1], np.arange(n - 1) // 2]) if n else np.zeros(0) for n in lengths])
+    out = {
+        "token_ids": rng.integers(0, 1000, T).astype(np.int32),
+        "sentence_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "word_index": wi.astype(np.int32),
+        "pos": np.where(wi >= 0, rng.integers(0, 3, T), -1).astype(np.int16),
+        "special": wi < 0,
+        "crossing": np.zeros(T, dtype=bool),
+        "offsets": rng.integers(0, 50, (T, 2)).astype(np.int32),
+        "experts": rng.integers(0, 8, (T, L, k)).astype(np.uint8),
+        "weights": rng.random((T, L, k)).astype(np.float16),
+    }
+    out.update(extra or {})
+    return out
+
+
+def _extra(L=2, k=2, **more):
+    return {"model": {"name_or_path": "toy", "moe_layers": list(range(L)), "num_experts": 8, "top_k": k},
+            "tagset": {"name": "upos", "tags": ["NOUN", "VERB", "X"]}, "corpus": {"path": "c.conllu"}, **more}
+
+
+def test_format_round_trip_of_every_array_and_record(tmp_path):
+    recs, lengths = _tricky_records()
+    arrays = _arrays_for(lengths)
+    run_dir = write_run(tmp_path / run_id_for({"rt": 1}), {"rt": 1}, arrays, recs, _extra())
+    run = RunStore(tmp_path).open(run_dir.name)
+    for name in ("token_ids", "sentence_offsets", "word_index", "pos", "special", "offsets", "experts", "weights"):
+        np.testing.assert_array_equal(run.array(name), arrays[name], err_msg=name)
+        assert run.array(name).dtype == arrays[name].dtype
+    assert len(run.sentences) == len(recs) == run.n_sentences
+    assert list(run.sentences) == recs  # every text, id, word span, tag and piece exactly as given
+    assert run.sentences[-1] == recs[-1] and run.sentences[3:5] == recs[3:5]
+    assert [run.texts[i] for i in range(len(recs))] == [r["text"] for r in recs]
+    assert run.sent_ids.tolist() == [r["id"] for r in recs]
+    assert run.skipped.tolist() == [r["skipped"] for r in recs]
+    # vocabularies: each distinct form / piece once, in order of first appearance
+    forms = list(dict.fromkeys(w[0] for r in recs for w in r["words"]))
+    assert run.forms.tolist() == forms
+    assert run.pieces.tolist() == list(dict.fromkeys(p for r in recs for p in r["tokens"]))
+    # a token's word, run-wide, by array arithmetic
+    tw = run.token_words()
+    for s, r in enumerate(recs):
+        for t in range(int(run.sentence_offsets[s]), int(run.sentence_offsets[s + 1])):
+            wi = int(run.word_index[t])
+            assert (tw[t] == -1) if wi < 0 else (run.forms[int(run.word_form[tw[t]])] == r["words"][wi][0])
+    # every file is listed with its checksum; the dtypes are plain numbers, never objects
+    m = run.manifest
+    assert m["schema"] == 2 and set(ARRAY_NAMES) <= set(m["arrays"]) and m["files"] == {}
+    for name, meta in m["arrays"].items():
+        arr = np.load(run_dir / f"{name}.npy", allow_pickle=False)
+        assert arr.dtype.kind in "biuf" and list(arr.shape) == meta["shape"], name
+    assert not (run_dir / "sentences.jsonl").exists()
+
+
+def test_read_rows_reads_slices_from_the_file(tmp_path):
+    recs, lengths = _tricky_records()
+    run_dir = write_run(tmp_path / "r", {"rr": 1}, _arrays_for(lengths), recs, _extra())
+    run = RunStore(tmp_path).open(run_dir)
+    T = run.n_tokens
+    for a, b in ((0, 5), (7, T), (T - 3, T + 10), (4, 4)):
+        for name in ("experts", "weights", "special", "offsets"):
+            got = run.read_rows(name, a, b)
+            np.testing.assert_array_equal(got, np.asarray(run.array(name))[a:b])
+            assert not isinstance(got, np.memmap)
+
+
+def test_optional_arrays_and_unknown_manifest_fields_are_kept(tmp_path):
+    """A shard may carry optional per-token arrays (logits): merged in corpus order when asked for, listed, checked;
+    left out when not asked for; a shard without them is refused when they are."""
+    # asked for, but one shard lacks them (written by an attempt without --save-logits): refused, nothing written
+    rid0 = run_id_for({"opt": 0})
+    w0 = RunWriter(tmp_path / rid0, {"opt": 0})
+    w0.begin()
+    a0 = _shard([2, 0], [4, 3], 0)
+    a0["logits"] = np.zeros((7, 3, 8), np.float16)
+    w0.write_shard(0, a0)
+    w0.write_shard(1, _shard([1], [2], 1))
+    with pytest.raises(CacheError, match="shard 1 of run .* has no logits"):
+        w0.finalize(2, _sentences([3, 2, 4]), _manifest_extra(), optional=("logits",))
+    assert not (tmp_path / rid0 / "manifest.json").exists() and not (tmp_path / rid0 / "logits.npy").exists()
+    # not asked for: the run has no logits, even though shard 0 carries them
+    w0.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    plain = RunStore(tmp_path).open(rid0)
+    assert not plain.has_logits and plain.logits is None and not (tmp_path / rid0 / "logits.npy").exists()
+
+    rid = run_id_for({"opt": 1})
+    w = RunWriter(tmp_path / rid, {"opt": 1})
+    w.begin()
+    s0, s1 = _shard([2, 0], [4, 3], 0), _shard([1], [2], 1)
+    s0["logits"] = np.arange(7 * 3 * 8, dtype=np.float16).reshape(7, 3, 8)
+    s1["logits"] = -np.arange(2 * 3 * 8, dtype=np.float16).reshape(2, 3, 8)
+    w.write_shard(0, s0)
+    w.write_shard(1, s1)
+    w.finalize(2, _sentences([3, 2, 4]), {**_manifest_extra(), "provenance": {"host": "node7", "git": "abc"}},
+               optional=("logits",))
+    run = RunStore(tmp_path).open(rid)
+    assert run.has_array("logits") and run.has_logits and not run.has_array("nothing")
+    np.testing.assert_array_equal(run.logits[0:3], s0["logits"][4:7])
+    np.testing.assert_array_equal(run.logits[3:5], s1["logits"])
+    np.testing.assert_array_equal(run.logits[5:9], s0["logits"][0:4])
+    assert run.manifest["provenance"] == {"host": "node7", "git": "abc"}
+    p = tmp_path / rid / "logits.npy"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0x10
+    time.sleep(0.01)
+    p.write_bytes(bytes(data))
+    with pytest.raises(RunCorruptError, match="logits.npy failed its checksum"):
+        RunStore(tmp_path).open(rid)
+
+
+def test_finalize_refuses_pieces_that_do_not_match_the_tokens(tmp_path):
+    w = RunWriter(tmp_path / "r", {"z": 2})
+    w.begin()
+    w.write_shard(0, _shard([0, 1], [3, 2], 0))
+    recs = _sentences([3, 2])
+    recs[1]["tokens"] = recs[1]["tokens"][:1]
+    with pytest.raises(CacheError, match="sentence 1 has 1 token pieces but 2 routed tokens"):
+        w.finalize(1, recs, _manifest_extra())
+    assert not (tmp_path / "r" / "manifest.json").exists()
+
+
+def test_finalize_refuses_a_word_index_outside_its_sentence(tmp_path):
+    w = RunWriter(tmp_path / "r", {"z": 3})
+    w.begin()
+    shard = _shard([0, 1], [3, 2], 0)
+    shard["word_index"][4] = 2  # sentence 1 has 2 words
+    w.write_shard(0, shard)
+    with pytest.raises(CacheError, match="token 1 of sentence 1 names word 2, but the sentence has 2"):
+        w.finalize(1, _sentences([3, 2]), _manifest_extra())
+    assert not (tmp_path / "r" / "manifest.json").exists() and not list((tmp_path / "r").glob(".*tmp*"))
+
+
+def test_first_open_after_writing_does_not_hash_again(tmp_path, monkeypatch):
+    """The writer stamps the files it has just hashed: opening a fresh run only stats them (a large run opens fast),
+    and a file changed afterwards is hashed again and caught."""
+    import moe_tui.cache.store as store_mod
+
+    rid, *_ = _write_run(tmp_path)
+    real = store_mod._sha256_file
+    calls = []
+    monkeypatch.setattr(store_mod, "_sha256_file", lambda p: calls.append(p.name) or real(p))
+    RunStore(tmp_path).open(rid)
+    assert calls == []
+    p = tmp_path / rid / "word_form.npy"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0x01
+    time.sleep(0.01)
+    p.write_bytes(bytes(data))
+    with pytest.raises(RunCorruptError, match="word_form.npy failed its checksum"):
+        RunStore(tmp_path).open(rid)
+    assert calls == ["word_form.npy"]
+
+
+def test_opening_a_run_builds_nothing_per_sentence(tmp_path):
+    """50,000 sentences: open + the text table + one record allocate a few hundred kB at most (a dict or a string
+    per sentence would be megabytes)."""
+    import tracemalloc
+
+    n = 50_000
+    texts = StringTable.from_strings(f"sentence number {i} is here" for i in range(n))
+    text = TextColumns(
+        sent_ids=StringTable.from_strings(str(i) for i in range(n)), texts=texts, skipped=np.zeros(n, bool),
+        word_offsets=np.arange(n + 1, dtype=np.int64), word_form=np.zeros(n, np.int32),
+        word_tag=np.zeros(n, np.int16), word_spans=np.zeros((n, 2), np.int32),
+        forms=StringTable.from_strings(["sentence"]), word_tags=["NOUN"],
+        token_piece=np.zeros(n, np.int32), token_counts=np.ones(n, np.int64),
+        pieces=StringTable.from_strings(["▁sentence"]))
+    T = n
+    arrays = {"token_ids": np.zeros(T, np.int32), "sentence_offsets": np.arange(n + 1, dtype=np.int64),
+              "word_index": np.zeros(T, np.int32), "pos": np.zeros(T, np.int16), "special": np.zeros(T, bool),
+              "crossing": np.zeros(T, bool), "offsets": np.zeros((T, 2), np.int32),
+              "experts": np.zeros((T, 2, 2), np.uint8), "weights": np.zeros((T, 2, 2), np.float16)}
+    run_dir = write_run(tmp_path / "big", {"big": 1}, arrays, text, _extra())
+    tracemalloc.start()
+    run = RunStore(tmp_path).open(run_dir)
+    assert len(run.texts) == n and run.texts[n - 1] == f"sentence number {n - 1} is here"
+    assert run.sentences[123]["text"] == "sentence number 123 is here" and len(run.sentences) == n
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 400_000, peak
+
+
+def test_disk_full_while_merging_is_an_error_not_a_crash(tmp_path, monkeypatch):
+    """The merged arrays are written through memory maps; their blocks are reserved first, so a full disk is one
+    CacheError (not a SIGBUS while writing the map). Nothing half-written stays; the shards do, and a second
+    finalize completes the run."""
+    import errno
+
+    import moe_tui.cache.store as store_mod
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate on this platform")
+    rid = run_id_for({"full": 1})
+    w = RunWriter(tmp_path / rid, {"full": 1})
+    w.begin()
+    w.write_shard(0, _shard([2, 0], [4, 3], 0))
+    w.write_shard(1, _shard([1], [2], 1))
+    real = os.posix_fallocate
+
+    def full(fd, offset, length):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(f"weights.npy.tmp-{os.getpid()}"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, offset, length)
+
+    monkeypatch.setattr(store_mod.os, "posix_fallocate", full)
+    with pytest.raises(CacheError, match=r"cannot write .*weights\.npy: No space left on device"):
+        w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    assert not (tmp_path / rid / "manifest.json").exists()
+    assert [p.name for p in (tmp_path / rid).iterdir() if ".tmp-" in p.name] == []
+    assert w.done_shards(2) == {0, 1}
+    monkeypatch.undo()
+    w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    assert RunStore(tmp_path).open(rid).experts.shape == (9, L, K)

@@ -265,6 +265,20 @@ def test_output_under_a_regular_file(cache, tmp_path, capsys):
     assert run_bytes(before_runs[0].path)  # the run is still whole
 
 
+def test_export_routes_creates_the_folders_of_out(cache, tmp_path, capsys):
+    """--out in folders that do not exist yet: they are made, and the file is the one written into an existing folder."""
+    run_id = RunStore(cache).list_runs()[0].run_id
+    (tmp_path / "flat").mkdir()
+    for name in ("r.csv", "r.parquet"):
+        code, out, err = cli(capsys, "export-routes", run_id, "--out", tmp_path / "flat" / name, "--cache-dir", cache)
+        assert code == 0, err
+        deep = tmp_path / "new" / "deeper" / name
+        code, out, err = cli(capsys, "export-routes", run_id, "--out", deep, "--cache-dir", cache)
+        assert code == 0, err
+        assert out.strip() == str(deep.resolve())
+        assert deep.read_bytes() == (tmp_path / "flat" / name).read_bytes()
+
+
 def test_bad_probe_options_are_one_line(cache, tmp_path, capsys):
     """An engine option that cannot work fails at once, in one line, before any probe is trained."""
     run_id = RunStore(cache).list_runs()[0].run_id

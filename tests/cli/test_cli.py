@@ -188,9 +188,14 @@ def test_unknown_run_and_report_errors(tmp_path, capsys):
 def test_export_to_unwritable_place(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     run_id = Path(out.strip().splitlines()[-1]).name
+    # folders that do not exist yet are created; a folder that cannot be (a regular file in the way) is one line
+    (tmp_path / "no").write_text("a file\n")
     target = tmp_path / "no" / "such" / "dir" / "r.csv"
     _one_line_error(*run_cli(capsys, "export-routes", run_id, "--out", str(target)), "cannot write")
-    assert not target.parent.exists()
+    assert not target.parent.exists() and (tmp_path / "no").read_text() == "a file\n"
+    made = tmp_path / "new" / "such" / "dir" / "r.csv"
+    code, out, err = run_cli(capsys, "export-routes", run_id, "--out", str(made))
+    assert code == 0 and made.is_file() and out.strip() == str(made), err
 
 
 def test_usage_error_exit_code(capsys):
@@ -207,7 +212,7 @@ def test_usage_error_exit_code(capsys):
     (["report", "r", "--out", "o", "--max-iter", "0"],
      "moe-tui: error: argument --max-iter: '0' must be > 0 (see moe-tui report --help)"),
     (["frobnicate"], "moe-tui: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'extract', "
-                     "'runs', 'export-routes', 'report', 'diff', 'inspect', 'demo') (see moe-tui --help)"),
+                     "'open', 'runs', 'export-routes', 'report', 'diff', 'inspect', 'demo') (see moe-tui --help)"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as e:
@@ -265,8 +270,8 @@ REPORT_FILES = {
     "confusion_top_k.csv": "true,pred,count",
     "ablation.csv": "side,removed,accuracy,accuracy_sd,n_iter,converged",
     "tsne.csv": "token,x,y,pos",
-    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess",
-    "controls.csv": "variant,accuracy",
+    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess,p_value,q_value",
+    "controls.csv": "quantity,value",
 }
 
 

@@ -83,9 +83,13 @@ def stray_temp_files(root: Path) -> list[str]:
 
 
 def run_bytes(run_dir: Path) -> dict[str, bytes]:
+    """Every array of a run (the routes and the columnar sentence text), by file name."""
+    from moe_tui.cache.store import ARRAY_NAMES
+
     run_dir = Path(run_dir)
-    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))} | {
-        "sentences.jsonl": (run_dir / "sentences.jsonl").read_bytes()}
+    out = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))}
+    assert {f"{n}.npy" for n in ARRAY_NAMES} <= set(out)
+    return out
 
 
 def manifest_sans_time(run_dir: Path) -> dict:
@@ -426,10 +430,12 @@ def _manifest_edit(fn):
 
 
 def _alter_sentence_text(run_dir: Path):
-    p = run_dir / "sentences.jsonl"
-    text = p.read_text(encoding="utf-8")
-    i = text.index('"text": "') + len('"text": "')
-    p.write_text(text[:i] + ("X" if text[i] != "X" else "Y") + text[i + 1:], encoding="utf-8")
+    """One letter of the first sentence's text changed in place (same size)."""
+    p = run_dir / "texts_bytes.npy"
+    data = bytearray(p.read_bytes())
+    i = len(data) - int(np.load(p, allow_pickle=False).size)  # the first text byte, after the .npy header
+    data[i] = ord("X") if data[i] != ord("X") else ord("Y")
+    p.write_bytes(bytes(data))
 
 
 CORRUPTIONS = {
@@ -444,8 +450,9 @@ CORRUPTIONS = {
                               "manifest.json failed its checksum"),
     "manifest_tags_edited": (_manifest_edit(lambda m: m["tagset"].update(tags=m["tagset"]["tags"][:3])),
                              "manifest.json failed its checksum"),
-    "sentences_truncated": (lambda d: _truncate(d / "sentences.jsonl"), "sentences.jsonl has"),
-    "sentences_altered": (_alter_sentence_text, "sentences.jsonl failed its checksum"),
+    "sentences_truncated": (lambda d: _truncate(d / "texts_bytes.npy"), "texts_bytes.npy has"),
+    "sentences_altered": (_alter_sentence_text, "texts_bytes.npy failed its checksum"),
+    "words_deleted": (lambda d: (d / "word_form.npy").unlink(), "word_form.npy is missing"),
 }
 
 

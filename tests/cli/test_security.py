@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.cache.store import SHARD_ARRAYS, RunStore, RunWriter, _sha256_file
+from moe_tui.cache.store import ARRAY_NAMES, SHARD_ARRAYS, RunStore, RunWriter, _sha256_file
 from tests.cli.test_faults import assert_one_line_error, cli, ex_opts
 from tests.conftest import REPO
 
@@ -94,7 +94,8 @@ def test_run_arrays_load_without_pickle_and_record_remote_code_off(normal_run):
     assert m["identity"]["options"]["trust_remote_code"] is False
     assert m["model"]["trust_remote_code"] is False
     npys = sorted(normal_run.glob("*.npy"))
-    assert len(npys) == 9
+    assert {p.stem for p in npys} == set(ARRAY_NAMES)  # every file of the run is an array (text included)
+    assert [p.name for p in normal_run.iterdir() if p.is_file() and p.suffix not in (".npy", ".json")] == [".lock"]
     for p in npys:
         arr = np.load(p, allow_pickle=False)
         assert arr.dtype != object and arr.dtype.kind in "biuf"

@@ -9,7 +9,7 @@ import pytest
 from moe_tui.cache.store import RunStore
 from moe_tui.core import metrics
 from moe_tui.core.explore import JumpTarget, LayerStatsCache, comparable_runs, jump_target
-from moe_tui.core.report import RunView, table_kl_expert_pos
+from moe_tui.core.report import RunView, form_keys, table_kl_expert_pos
 from tests.runs import synthetic_arrays, synthetic_run, write_run
 
 # T=4, L=1, k=2; the last token is excluded (pos -1)
@@ -32,6 +32,17 @@ def test_layer_counts_by_hand():
     assert metrics.assignment_counts(EXPERTS[keep][:, :, :1], POS[keep], 3, 2)[0].tolist() == [[2, 0], [0, 1], [0, 0]]
 
 
+def test_fill_counts_every_layer_in_chunks():
+    """fill(): every layer in one chunked pass, the same hand-counted numbers (chunks of 3 tokens: 2 chunks)."""
+    two = np.concatenate([EXPERTS, EXPERTS[:, :, ::-1]], axis=1)        # layer 1: the same sets, ranks swapped
+    filled = LayerStatsCache(two, POS, 3, 2)
+    assert filled.fill(chunk_tokens=3)
+    assert filled.counts(0).tolist() == [[2, 0], [1, 1], [1, 1]] and filled.counts(1).tolist() == [[2, 0], [1, 1], [1, 1]]
+    assert not LayerStatsCache(EXPERTS, POS, 3, 2).fill(should_stop=lambda: True)
+    sentinel = LayerStatsCache(np.array([[[0, 255]], [[1, 0]]], dtype=np.uint8), np.array([0, 1]), 2, 2)
+    assert sentinel.fill(chunk_tokens=1) and sentinel.counts(0).tolist() == [[1, 1], [0, 1]]
+
+
 def test_sentinel_expert_ids_are_counted_nowhere():
     """Unused ranks hold the sentinel 255 (per-layer top-k): they count for no expert."""
     experts = np.array([[[0, 255]], [[1, 0]]], dtype=np.uint8)
@@ -41,7 +52,7 @@ def test_sentinel_expert_ids_are_counted_nowhere():
 
 def test_kl_bars_are_the_p_and_q_of_the_kl():
     view = RunView(model="m", run_id="r", tags=("A", "B"), moe_layers=[3], n_experts=3, top_k=2,
-                   experts=EXPERTS[:3], pos=POS[:3], forms=np.array(["a", "b", "c"]), sentence=np.zeros(3, int),
+                   experts=EXPERTS[:3], pos=POS[:3], **form_keys(np.array(["a", "b", "c"])), sentence=np.zeros(3, int),
                    token_ids=np.arange(3))
     t = table_kl_expert_pos(view, 0, 1)
     assert t["name"] == "kl_expert_L3_E1" and t["columns"] == ["pos", "expert_share", "corpus_share"]

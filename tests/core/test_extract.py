@@ -116,8 +116,10 @@ def test_identity_changes_with_tagset_and_selection(tiny_mixtral, tmp_path):
 
 
 def _npy_bytes(run_dir):
-    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))} | {
-        "sentences.jsonl": (run_dir / "sentences.jsonl").read_bytes()}
+    """Every array of the run: routes and sentence text (schema 2 keeps everything in .npy files)."""
+    out = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))}
+    assert "texts_bytes.npy" in out and "token_piece.npy" in out
+    return out
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from moe_tui.core import figures as F
-from moe_tui.core.report import ReportOptions, RunView, report_tables, write_report
+from moe_tui.core.report import ReportOptions, RunView, form_keys, report_tables, write_report
 from moe_tui.errors import ReportError
 
 FAST = ReportOptions(seed=0, max_iter=40, ablation_removed=[0, 1, 2], tsne_samples=60, n_permutations=5, n_boot=10,
@@ -36,7 +36,7 @@ def known_view(run_id: str = "known_run", model: str = "org/known-moe", T: int =
     first = 2 * (pos - 1)
     experts = np.stack([first, first + 1], axis=1)[:, None, :].repeat(3, axis=1)  # [T, 3 layers, k=2]
     return RunView(model=model, run_id=run_id, tags=KNOWN_TAGS, moe_layers=[2, 5, 7], n_experts=8, top_k=2,
-                   experts=experts, pos=pos, forms=np.array([f"w{p}{i % 5}" for i, p in enumerate(pos)]),
+                   experts=experts, pos=pos, **form_keys(np.array([f"w{p}{i % 5}" for i, p in enumerate(pos)])),
                    sentence=np.arange(T) // 10, token_ids=rng.integers(0, 40, T))
 
 
@@ -48,7 +48,7 @@ def noisy_view(run_id: str, model: str, seed: int, T: int = 240) -> RunView:
     experts = np.stack([(2 * pos + rng.integers(0, 3, T))[:, None].repeat(4, 1) % 8,
                         ((2 * pos + 5 + rng.integers(0, 2, T)) % 8)[:, None].repeat(4, 1)], axis=2)
     return RunView(model=model, run_id=run_id, tags=tags, moe_layers=[0, 1, 2, 3], n_experts=8, top_k=2,
-                   experts=experts, pos=pos, forms=np.array([f"f{i % 9}" for i in range(T)]),
+                   experts=experts, pos=pos, **form_keys(np.array([f"f{i % 9}" for i in range(T)])),
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 60, T))
 
 

@@ -171,8 +171,9 @@ def test_a_run_gains_logits_keeping_its_id_and_routes(models, tmp_path):
     run = RunStore(tmp_path / "c").open(plain.name)
     assert run.logits is None and not run.has_logits
     assert run.manifest["routing"]["logits"]["saved"] is False
-    before = {n: _bytes(plain, n) for n in ("experts.npy", "weights.npy", "token_ids.npy", "sentences.jsonl",
-                                            "identity.json")}
+    files = sorted(p.name for p in plain.glob("*.npy")) + ["identity.json"]
+    assert {"experts.npy", "weights.npy", "token_ids.npy", "texts_bytes.npy", "word_form.npy"} <= set(files)
+    before = {n: _bytes(plain, n) for n in files}   # every array of the run: routes and sentence text
     events = []
     again = extract(_opts(path, data, tmp_path / "c"), progress=lambda e: events.append(e.to_dict()))
     assert again == plain  # same run id, same directory

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from moe_tui.core import paper
-from moe_tui.core.report import RunView, compare_tables, report_tables, write_report
+from moe_tui.core.report import RunView, compare_tables, form_keys, report_tables, write_report
 from moe_tui.core.tagsets import TAGSETS
 from moe_tui.errors import ReportError
 
@@ -38,7 +38,7 @@ def view(tags=P15, model="mistralai/Mixtral-8x7B-v0.1", run_id="run_a", absent=(
     T = len(pos)
     experts = np.stack([(pos + r) % n_experts for r in range(top_k)], axis=1)[:, None, :].repeat(L, axis=1)
     return RunView(model=model, run_id=run_id, tags=tuple(tags), moe_layers=list(range(L)), n_experts=n_experts,
-                   top_k=top_k, experts=experts, pos=pos, forms=np.array([f"w{i}" for i in range(T)]),
+                   top_k=top_k, experts=experts, pos=pos, **form_keys(np.array([f"w{i}" for i in range(T)])),
                    sentence=np.arange(T) // 5, token_ids=np.arange(T) % 50)
 
 

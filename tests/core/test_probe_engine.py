@@ -344,3 +344,24 @@ def test_repeated_training_rows_count_as_that_many_examples():
         warnings.simplefilter("ignore")
         clf.fit(ids[tr][:, :3].astype(float), y[tr])
     np.testing.assert_allclose(fit.loss_curve, clf.loss_curve_, rtol=0, atol=1e-12)
+
+
+def test_settle_waits_for_an_import_running_in_another_thread():
+    """scikit-learn reads sys.modules["torch"] without importing it: a half-imported module must be waited for."""
+    import sys
+    import threading
+    import time
+
+    from moe_tui.core.probe_engine import settle_torch_import
+
+    name = "tests.core.slow_import_module"
+    sys.modules.pop(name, None)
+    t = threading.Thread(target=lambda: __import__(name))
+    t.start()
+    while name not in sys.modules:  # the other thread is inside the import
+        time.sleep(0.005)
+    assert not hasattr(sys.modules[name], "Tensor")  # half-imported, as the race saw it
+    settle_torch_import(name)
+    assert hasattr(sys.modules[name], "Tensor")
+    t.join()
+    sys.modules.pop(name, None)

@@ -43,6 +43,17 @@ def test_streams_are_spawned_children_fixed_by_name_and_probe_seed():
         S.stream(0, "nope")
 
 
+def test_stream_positions_never_move():
+    """A stream's spawn position fixes its random numbers: new streams are appended, never inserted or reordered
+    (positions as documented in core/seeds.py and README's stream table)."""
+    assert S.STREAMS == ("split", "mlp_init", "mlp_shuffle", "control_labels", "permutation_null", "bootstrap",
+                         "tsne", "context_effect", "info_valid", "mdl_order")
+    for line in (S.__doc__ or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("``") and parts[1].isdigit():
+            assert S.STREAMS.index(parts[0].strip("`")) == int(parts[1]), line
+
+
 # ------------------------------------------------------------------------------------------- probe_suite
 
 def test_probe_suite_seeds_mean_sd_and_one_split_per_seed():

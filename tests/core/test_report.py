@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from moe_tui.core.probe import VARIANTS as probe_features
 from moe_tui.core.report import (
+    CONTROL_ROWS,
     PROBE_ROWS,
     PROBE_VARIANTS,
     ReportOptions,
@@ -32,8 +32,13 @@ def make_view(run_id="run_a", model="org/tiny-moe", T=240, seed=0) -> RunView:
     experts = np.stack([(2 * pos + rng.integers(0, 2, T))[:, None].repeat(3, 1),
                         ((2 * pos + 2) % 8)[:, None].repeat(3, 1)], axis=2)
     return RunView(model=model, run_id=run_id, tags=TAGS, moe_layers=[1, 3, 5], n_experts=8, top_k=2,
-                   experts=experts, pos=pos, forms=np.array([f"w{i % 7}" for i in range(T)]),
+                   experts=experts, pos=pos, form_ids=np.arange(T) % 7, form_vocab=tuple(f"w{i}" for i in range(7)),
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
+
+
+def summ_spec(d):
+    """The global Spec cell of summary.csv in report folder ``d``."""
+    return read(d / "summary.csv")[1][5]
 
 
 def read(path):
@@ -41,25 +46,39 @@ def read(path):
         return list(csv.reader(fh))
 
 
-def test_from_run_uses_mask_words_and_offsets():
-    # two sentences; token 0 and 4 are special (pos -1)
-    sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]], "tokens": []},
-                 {"id": "s2", "text": "runs", "words": [["Runs", "VERB", 0, 4]], "tokens": []}]
+def test_from_run_uses_mask_words_and_offsets(tmp_path):
+    # two sentences; token 0 and 4 are special (pos -1); a real run written by the run writer
+    from tests.runs import write_run
+
+    sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]],
+                  "tokens": ["<s>", "The", "D", "og"]},
+                 {"id": "s2", "text": "runs", "words": [["Runs", "VERB", 0, 4]], "tokens": ["<s>", "runs"]}]
     experts = np.arange(6 * 2 * 1, dtype=np.uint8).reshape(6, 2, 1) % 4
-    run = SimpleNamespace(
-        experts=experts, pos=np.array([-1, 0, 1, 1, -1, 2], dtype=np.int16),
-        analysis_mask=lambda: np.array([False, True, True, True, False, True]),
-        sentences=sentences, word_index=np.array([-1, 0, 1, 1, -1, 0], dtype=np.int32),
-        sentence_offsets=np.array([0, 4, 6]), token_ids=np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
-        manifest={"model": {"name_or_path": "org/m"}}, tags=("DET", "NOUN", "VERB"), moe_layers=[0, 2],
-        num_experts=4, top_k=1, run_id="abc")
+    arrays = {"experts": experts, "weights": np.ones((6, 2, 1), np.float16),
+              "pos": np.array([-1, 0, 1, 1, -1, 2], dtype=np.int16),
+              "special": np.array([True, False, False, False, True, False]),
+              "word_index": np.array([-1, 0, 1, 1, -1, 0], dtype=np.int32),
+              "sentence_offsets": np.array([0, 4, 6], dtype=np.int64),
+              "token_ids": np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
+              "crossing": np.zeros(6, bool), "offsets": np.zeros((6, 2), np.int32)}
+    run = write_run(tmp_path, arrays, sentences, tags=("DET", "NOUN", "VERB"), moe_layers=[0, 2], num_experts=4,
+                    top_k=1, model="org/m", tagset="x")
     v = RunView.from_run(run)
-    assert v.model == "org/m" and v.run_id == "abc" and v.moe_layers == [0, 2]
-    assert v.forms.tolist() == ["the", "dog", "dog", "runs"]
+    assert v.model == "org/m" and v.run_id == run.run_id and v.moe_layers == [0, 2]
+    assert v.form_strings().tolist() == ["the", "dog", "dog", "runs"]
+    # integer ids of the lower-cased forms, numbered in sorted order of the forms
+    assert list(v.form_vocab) == ["", "dog", "runs", "the"] and v.form_ids.tolist() == [3, 1, 1, 2]
     assert v.sentence.tolist() == [0, 0, 0, 1]
     assert v.pos.tolist() == [0, 1, 1, 2]
     assert v.token_ids.tolist() == [10, 11, 12, 13]
     np.testing.assert_array_equal(v.experts, experts[[1, 2, 3, 5]])
+    # the per-token keys are computed when first asked for: routing tables never build them
+    lazy = RunView.from_run(run)
+    assert not RunView.__dict__["form_ids"].ready(lazy) and not RunView.__dict__["sentence"].ready(lazy)
+    tables = report_tables(lazy)
+    assert not RunView.__dict__["form_ids"].ready(lazy) and tables["pos_counts"]["rows"][0][:2] == ["DET", 1]
+    assert lazy.form_ids.tolist() == [3, 1, 1, 2] and lazy.sentence.tolist() == [0, 0, 0, 1]
+    assert RunView.__dict__["form_ids"].ready(lazy) and lazy.token_ids.tolist() == [10, 11, 12, 13]
 
 
 def test_write_report_basic_columns_and_values(tmp_path):
@@ -114,13 +133,24 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     assert abl[0] == ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"] and len(abl) == 1 + 4
     ts = read(d / "tsne.csv")
     assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
-    assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]
+    null = read(d / "spec_null.csv")
+    assert null[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"]
+    for r in null[1:]:  # p in [1/(1+R), 1] (R = 5); q >= p; both empty where the POS has no token
+        if r[2]:
+            assert 1 / 6 <= float(r[6]) <= 1.0 and float(r[6]) <= float(r[7]) <= 1.0
+        else:
+            assert r[6] == r[7] == ""
     ctrl = {r[0]: r[1] for r in read(d / "controls.csv")[1:]}
-    assert read(d / "controls.csv")[0] == ["variant", "accuracy"]
-    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_baseline",
-                "hamming_same_pos", "hamming_diff_pos", "spec_ci_low", "spec_ci_high", "top_k_ci_low",
-                "top_k_ci_high", "baseline_ci_low", "baseline_ci_high"):
+    assert read(d / "controls.csv")[0] == ["quantity", "value"]
+    assert [r[0] for r in read(d / "controls.csv")[1:]] == list(CONTROL_ROWS) + [
+        f"{v}_ci_{end}" for v in (*PROBE_VARIANTS, "baseline") for end in ("low", "high")]
+    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_token_identity",
+                "ambiguous_form_baseline", "hamming_same_token_same_pos", "hamming_same_token_diff_pos",
+                "context_effect_p", "spec_ci_low", "spec_ci_high", "top_k_ci_low", "top_k_ci_high",
+                "baseline_ci_low", "baseline_ci_high"):
         assert key in ctrl, key
+    assert int(ctrl["ambiguous_test_tokens"]) > 0 and int(ctrl["ambiguous_token_ids"]) > 0   # integers
+    assert float(ctrl["spec_ci_low"]) <= float(summ_spec(d)) <= float(ctrl["spec_ci_high"])
     summ = read(d / "summary.csv")[1]
     assert all(summ[i] != "" for i in (8, 9, 10))
     assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers

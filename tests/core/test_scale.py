@@ -49,8 +49,7 @@ def _opts(model, cache, **kw):
 
 
 def _files(run_dir):
-    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))} | {
-        "sentences.jsonl": (run_dir / "sentences.jsonl").read_bytes()}
+    return {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))}
 
 
 # ----------------------------------------------------------------------------- parsing

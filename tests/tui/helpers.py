@@ -15,17 +15,19 @@ class TmuxApp:
     ``env`` is the app's environment; the server is killed by :meth:`close` (use as a context manager).
     """
 
-    def __init__(self, tmux: str, env: dict[str, str], *, size: tuple[int, int] = (120, 40)):
+    def __init__(self, tmux: str, env: dict[str, str], *, size: tuple[int, int] = (120, 40), args: tuple = ()):
         import os
         import shlex
         import subprocess
         import sys
         from pathlib import Path
 
-        repo = Path(__file__).resolve().parents[1]
+        repo = Path(__file__).resolve().parents[2]  # tests/tui/helpers.py -> the repository
         script = repo / ".venv" / "bin" / "moe-tui"
         prog = shlex.quote(str(script)) if script.exists() else \
             f"{shlex.quote(sys.executable)} -c 'from moe_tui.tui.app import run_app; run_app()'"
+        if args:
+            prog += " " + " ".join(shlex.quote(str(a)) for a in args)
         envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
         self.T = [tmux, "-L", f"moe_e2e_{os.getpid()}_{id(self)}"]
         subprocess.run(self.T + ["new-session", "-d", "-s", "e2e", "-x", str(size[0]), "-y", str(size[1]),

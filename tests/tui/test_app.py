@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from contextlib import suppress
 
 import pytest
@@ -212,9 +213,13 @@ async def test_search_filters_sentences(tmp_path, tiny_run):
         await pilot.press("slash")
         assert app.focused is screen.query_one("#search")
         await pilot.press(*"winter")
-        await pilot.pause()
+        for _ in range(100):  # the search runs in a worker; matches arrive as messages
+            await pilot.pause(0.02)
+            if not screen.searching:
+                break
         ol = screen.query_one("#sentence-list")
-        assert ol.option_count == 1
+        assert ol.n_rows == 1 and ol.sentence_at(0) == 3
+        assert "1 match" in screen_text(app)
         await pilot.press("enter")
         await pilot.pause()
         assert screen.sentence_index == 3
@@ -357,3 +362,32 @@ async def test_runs_tab_shows_provenance(tmp_path):
         await pilot.pause()
         text = screen_text(app)
         assert "provenance not recorded" in text and "no logits" in text
+
+
+async def test_grid_shows_an_unused_rank_as_no_expert(tmp_path):
+    """Per-layer top-k: the sentinel id (255) in a rank a layer does not use is drawn as a dim '·' of the width of
+    an id, and is neither in the legend nor in the token's path."""
+    import numpy as np
+
+    from tests.runs import UPOS, synthetic_arrays, write_run
+
+    arrays, recs = synthetic_arrays(n_layers=3, n_experts=8, top_k=2)
+    arrays["experts"] = arrays["experts"].copy()
+    arrays["experts"][:, 1, 1] = 255
+    arrays["weights"] = arrays["weights"].copy()
+    arrays["weights"][:, 1, 1] = 0
+    run = write_run(tmp_path / "runs", arrays, recs, tags=UPOS, moe_layers=[1, 2, 3], num_experts=8, top_k=2)
+    app = make_app(tmp_path, run)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_grid(app, pilot)
+        grid = screen.query_one(RoutingGrid)
+        await pilot.press("t")               # all k ids per cell
+        await pilot.pause()
+        text = screen_text(app)
+        first = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"│(L\d)\s+(\S+) (\S+)", text)}
+        e = np.asarray(run.experts)
+        assert first["L1"] == (str(e[0, 0, 0]), str(e[0, 0, 1]))           # the <s> token's two experts
+        assert first["L2"] == (str(e[0, 1, 0]), "·") and "255" not in text
+        assert f"L2     {e[0, 1, 0]} " in text                              # its path: the one expert only
+        assert len(grid._expert_seg(2, 1, 255, 0).text) == len(grid._expert_seg(2, 1, 3, 0).text)
+        assert 255 not in screen._sentence_experts(2)

@@ -14,11 +14,18 @@ pytestmark = pytest.mark.slow  # seconds per test: child processes, training, fu
 async def test_demo_extracts_and_opens_the_grid():
     app = MoeTuiApp(demo=True)
     async with app.run_test(size=(140, 45)) as pilot:
+        from moe_tui.tui.widgets.routing_grid import RoutingGrid
+
+        def grid_shown() -> bool:  # pushed, mounted and filled (not only pushed)
+            grids = list(app.screen.query(RoutingGrid)) if type(app.screen).__name__ == "GridScreen" else []
+            return bool(grids) and grids[0].data is not None
+
         for _ in range(1200):  # the real child process: torch import + 2,000 sentences
             await pilot.pause(0.1)
-            if type(app.screen).__name__ == "GridScreen" and app.screen.is_mounted:
+            if grid_shown():
                 break
         assert type(app.screen).__name__ == "GridScreen", app.screen
+        assert grid_shown()
         await pilot.pause()          # let the grid finish mounting before the app closes
     [info] = RunStore().list_runs()
     run = RunStore().open(info.run_id)

@@ -265,6 +265,11 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch, tiny
             assert stem in tabs
         text = screen_text(app)
         assert "token_identity" in text and "selectivity" in text and "control_task" in text
+        # 30 epochs stop every probe at max_iter: said beside each accuracy (the export keeps the file's order)
+        acc = screen.query_one("#probe-acc")
+        assert acc.headers[:3] == ["variant", "accuracy", "converged"]
+        assert "max_iter" in text and "stopped at max_iter" in text
+        assert "context_effect_p" in text and "hamming_same_token_diff_pos" in text
         ref = reference(tmp_path, [run], probe=True, controls=True) / run.run_id
         targets = [("#probe-acc", "probe"), ("#probe-controls", "controls"), ("#probe-ablation", "ablation"),
                    ("#probe-tsne", "tsne"), ("#probe-confusion", "confusion_top_k")]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import os
 import re
+import time
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +15,23 @@ from rich.style import Style
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Input, OptionList
-from textual.widgets.option_list import Option
+from textual.widgets import Footer, Input
+from textual.worker import get_current_worker
 
 from moe_tui.core.explore import LayerStatsCache
 from moe_tui.tui import actions
-from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data
+from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data, sentence_texts
 from moe_tui.tui.widgets.palette import expert_style, pos_style
 from moe_tui.tui.widgets.routing_grid import RoutingGrid
+from moe_tui.tui.widgets.sentence_list import SentenceList
 from moe_tui.tui.widgets.text_panel import ScrollingTextBox, TextBox
 
 SIDE_PANEL_DELAY_S = 0.04
+IDLE_GC_S = 1.0     # a full garbage collection runs after this long without a key, when one is coming due
+GC_GEN2_THRESHOLD = 100
+SEARCH_POST_S = 0.08  # a running search shows its new matches at most this often
 LEGEND_MAX_IDS = 96
 _B = Style(bold=True)
 _DIM = Style(dim=True)
@@ -52,6 +60,16 @@ def write_csv_atomic(path: Path, header: tuple, rows: list[tuple], *, spreadshee
     return write_csv(path, header, rows, spreadsheet_safe=spreadsheet_safe)
 
 
+@dataclass
+class SearchHits(Message):
+    """Matches of one search, posted by the search worker as it goes (``generation`` tells stale searches apart)."""
+
+    generation: int
+    hits: np.ndarray
+    done: bool
+    error: str = ""
+
+
 class GridScreen(Screen):
     """The routing grid screen.
 
@@ -74,6 +92,10 @@ class GridScreen(Screen):
         self.moe_layers = [int(x) for x in run.moe_layers]
         self.stats = LayerStatsCache(run.experts, run.pos, int(run.num_experts), len(self.tags))
         self._search = ""
+        self._search_gen = 0
+        self._search_found = 0
+        self.searching = False          # a search worker is still finding matches
+        self.texts = sentence_texts(run)
         self.side_text = ""
         self._side_timer = None
         self._side_pending = False
@@ -85,7 +107,7 @@ class GridScreen(Screen):
         with Horizontal(id="grid-main"):
             with Vertical(id="sentence-pane"):
                 yield Input(placeholder="/ search sentences", id="search")
-                yield OptionList(id="sentence-list")
+                yield SentenceList(id="sentence-list")
             with Vertical(id="grid-pane"):
                 yield TextBox(id="grid-title")
                 yield RoutingGrid(id="grid")
@@ -100,9 +122,12 @@ class GridScreen(Screen):
         self._legend = self.query_one("#legend", TextBox)
         self._title = self.query_one("#grid-title", TextBox)
         self._side_timer = self.set_interval(SIDE_PANEL_DELAY_S, self._side_tick, pause=True)
-        self._fill_sentences()
+        self._list = self.query_one("#sentence-list", SentenceList)
+        self._list.set_texts(self.texts)
         self.show_sentence(0)
         self._grid.focus()
+        # the side panel's per-layer counts: all layers in one background pass (each chunk holds the GIL briefly)
+        self.run_worker(self._fill_stats, thread=True, group="stats", exit_on_error=False, description="layer counts")
         # whoever changes these (keys, the palette, another pane jumping here) gets the legend redrawn
         for attr in ("highlight", "colour_mode", "show_all_k"):
             self.watch(self._grid, attr, self._grid_mode_changed, init=False)
@@ -110,54 +135,108 @@ class GridScreen(Screen):
         # took ~100 ms, landing on random keystrokes. Objects alive now are long-lived: move them out of the
         # collector's way (freed by reference counting as usual; only cycles among them are never collected).
         gc.freeze()
+        # Textual's strips cache themselves (reference cycles), so each frame leaves cyclic garbage and Python's
+        # default thresholds made a full collection every ~8 keys. Make them ten times rarer, and run them while the
+        # user pauses rather than on a keystroke.
+        g0, g1, g2 = gc.get_threshold()
+        gc.set_threshold(g0, g1, max(g2, GC_GEN2_THRESHOLD))
+        self._last_key = time.monotonic()
+        self.set_interval(IDLE_GC_S / 2, self._idle_gc)
+
+    def on_key(self, event) -> None:
+        self._last_key = time.monotonic()
+
+    def _idle_gc(self) -> None:
+        """A full (generation-2) collection takes tens of milliseconds; Python runs one after about ten young ones.
+        Run it now, during a pause, once some young collections have happened, so that typing never waits for it."""
+        if time.monotonic() - self._last_key >= IDLE_GC_S and gc.get_count()[2] >= 5:
+            gc.collect()
+
+    def _fill_stats(self) -> None:
+        worker = get_current_worker()
+        self.stats.fill(should_stop=lambda: worker.is_cancelled)
 
     # ---- sentence list / search ----------------------------------------------------------------------------
-    def _fill_sentences(self) -> None:
-        ol = self.query_one("#sentence-list", OptionList)
-        ol.clear_options()
-        q = self._search.lower()
-        opts = []
-        for i in range(self.n_sent):
-            text = str(self.run.sentences[i].get("text", "")) if i < len(self.run.sentences) else ""
-            if q and q not in text.lower():
-                continue
-            short = text if len(text) <= 60 else text[:59] + "…"
-            opts.append(Option(f"{i + 1:>4} {short}", id=str(i)))
-        ol.add_options(opts)
-        if not opts:
-            ol.add_option(Option("no sentence matches", disabled=True))
-        else:
-            self._highlight_in_list()
-
-    def _highlight_in_list(self) -> None:
-        ol = self.query_one("#sentence-list", OptionList)
-        try:
-            idx = ol.get_option_index(str(self.sentence_index))
-        except Exception:  # noqa: BLE001 - filtered out
-            return
-        if ol.highlighted != idx:
-            with ol.prevent(OptionList.OptionHighlighted):
-                ol.highlighted = idx
-
+    # The list is virtual (SentenceList): it holds an array of sentence indices and draws only the lines on screen.
+    # A search runs in a thread worker over the stored text (moe_tui.cache.columns.search_strings) and posts its
+    # matches chunk by chunk; a newer search makes older results stale (generation) and stops the older worker.
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
-        self._search = event.value.strip()
-        self._fill_sentences()
+        self.start_search(event.value.strip())
+
+    def start_search(self, query: str) -> None:
+        self._search = query
+        self._search_gen += 1
+        self._search_found = 0
+        self.searching = bool(query)
+        search = self.query_one("#search", Input)
+        if not query:
+            self.workers.cancel_group(self, "search")
+            search.border_subtitle = ""
+            self._list.set_rows(None)
+            self._list.show_sentence(self.sentence_index)
+            return
+        search.border_subtitle = "searching…"
+        self._list.set_rows(np.zeros(0, dtype=np.int64), status="searching…")
+        self.run_worker(partial(self._search_job, query, self._search_gen), thread=True, exclusive=True,
+                        group="search", exit_on_error=False, description="search sentences")
+
+    def _search_job(self, query: str, generation: int) -> None:
+        from moe_tui.cache.columns import search_strings
+
+        worker = get_current_worker()
+        pending: list[np.ndarray] = []
+        last = 0.0
+        try:
+            for hits in search_strings(self.texts, query):
+                if worker.is_cancelled or generation != self._search_gen:
+                    return
+                if len(hits):
+                    pending.append(hits)
+                now = time.monotonic()
+                if pending and now - last >= SEARCH_POST_S:  # the list grows a few times a second, not per chunk
+                    self.post_message(SearchHits(generation, np.concatenate(pending), False))
+                    pending, last = [], now
+        except Exception as exc:  # noqa: BLE001 - said on the search box, the matches so far stay listed
+            self.post_message(SearchHits(generation, np.zeros(0, dtype=np.int64), True,
+                                         f"search failed: {type(exc).__name__}: {exc}"))
+            return
+        rest = np.concatenate(pending) if pending else np.zeros(0, dtype=np.int64)
+        self.post_message(SearchHits(generation, rest, True))
+
+    @on(SearchHits)
+    def _search_hits(self, msg: SearchHits) -> None:
+        if msg.generation != self._search_gen:
+            return
+        self._search_found += len(msg.hits)
+        n = self._search_found
+        if msg.done:
+            self.searching = False
+            status = "no sentence matches" if n == 0 else f"{n:,} match{'es' if n != 1 else ''}"
+            if msg.error:
+                status = "search failed"
+                self.notify(msg.error, title="Search failed", severity="error", markup=False)
+        else:
+            status = f"searching… {n:,}"
+        self.query_one("#search", Input).border_subtitle = status
+        had = self._list.n_rows
+        # the list's own last line speaks only while it is empty (the count is on the search box)
+        self._list.append_rows(msg.hits, status="" if n else status)
+        if had == 0 and self._list.n_rows:
+            self._list.show_sentence(self.sentence_index) or self._list.show_sentence(int(msg.hits[0]))
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, event: Input.Submitted) -> None:
-        ol = self.query_one("#sentence-list", OptionList)
-        if ol.option_count and ol.get_option_at_index(0).id is not None:
-            first = ol.get_option_at_index(ol.highlighted or 0)
-            if first.id is not None:
-                self.show_sentence(int(first.id))
-        self.query_one(RoutingGrid).focus()
+        lst = self._list
+        if lst.n_rows:
+            self.show_sentence(lst.sentence_at(lst.cursor))
+        self.grid.focus()
 
-    @on(OptionList.OptionHighlighted, "#sentence-list")
-    @on(OptionList.OptionSelected, "#sentence-list")
+    @on(SentenceList.Highlighted, "#sentence-list")
+    @on(SentenceList.Selected, "#sentence-list")
     def _sentence_picked(self, event) -> None:
-        if event.option.id is not None and int(event.option.id) != self.sentence_index:
-            self.show_sentence(int(event.option.id))
+        if event.index != self.sentence_index:
+            self.show_sentence(event.index)
 
     def show_sentence(self, i: int) -> None:
         if self.n_sent == 0:
@@ -170,7 +249,7 @@ class GridScreen(Screen):
         text = self.data.text if len(self.data.text) <= 200 else self.data.text[:199] + "…"
         self._title.set_lines([[(f"sentence {i + 1}/{self.n_sent}  ", _B), (f"[{self.data.sent_id}] ", _DIM),
                                 (text, None)]])
-        self._highlight_in_list()
+        self._list.show_sentence(i)
         self._update_legend()
 
     # ---- actions -----------------------------------------------------------------------------------------
@@ -251,7 +330,7 @@ class GridScreen(Screen):
         if search.has_focus:
             self.grid.focus()
             return
-        self.app.pop_screen()
+        self.app.back_from(self)
 
     # ---- legend + side panel -----------------------------------------------------------------------------
     def _grid_mode_changed(self, *_args) -> None:
@@ -301,6 +380,8 @@ class GridScreen(Screen):
         if got is None:
             assert self.data is not None
             e = np.asarray(self.data.experts[:, :, :ranks]).ravel()
+            n = int(self.run.num_experts)
+            e = e[e < n]  # a rank a layer does not use holds a sentinel id: not an expert
             got = np.flatnonzero(np.bincount(e.astype(np.int64), minlength=1)).tolist() if e.size else []
             if len(self._legend_ids) > 64:
                 self._legend_ids.clear()
@@ -331,13 +412,14 @@ class GridScreen(Screen):
         assert d is not None
         e = d.experts[tok].tolist()
         w = d.weights[tok].astype("float32").tolist()
+        n_experts = int(self.run.num_experts)
         k = len(e[0]) if e else 0
         # "▶L12 " + items 8 wide: two spaces apart when a layer fits on one line, else one, packed, then wrapped
         sep = "  " if 6 + k * 10 - 2 <= width else " "
         per_line = max(1, (width - 6 + len(sep)) // (8 + len(sep)))
         out = []
         for li, layer in enumerate(self.moe_layers):
-            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li])]
+            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li]) if x < n_experts]  # sentinels: no expert
             lines = ["L" + f"{layer:<3} " + sep.join(items[:per_line])]
             for a in range(per_line, len(items), per_line):
                 lines.append(" " * 5 + sep.join(items[a:a + per_line]))

@@ -21,6 +21,7 @@ from textual.strip import Strip
 
 from moe_tui.tui.runview import SentenceData, display_token
 from moe_tui.tui.widgets.palette import expert_style, pos_fg, pos_style
+from moe_tui.tui.widgets.virtual import set_virtual_size
 
 HEADER_ROWS = 2
 CHUNK = 16          # tokens per cached strip piece in top-1 mode (~96 cells): only visible pieces are ever built
@@ -61,21 +62,27 @@ class RoutingGrid(ScrollView, can_focus=True):
         self.n_experts = 1
         self.top_k = 1
         self._cache: LRUCache[tuple, Strip] = LRUCache(8192)
+        # whole screen lines by (sentence, line, scroll x, width, mode, highlight, cursor column): going back to a
+        # sentence or a mode gives Textual the same Strip objects, whose filtered and divided forms it has cached
+        self._lines: LRUCache[tuple, Strip] = LRUCache(2048)
         self._segs: dict[tuple, Segment] = {}       # one Segment per (mode, slot, expert, emphasis): reused by every cell
         self._style_cache: dict[str, Style] | None = None
         self._digits = 1
         self._label_w = 4
+        self._data_key: tuple = ()
 
     # ---- data -------------------------------------------------------------------------------------------
     def set_data(self, data: SentenceData, moe_layers: list[int], n_experts: int, top_k: int) -> None:
+        shape = (list(moe_layers), max(1, int(n_experts)), max(1, int(top_k)))
+        if shape != (self.moe_layers, self.n_experts, self.top_k):  # another run's shape: nothing cached fits
+            self._cache.clear()
+            self._segs.clear()
+            self._lines.clear()
         self.data = data
-        self.moe_layers = list(moe_layers)
-        self.n_experts = max(1, int(n_experts))
-        self.top_k = max(1, int(top_k))
+        self._data_key = (data.start, data.n_tokens)   # strips of a sentence stay cached: going back is cheap
+        self.moe_layers, self.n_experts, self.top_k = shape
         self._digits = len(str(self.n_experts - 1))
         self._label_w = max(4, len(f"L{max(self.moe_layers, default=0)}") + 1)
-        self._cache.clear()
-        self._segs.clear()
         self._update_virtual_size()
         row, col = self.cursor
         self.set_reactive(RoutingGrid.cursor, (min(row, self.n_layers - 1), min(col, max(0, self.n_tokens - 1))))
@@ -106,13 +113,13 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def _update_virtual_size(self) -> None:
         size = Size(self._label_w + self.n_tokens * self.cell_width, self.n_layers + HEADER_ROWS)
-        if self.virtual_size != size:  # a changed virtual size costs a screen layout: only when it really changes
-            self.virtual_size = size
+        set_virtual_size(self, size)  # no screen layout unless a scrollbar appears or goes
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._style_cache = None
         self._cache.clear()
+        self._lines.clear()
         self._segs.clear()
 
     def watch_show_all_k(self) -> None:
@@ -144,7 +151,7 @@ class RoutingGrid(ScrollView, can_focus=True):
         return range(c * n, min(self.n_tokens, (c + 1) * n))
 
     def _header_chunk(self, which: int, c: int) -> Strip:
-        key = ("h", which, c, self.cell_width, self.colour_mode)
+        key = ("h", self._data_key, which, c, self.cell_width, self.colour_mode)
         strip = self._cache.get(key)
         if strip is not None:
             return strip
@@ -174,7 +181,8 @@ class RoutingGrid(ScrollView, can_focus=True):
         if seg is None:
             d, body_w = self._digits, self.cell_width - 1
             pad_left = (body_w - (shown * (d + 1) - 1)) // 2
-            txt = f"{e:>{d}}"
+            sentinel = e >= self.n_experts  # a rank this layer does not use (per-layer top-k): no expert
+            txt = f"{'·' if sentinel else e:>{d}}"
             if j == 0:
                 txt = " " * pad_left + txt
             if j < shown - 1:
@@ -182,7 +190,7 @@ class RoutingGrid(ScrollView, can_focus=True):
             else:
                 used = (pad_left if j else 0) + j * (d + 1)
                 txt += " " * (body_w - used - len(txt))
-            if emph == 2:
+            if emph == 2 or sentinel:
                 style = self._styles()["dim"]
             elif emph == 1:
                 style = expert_style(e, self.n_experts) + _BOLD
@@ -193,7 +201,7 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def _row_chunk(self, layer: int, c: int) -> Strip:
         show_all, colour_mode, hl = self.show_all_k, self.colour_mode, self.highlight
-        key = ("r", layer, c, show_all, colour_mode, hl)
+        key = ("r", self._data_key, layer, c, show_all, colour_mode, hl)
         strip = self._cache.get(key)
         if strip is not None:
             return strip
@@ -220,7 +228,7 @@ class RoutingGrid(ScrollView, can_focus=True):
                 k2 = ("p", shown, pos[i], dimmed, hl is not None)
                 seg = self._segs.get(k2)
                 if seg is None:
-                    text = " ".join(f"{e:>{d}}" for e in shown)
+                    text = " ".join(f"{'·' if e >= self.n_experts else e:>{d}}" for e in shown)
                     style = dim if dimmed else pos_style(pos[i]) + emph
                     seg = self._segs[k2] = Segment(text.center(body_w), style)
                 append(seg)
@@ -305,10 +313,21 @@ class RoutingGrid(ScrollView, can_focus=True):
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
+        if self.data is None or self.n_tokens == 0:
+            return Strip.blank(width, self._styles()["base"])
+        sx, sy = self.scroll_offset
+        row = y if y < HEADER_ROWS else sy + y - HEADER_ROWS + HEADER_ROWS
+        on_cursor = y < HEADER_ROWS or row - HEADER_ROWS == self.cursor[0]
+        key = (self._data_key, row, sx, width, self.show_all_k, self.colour_mode, self.highlight,
+               self.cursor[1] if on_cursor else None, self._label_w)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._lines[key] = self._render_line(y, width)
+        return strip
+
+    def _render_line(self, y: int, width: int) -> Strip:
         st = self._styles()
         base = st["base"]
-        if self.data is None or self.n_tokens == 0:
-            return Strip.blank(width, base)
         sx, sy = self.scroll_offset
         lw = self._label_w
         body_w = max(0, width - lw)

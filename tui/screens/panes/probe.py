@@ -29,6 +29,21 @@ def _not_converged(tables: dict) -> str:
     return f"{len(out)} stopped at max_iter: " + ", ".join(out[:2]) + ("…" if len(out) > 2 else "")
 
 
+#: probe.csv columns shown first in the pane (the others follow in file order; exports keep the file's order)
+_FIRST = ("variant", "accuracy", "converged", "n_iter", "accuracy_sd")
+
+
+def _probe_display_columns(columns: list[str]) -> list[int]:
+    """Column positions of probe.csv in display order: whether a probe converged sits beside its accuracy."""
+    first = [columns.index(c) for c in _FIRST if c in columns]
+    return first + [i for i in range(len(columns)) if i not in first]
+
+
+def _converged(x) -> str:
+    """``converged`` cell: ``yes``, ``max_iter`` (stopped at max_iter, not by the tol rule) or a dash."""
+    return "–" if x is None else "yes" if x else "max_iter"
+
+
 class ProbeScreen(PaneScreen):
     KIND = "probe"
     PANE_TITLE = "POS probes + controls (Table 1, Figs. 2-3)"
@@ -83,8 +98,11 @@ class ProbeScreen(PaneScreen):
         tabs = self.tables
         if "probe" in tabs:
             p = tabs["probe"]
+            cols = _probe_display_columns(p["columns"])
+            conv = [p["columns"][c] for c in cols].index("converged") if "converged" in p["columns"] else -1
             self.query_one("#probe-acc", ShadedTable).set_data(
-                p["columns"], p["rows"], shade=(1,), shade_range=(0.0, 1.0), formats={1: fmt(3)}, report_table=p)
+                [p["columns"][c] for c in cols], [[r[c] for c in cols] for r in p["rows"]], shade=(1,),
+                shade_range=(0.0, 1.0), formats={1: fmt(3), conv: _converged}, report_table=p)
         if "controls" in tabs:
             c = tabs["controls"]
             self.query_one("#probe-controls", ShadedTable).set_data(
