@@ -170,7 +170,7 @@ def build_tiny_model(model_type: str, path, *, seed: int = 0, **overrides) -> Pa
 # model_types the capture tests run over (see tests/core/test_capture.py): the registry's checked ones
 SUPPORTED = list(CHECKED)
 
-# the quick subset (-m "not slow") keeps five of the paper's architectures (dbrx's tiny model alone costs
+# the quick subset (-m "not slow") keeps four of the paper's six architectures (dbrx's tiny model alone costs
 # seconds) and ones with their own capture rules (adapters, per-expert scale, per-layer top-k, sparsemixer);
 # the whole suite runs every architecture
 QUICK_ARCHITECTURES = frozenset(
