@@ -55,6 +55,9 @@ class FakeRun:
     forms = property(lambda self: self._text.forms)
     word_offsets = property(lambda self: self._text.word_offsets)
     word_form = property(lambda self: self._text.word_form)
+    word_spans = property(lambda self: self._text.word_spans)
+    pieces = property(lambda self: self._text.pieces)
+    token_piece = property(lambda self: self._text.token_piece)
 
 
 def fake_run(n_layers: int = 6, n_experts: int = 8, top_k: int = 2, sentences=None, seed: int = 0,

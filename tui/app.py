@@ -85,6 +85,7 @@ class MoeTuiApp(App):
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
         open_run: object | None = None,
+        diff_run: object | None = None,
     ) -> None:
         self._settings_error: str | None = None
         if settings is None:
@@ -114,6 +115,7 @@ class MoeTuiApp(App):
         self.last_report_dir: str | None = None
         self._too_small = None
         self.initial_run = open_run          # a cache Run opened before the app started (`moe-tui open RUN`)
+        self.initial_diff = diff_run         # its second run for the grid's diff overlay (`--diff RUN_B`)
         if demo:
             from moe_tui.tui.discovery import demo_corpus, demo_entry
 
@@ -134,7 +136,7 @@ class MoeTuiApp(App):
             # grid's first frame about a tenth of a second)
             from moe_tui.tui.screens.grid import GridScreen
 
-            self.push_screen(GridScreen(self.initial_run))
+            self.push_screen(GridScreen(self.initial_run, self.initial_diff))
             return
         self.push_screen(HomeScreen())
         if self.demo and self.selected_model and self.initial_data:
@@ -365,7 +367,7 @@ class MoeTuiApp(App):
 
 
 def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False, *,
-            open_run: object | None = None, cache_dir: str | None = None) -> int:
+            open_run: object | None = None, cache_dir: str | None = None, diff_run: object | None = None) -> int:
     """Entry point used by ``moe-tui`` with no subcommand (and by ``moe-tui open RUN``, with the run already
     opened: the app starts on its routing grid). Returns the process exit code."""
     store = None
@@ -374,6 +376,6 @@ def run_app(models: list[str] | None = None, data: str | None = None, demo: bool
             from moe_tui.cache.store import RunStore
 
             return RunStore(cache_dir)
-    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store)
+    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store, diff_run=diff_run)
     app.run()
     return int(app.return_code or 0)

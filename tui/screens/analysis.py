@@ -549,6 +549,20 @@ class PaneScreen(Screen):
     def action_cancel_probe(self) -> None:
         pass
 
+    def expert_target(self) -> tuple[int, int] | None:
+        """(MoE-layer position, expert) the expert card opens on (panes that show experts say which)."""
+        return None
+
+    def action_expert_card(self) -> None:
+        target = self.expert_target()
+        if target is None:
+            self.notify("Put the cursor on a cell of a layer (Spec matrix or KL heatmap) first", severity="warning",
+                        timeout=3)
+            return
+        from moe_tui.tui.screens.expert import ExpertScreen
+
+        self.app.push_screen(ExpertScreen(self.run, *target))
+
     def action_next_variant(self) -> None:
         pass
 
@@ -703,6 +717,10 @@ class SpecScreen(PaneScreen):
         local = tok - int(np.asarray(self.run.sentence_offsets)[s])
         return s, li, local, expert
 
+    def expert_target(self) -> tuple[int, int] | None:
+        target = self.jump_target()
+        return None if target is None else (target[1], target[3])
+
     async def jump_to_grid(self) -> None:
         from moe_tui.tui.screens.grid import GridScreen
 
@@ -781,6 +799,9 @@ class KLScreen(PaneScreen):
         if raw is None or li >= len(view.moe_layers):
             return None
         return li, int(h.raw_rows[raw][0])
+
+    def expert_target(self) -> tuple[int, int] | None:
+        return self.selected_cell()
 
     def bars_table(self, li: int, expert: int) -> dict:
         """The plotted numbers: the expert's POS shares (moe_tui.core.inspect) against the corpus shares (pos_counts)."""

@@ -1,0 +1,318 @@
+"""Word view: a concordance of one word (or tokenizer piece) in the run, at one MoE layer.
+
+Every occurrence as keyword in context with its POS and experts (a virtual, line-rendered list), the occurrences
+grouped by POS with each group's expert distribution, sortable; Enter opens the occurrence in the routing grid.
+The numbers come from :mod:`moe_tui.core.concordance`, computed in a thread worker that only posts messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from rich.segment import Segment
+from rich.style import Style
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.strip import Strip
+from textual.widgets import Footer, Input
+from textual.worker import get_current_worker
+
+from moe_tui.core.concordance import SORT_KEYS, Concordance, concordance, token_word_ids
+from moe_tui.tui import actions
+from moe_tui.tui.runview import run_title
+from moe_tui.tui.widgets.palette import expert_style, pos_style
+from moe_tui.tui.widgets.row_list import RowList
+from moe_tui.tui.widgets.text_panel import TextBox
+
+GROUP_LINES = 6
+_B = Style(bold=True)
+_DIM = Style(dim=True)
+_MATCH = Style(bold=True, underline=True)
+
+
+@dataclass
+class ConcordanceReady(Message):
+    generation: int
+    conc: Concordance | None
+    order: np.ndarray | None
+    error: str = ""
+
+
+def word_ids_for(run) -> np.ndarray:
+    """:func:`token_word_ids` of ``run``, computed once per run object (``[T]`` int64)."""
+    got = getattr(run, "_moe_tui_word_ids", None)
+    if got is None:
+        got = token_word_ids(run)
+        try:
+            run._moe_tui_word_ids = got
+        except AttributeError:  # pragma: no cover - a run that takes no attributes
+            pass
+    return got
+
+
+def _clip_left(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else "…" + text[len(text) - width + 1:]
+
+
+def _clip_right(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    if width <= 0:
+        return ""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+class WordScreen(Screen):
+    """The concordance of ``query`` in ``run`` at MoE-layer position ``layer_idx``; ``grid`` is the grid screen it
+    was opened from (Enter goes back to it), if any."""
+
+    SCOPE = "word"
+    BINDINGS = actions.bindings("word")
+    AUTO_FOCUS = "#word-list"
+
+    def __init__(self, run, query: str = "", *, by: str = "form", layer_idx: int = 0, grid=None) -> None:
+        super().__init__()
+        self.run = run
+        self.query_text = query
+        self.by = by
+        self.layer_idx = int(layer_idx)
+        self.grid_screen = grid
+        self.sort_key = "sentence"
+        self.conc: Concordance | None = None
+        self.order: np.ndarray | None = None   # display position -> occurrence
+        self.generation = 0
+        self.computing = False
+        self.texts = run.texts
+        self.tags = tuple(run.tags)
+        self.n_experts = int(run.num_experts)
+        self.moe_layers = [int(x) for x in run.moe_layers]
+        self._sizing = [[("x", None)]] * (GROUP_LINES + 1)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="word-main"):
+            yield Input(value=self.query_text, placeholder="a word (Enter looks it up)", id="word-input")
+            yield TextBox(id="word-title")
+            yield TextBox(id="word-groups")
+            yield RowList(id="word-list")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = run_title(self.run)
+        self._list = self.query_one("#word-list", RowList)
+        self._groups = self.query_one("#word-groups", TextBox)
+        self._titlebox = self.query_one("#word-title", TextBox)
+        self._groups.set_lines([], sizing=self._sizing)
+        if self.query_text:
+            self.recompute()
+            self._list.focus()
+        else:
+            self._show_title()
+            self.query_one("#word-input", Input).focus()
+
+    # ---- computing --------------------------------------------------------------------------------------------
+    def recompute(self) -> None:
+        self.generation += 1
+        self.computing = True
+        self._show_title()
+        self._list.set_rows(0, None, "looking it up…")
+        self.run_worker(partial(self._job, self.generation, self.query_text, self.by, self.layer_idx, self.sort_key),
+                        thread=True, exclusive=True, group="concordance", exit_on_error=False,
+                        description="concordance")
+
+    def _job(self, generation: int, query: str, by: str, layer_idx: int, sort_key: str) -> None:
+        worker = get_current_worker()
+        try:
+            conc = concordance(self.run, query, layer=self.moe_layers[layer_idx], by=by,
+                               word_ids=word_ids_for(self.run) if by == "form" else None)
+            if worker.is_cancelled:
+                return
+            order = conc.sort_order(sort_key, self.texts)
+        except Exception as exc:  # noqa: BLE001 - shown in an error dialog
+            if not worker.is_cancelled:
+                self.post_message(ConcordanceReady(generation, None, None, f"{type(exc).__name__}: {exc}"))
+            return
+        if not worker.is_cancelled:
+            self.post_message(ConcordanceReady(generation, conc, order))
+
+    @on(ConcordanceReady)
+    def _ready(self, msg: ConcordanceReady) -> None:
+        if msg.generation != self.generation:
+            return
+        self.computing = False
+        if msg.error:
+            self.app.show_error("Word view failed", msg.error)
+            self._list.set_rows(0, None, "failed")
+            return
+        self.conc, self.order = msg.conc, msg.order
+        self._show_title()
+        self._show_groups()
+        n = len(self.conc) if self.conc is not None else 0
+        status = "" if n else f"no occurrence of {self.query_text!r} ({'word form' if self.by == 'form' else 'token'})"
+        self._list.set_rows(n, self._row, status)
+
+    # ---- drawing ----------------------------------------------------------------------------------------------
+    def _show_title(self) -> None:
+        c = self.conc
+        layer = self.moe_layers[self.layer_idx]
+        what = f"{'word' if self.by == 'form' else 'token'} {self.query_text!r}" if self.query_text else "no word yet"
+        line: list = [(what, _B), (f" · layer {layer} ([ ])", None), (f" · by {self.by} (b)", None),
+                      (f" · sorted by {self.sort_key} (o)", None)]
+        if self.computing:
+            line.append(("  looking it up…", _DIM))
+        elif c is not None:
+            n_sent = len(np.unique(c.sentence)) if len(c) else 0
+            line.append((f"  {len(c):,} occurrences in {n_sent:,} sentences", _B))
+        self._titlebox.set_lines([line])
+
+    def _show_groups(self) -> None:
+        c = self.conc
+        if c is None:
+            self._groups.set_lines([], sizing=self._sizing)
+            return
+        groups = c.pos_groups()
+        n = max(1, len(c))
+        w = len(str(self.n_experts - 1))
+        lines: list = [[("POS        n  share   experts at this layer (share of the group's assignments)", _DIM)]]
+        for g in groups[:GROUP_LINES]:
+            line: list = [(f"{g.tag:<6}", pos_style(g.tag)), (f" {g.count:>6} {g.count / n:6.1%}  ", None)]
+            for e, share in g.top_experts(6):
+                line += [(f"{e:>{w}}", expert_style(e, self.n_experts)), (f" {share:4.0%}  ", None)]
+            lines.append(line)
+        if len(groups) > GROUP_LINES:
+            rest = sum(g.count for g in groups[GROUP_LINES:])
+            lines[-1] = lines[-1] + [(f"  (+{len(groups) - GROUP_LINES} more POS, {rest} occurrences)", _DIM)]
+        self._groups.set_lines(lines, sizing=self._sizing)
+
+    def _row(self, pos: int, width: int) -> Strip:
+        c, order = self.conc, self.order
+        assert c is not None and order is not None
+        i = int(order[pos])
+        s, t = int(c.sentence[i]), int(c.token[i])
+        text = self.texts[s]
+        a, b = int(c.span[i, 0]), int(c.span[i, 1])
+        tag = self.tags[int(c.pos[i])]
+        ids = [int(e) for e in c.experts[i]]
+        d = len(str(self.n_experts - 1))
+        head = f"{s + 1:>7}:{t:<4}"
+        segs = [Segment(head, _DIM), Segment(f"{tag:<6}", pos_style(tag)), Segment(" ")]
+        used = len(head) + 7
+        for e in ids:
+            segs.append(Segment(f"{e:>{d}}", expert_style(e, self.n_experts)))
+            segs.append(Segment(" "))
+            used += d + 1
+        match = " ".join(text[a:b].split())
+        room = max(0, width - used - 1)
+        left_w = max(0, (room - len(match)) // 2 - 1)
+        right_w = max(0, room - left_w - len(match) - 2)
+        segs += [Segment(" " + _clip_left(text[:a], left_w).rjust(left_w) + " "), Segment(match, _MATCH),
+                 Segment(" " + _clip_right(text[b:], right_w))]
+        return Strip(segs)
+
+    # ---- actions ----------------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#word-input")
+    def _typed(self, event: Input.Submitted) -> None:
+        q = event.value.strip()
+        if q:
+            self.query_text = q
+            self.recompute()
+        self._list.focus()
+
+    def action_type_word(self) -> None:
+        self.query_one("#word-input", Input).focus()
+
+    def action_sort(self) -> None:
+        self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
+        if self.conc is None:
+            self._show_title()
+            return
+        if len(self.conc) > 20_000 and self.sort_key in ("left", "right"):
+            self.recompute()   # decoding every context: in the worker
+            return
+        self.order = self.conc.sort_order(self.sort_key, self.texts)
+        self._show_title()
+        self._list.set_rows(len(self.conc), self._row, self._list.status)
+
+    def action_layer(self, step: int) -> None:
+        self.layer_idx = (self.layer_idx + step) % len(self.moe_layers)
+        if self.query_text:
+            self.recompute()
+        else:
+            self._show_title()
+
+    def action_toggle_by(self) -> None:
+        self.by = "token" if self.by == "form" else "form"
+        if self.query_text:
+            self.recompute()
+        else:
+            self._show_title()
+
+    def current(self) -> tuple[int, int] | None:
+        """(sentence, token in sentence) of the occurrence under the cursor."""
+        if self.conc is None or self.order is None or not len(self.conc):
+            return None
+        i = int(self.order[self._list.cursor])
+        return int(self.conc.sentence[i]), int(self.conc.token[i])
+
+    def action_jump(self) -> None:
+        if self.query_one("#word-input", Input).has_focus:
+            return
+        cur = self.current()
+        if cur is None:
+            return
+        from moe_tui.tui.screens.grid import GridScreen
+
+        s, t = cur
+        app = self.app
+        gs = self.grid_screen if self.grid_screen in app.screen_stack else None
+        if gs is None:
+            app.push_screen(GridScreen(self.run, start=(s, t, self.layer_idx)))
+            return
+        while app.screen is not gs and len(app.screen_stack) > 1:
+            app.pop_screen()
+        gs.jump_to(s, t, self.layer_idx)
+
+    def action_expert_card(self) -> None:
+        if self.conc is None or self.order is None or not len(self.conc):
+            return
+        from moe_tui.tui.screens.expert import ExpertScreen
+
+        i = int(self.order[self._list.cursor])
+        self.app.push_screen(ExpertScreen(self.run, self.layer_idx, int(self.conc.experts[i, 0]),
+                                          grid=self.grid_screen))
+
+    def action_export(self) -> None:
+        if self.conc is None:
+            return
+        from moe_tui.core.concordance import write_concordance
+        from moe_tui.errors import MoeTuiError
+
+        base = Path(self.app.settings.export_dir or os.getcwd()).expanduser()
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.query_text)[:40] or "word"
+        run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(self.run, "run_id", "run")))
+        path = base / f"moe-tui-{run_id}-concordance-{safe}-{self.by}-L{self.conc.layer}.csv"
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            out = write_concordance(self.conc.take(self.order), self.texts, path,
+                                    spreadsheet_safe=self.app.settings.spreadsheet_safe)
+        except (OSError, MoeTuiError) as exc:
+            self.app.show_error("Export failed", f"{path}: {exc}")
+            return
+        self.last_export = out
+        self.notify(f"Exported {len(self.conc)} occurrences to {out}", title="CSV export", markup=False, timeout=6)
+
+    def action_back(self) -> None:
+        inp = self.query_one("#word-input", Input)
+        if inp.has_focus and self.conc is not None:
+            self._list.focus()
+            return
+        self.app.back_from(self)
