@@ -32,6 +32,7 @@ CONCORDANCE_COLUMNS = ("sentence", "token", "left", "match", "right", "pos", "la
 WORD_START_MARKS = ("\u0120", "\u2581")   # byte-level BPE ``Ġ``, sentencepiece ``▁``
 BY = ("form", "token")
 SORT_KEYS = ("sentence", "pos", "expert", "left", "right")
+CONTEXT_KEY = 48   # characters of context that sort by left / right context compares
 
 
 def layer_index(moe_layers: Sequence[int], layer: int | None) -> int:
@@ -94,6 +95,22 @@ def find_occurrences(run, query: str, *, by: str = "form", word_ids: np.ndarray 
     return cand[word_hit[word_ids[cand]]].astype(np.int64)
 
 
+def decode_many(texts, idx: np.ndarray) -> list[str]:
+    """``[texts[i] for i in idx]``, decoded from one read of the table's bytes when it is a string table (offsets +
+    UTF-8 data: a few microseconds less per string than one lookup each)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    off = getattr(texts, "offsets", None)
+    data = getattr(texts, "data", None)
+    if off is None or data is None or not len(idx):
+        return [texts[int(i)] for i in idx.tolist()]
+    off = np.asarray(off)
+    lo, hi = int(off[idx.min()]), int(off[idx.max() + 1])
+    blob = np.asarray(data[lo:hi]).tobytes()
+    starts = (off[idx] - lo).tolist()
+    ends = (off[idx + 1] - lo).tolist()
+    return [blob[a:b].decode("utf-8") for a, b in zip(starts, ends)]
+
+
 @dataclass
 class Concordance:
     """The occurrences of one query at one MoE layer, as arrays (``n`` occurrences, in run order unless sorted).
@@ -137,7 +154,8 @@ class Concordance:
     def sort_order(self, key: str, texts=None) -> np.ndarray:
         """Indices that sort the occurrences by ``key`` (stable; ties stay in run order): ``sentence`` (run order),
         ``pos`` (POS group, largest group first), ``expert`` (rank-0 expert, then the rest of the set), ``left`` /
-        ``right`` (the context next to the match, read outward, ignoring case; needs ``texts``)."""
+        ``right`` (the context next to the match, read outward, ignoring case, its first :data:`CONTEXT_KEY` characters;
+        needs ``texts``)."""
         n = len(self)
         base = np.lexsort((self.token, self.sentence)) if n else np.zeros(0, dtype=np.int64)
         if key == "sentence" or n == 0:
@@ -152,12 +170,16 @@ class Concordance:
         if key in ("left", "right"):
             if texts is None:
                 raise ValueError("sorting by context needs the sentence texts")
-            ctx = []
-            for i in base.tolist():
-                t = texts[int(self.sentence[i])]
-                a, b = int(self.span[i, 0]), int(self.span[i, 1])
-                ctx.append(t[:a][::-1].lower().lstrip() if key == "left" else t[b:].lower().lstrip())
-            return base[np.argsort(np.asarray(ctx, dtype=object), kind="stable")]
+            # each sentence decoded once; the key is the context next to the match read outward (CONTEXT_KEY chars)
+            uniq, inv = np.unique(self.sentence[base], return_inverse=True)
+            tu = decode_many(texts, uniq)
+            spans = self.span[base].tolist()
+            w = CONTEXT_KEY
+            if key == "left":
+                keys = [tu[j][max(0, a - w):a][::-1].lower().lstrip() for j, (a, _) in zip(inv.tolist(), spans)]
+            else:
+                keys = [tu[j][b:b + w].lower().lstrip() for j, (_, b) in zip(inv.tolist(), spans)]
+            return base[np.asarray(sorted(range(n), key=keys.__getitem__), dtype=np.int64)]
         raise ValueError(f"unknown sort key {key!r} (one of {', '.join(SORT_KEYS)})")
 
     def rows(self, texts) -> Iterator[tuple]:

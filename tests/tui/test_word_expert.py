@@ -59,6 +59,15 @@ async def test_word_view_from_the_grid_sort_and_jump(tmp_path):
         await pilot.press("o")
         await pilot.pause()
         assert word.sort_key == "pos" and word.conc.take(word.order).sentence.tolist() == [0, 3, 1, 2]
+        # expert, then left context (computed by the worker after the lookup), then back to POS
+        await pilot.press("o", "o")
+        await until(pilot, lambda: "left" in word.orders and word.sort_key == "left", "the left-context order")
+        await pilot.pause()
+        assert word.conc.take(word.order).sentence.tolist() == [1, 3, 2, 0]
+        assert "sorted by left" in screen_text(app)
+        await pilot.press("o", "o", "o")   # right, sentence, pos
+        assert word.sort_key == "pos"
+        await pilot.pause()
         # Enter on the second row jumps back to the grid at sentence 4, token 4 ("that"), layer row 1
         await pilot.press("j")
         assert lst.cursor == 1

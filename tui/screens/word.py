@@ -42,8 +42,17 @@ _MATCH = Style(bold=True, underline=True)
 class ConcordanceReady(Message):
     generation: int
     conc: Concordance | None
-    order: np.ndarray | None
+    orders: dict[str, np.ndarray]      # sort key -> display order (the context orders follow in OrdersReady)
     error: str = ""
+
+
+@dataclass
+class OrdersReady(Message):
+    generation: int
+    orders: dict[str, np.ndarray]
+    error: str = ""
+
+FAST_SORTS = ("sentence", "pos", "expert")
 
 
 def word_ids_for(run) -> np.ndarray:
@@ -90,6 +99,7 @@ class WordScreen(Screen):
         self.sort_key = "sentence"
         self.conc: Concordance | None = None
         self.order: np.ndarray | None = None   # display position -> occurrence
+        self.orders: dict[str, np.ndarray] = {}
         self.generation = 0
         self.computing = False
         self.texts = run.texts
@@ -125,24 +135,39 @@ class WordScreen(Screen):
         self.computing = True
         self._show_title()
         self._list.set_rows(0, None, "looking it up…")
-        self.run_worker(partial(self._job, self.generation, self.query_text, self.by, self.layer_idx, self.sort_key),
+        self.orders = {}
+        self.run_worker(partial(self._job, self.generation, self.query_text, self.by, self.layer_idx),
                         thread=True, exclusive=True, group="concordance", exit_on_error=False,
                         description="concordance")
 
-    def _job(self, generation: int, query: str, by: str, layer_idx: int, sort_key: str) -> None:
+    def _job(self, generation: int, query: str, by: str, layer_idx: int) -> None:
+        """Look the word up, post it with the orders that cost nothing, then the context orders (which decode every
+        occurrence's sentence): pressing o later only swaps an order."""
         worker = get_current_worker()
         try:
             conc = concordance(self.run, query, layer=self.moe_layers[layer_idx], by=by,
                                word_ids=word_ids_for(self.run) if by == "form" else None)
             if worker.is_cancelled:
                 return
-            order = conc.sort_order(sort_key, self.texts)
+            orders = {k: conc.sort_order(k) for k in FAST_SORTS}
         except Exception as exc:  # noqa: BLE001 - shown in an error dialog
             if not worker.is_cancelled:
-                self.post_message(ConcordanceReady(generation, None, None, f"{type(exc).__name__}: {exc}"))
+                self.post_message(ConcordanceReady(generation, None, {}, f"{type(exc).__name__}: {exc}"))
             return
-        if not worker.is_cancelled:
-            self.post_message(ConcordanceReady(generation, conc, order))
+        if worker.is_cancelled:
+            return
+        self.post_message(ConcordanceReady(generation, conc, orders))
+        for k in SORT_KEYS:
+            if k in orders:
+                continue
+            try:
+                order = conc.sort_order(k, self.texts)
+            except Exception as exc:  # noqa: BLE001 - the other orders stay usable
+                self.post_message(OrdersReady(generation, {}, f"sorting by {k} failed: {type(exc).__name__}: {exc}"))
+                return
+            if worker.is_cancelled:
+                return
+            self.post_message(OrdersReady(generation, {k: order}))
 
     @on(ConcordanceReady)
     def _ready(self, msg: ConcordanceReady) -> None:
@@ -153,20 +178,39 @@ class WordScreen(Screen):
             self.app.show_error("Word view failed", msg.error)
             self._list.set_rows(0, None, "failed")
             return
-        self.conc, self.order = msg.conc, msg.order
+        self.conc = msg.conc
+        self.orders = dict(msg.orders)
+        self.order = self.orders.get(self.sort_key, self.orders.get("sentence"))
         self._show_title()
         self._show_groups()
         n = len(self.conc) if self.conc is not None else 0
         status = "" if n else f"no occurrence of {self.query_text!r} ({'word form' if self.by == 'form' else 'token'})"
         self._list.set_rows(n, self._row, status)
 
+    @on(OrdersReady)
+    def _orders(self, msg: OrdersReady) -> None:
+        if msg.generation != self.generation or self.conc is None:
+            return
+        if msg.error:
+            self.app.show_error("Sort failed", msg.error)
+        self.orders.update(msg.orders)
+        if self.sort_key in msg.orders:
+            self._apply_sort()
+
+    def _apply_sort(self) -> None:
+        self.order = self.orders[self.sort_key]
+        self._show_title()
+        assert self.conc is not None
+        self._list.set_rows(len(self.conc), self._row, self._list.status)
+
     # ---- drawing ----------------------------------------------------------------------------------------------
     def _show_title(self) -> None:
         c = self.conc
         layer = self.moe_layers[self.layer_idx]
         what = f"{'word' if self.by == 'form' else 'token'} {self.query_text!r}" if self.query_text else "no word yet"
+        sorting = self.conc is not None and self.sort_key not in self.orders
         line: list = [(what, _B), (f" · layer {layer} ([ ])", None), (f" · by {self.by} (b)", None),
-                      (f" · sorted by {self.sort_key} (o)", None)]
+                      (f" · {'sorting' if sorting else 'sorted'} by {self.sort_key}{'…' if sorting else ''} (o)", None)]
         if self.computing:
             line.append(("  looking it up…", _DIM))
         elif c is not None:
@@ -232,15 +276,10 @@ class WordScreen(Screen):
 
     def action_sort(self) -> None:
         self.sort_key = SORT_KEYS[(SORT_KEYS.index(self.sort_key) + 1) % len(SORT_KEYS)]
-        if self.conc is None:
-            self._show_title()
+        if self.conc is None or self.sort_key not in self.orders:
+            self._show_title()   # "sorting…": the worker's order is applied when it comes
             return
-        if len(self.conc) > 20_000 and self.sort_key in ("left", "right"):
-            self.recompute()   # decoding every context: in the worker
-            return
-        self.order = self.conc.sort_order(self.sort_key, self.texts)
-        self._show_title()
-        self._list.set_rows(len(self.conc), self._row, self._list.status)
+        self._apply_sort()
 
     def action_layer(self, step: int) -> None:
         self.layer_idx = (self.layer_idx + step) % len(self.moe_layers)
