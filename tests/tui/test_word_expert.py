@@ -174,3 +174,10 @@ async def test_diff_picked_in_the_grid_and_refused_for_another_tokenizer(tmp_pat
         await pilot.press("enter")
         await until(pilot, lambda: type(app.screen).__name__ == "ErrorModal", "the error dialog")
         assert "tokenize the corpus differently" in app.screen.message
+
+
+def test_readme_keys_table_is_the_registry():
+    from moe_tui.tui.actions import keys_markdown
+    from tests.conftest import REPO
+
+    assert keys_markdown() in (REPO / "README.md").read_text()

@@ -72,8 +72,13 @@ class ExpertScreen(Screen):
     def recompute(self) -> None:
         self.generation += 1
         self._title(computing=True)
-        self.run_worker(partial(self._job, self.generation, self.layer_idx, self.expert), thread=True,
-                        exclusive=True, group="card", exit_on_error=False, description="expert card")
+        self.workers.cancel_group(self, "card")
+        self.call_after_refresh(partial(self._start_job, self.generation))   # after the "counting…" frame
+
+    def _start_job(self, generation: int) -> None:
+        if generation == self.generation:
+            self.run_worker(partial(self._job, generation, self.layer_idx, self.expert), thread=True,
+                            exclusive=True, group="card", exit_on_error=False, description="expert card")
 
     def _job(self, generation: int, layer_idx: int, expert: int) -> None:
         from moe_tui.tui.screens.word import word_ids_for

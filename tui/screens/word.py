@@ -136,7 +136,15 @@ class WordScreen(Screen):
         self._show_title()
         self._list.set_rows(0, None, "looking it up…")
         self.orders = {}
-        self.run_worker(partial(self._job, self.generation, self.query_text, self.by, self.layer_idx),
+        self.workers.cancel_group(self, "concordance")
+        # the worker starts once the "looking it up…" frame is drawn: it would otherwise share the interpreter
+        # with that frame
+        self.call_after_refresh(partial(self._start_job, self.generation))
+
+    def _start_job(self, generation: int) -> None:
+        if generation != self.generation:
+            return
+        self.run_worker(partial(self._job, generation, self.query_text, self.by, self.layer_idx),
                         thread=True, exclusive=True, group="concordance", exit_on_error=False,
                         description="concordance")
 
