@@ -232,6 +232,14 @@ async def bench_views(args) -> dict:
         assert isinstance(grid_screen, GridScreen)
         await until(lambda: grid_screen.diff_table is not None)
         await clock.settle()
+        # the same keys without the overlay first (the baseline), then with it
+        grid_screen.set_diff(None)
+        await clock.settle()
+        await measure(clock, {"grid, no overlay: move (l/j/h/k)": ["l", "j", "l", "k", "h"],
+                              "grid, no overlay: next sentence (n)": ["n"]}, args.repeat)
+        grid_screen.set_diff(run_b)
+        await until(lambda: grid_screen.diff_table is not None)
+        await clock.settle()
         await measure(clock, {"diff grid: move (l/j/h/k)": ["l", "j", "l", "k", "h"],
                               "diff grid: next sentence (n)": ["n"]}, args.repeat)
         # word view on the most frequent word

@@ -389,7 +389,7 @@ class PaneScreen(Screen):
     FOCUS = ""                      # selector of the widget focused on open (default: the first table)
     BINDINGS = actions.bindings("pane")
     ONLY = {"jump": {"spec"}, "toggle_delta": {"spec"}, "run_probe": {"probe"}, "cancel_probe": {"probe"},
-            "next_variant": {"probe"}}
+            "next_variant": {"probe"}, "expert_card": {"spec", "kl"}}
 
     def __init__(self, run) -> None:
         super().__init__()
