@@ -120,7 +120,7 @@ async def test_expert_card_from_the_grid_and_stepping(tmp_path):
 
 
 @pytest.mark.slow
-async def test_expert_card_from_the_kl_pane(tmp_path):
+async def test_expert_card_from_the_kl_and_spec_panes(tmp_path):
     run = build_run(tmp_path / "runs")
     app = make_app(tmp_path, run)
     async with app.run_test(size=(140, 45)) as pilot:
@@ -129,6 +129,19 @@ async def test_expert_card_from_the_kl_pane(tmp_path):
         await until(pilot, lambda: getattr(app.screen, "KIND", "") == "kl" and app.screen.selected_cell() is not None,
                     "the KL pane", n=600)
         li, e = app.screen.selected_cell()
+        await pilot.press("X")
+        await until(pilot, lambda: getattr(app.screen, "SCOPE", "") == "expert" and app.screen.card is not None,
+                    "the card")
+        assert (app.screen.layer_idx, app.screen.expert) == (li, e)
+        # the specialisation pane: the top expert of the cursor's (layer, POS), as its Enter jump highlights
+        await pilot.press("escape")
+        await until(pilot, lambda: getattr(app.screen, "KIND", "") == "kl", "the KL pane")
+        await pilot.press("s")
+        await until(pilot, lambda: getattr(app.screen, "KIND", "") == "spec" and "spec_layer" in app.screen.tables,
+                    "the Spec pane", n=600)
+        await pilot.press("right", "right")   # off the layer column, onto a POS
+        await until(pilot, lambda: app.screen.jump_target() is not None, "a POS cell")
+        _, li, _, e = app.screen.jump_target()
         await pilot.press("X")
         await until(pilot, lambda: getattr(app.screen, "SCOPE", "") == "expert" and app.screen.card is not None,
                     "the card")
