@@ -31,6 +31,7 @@ async def until(pilot, cond, what: str = "condition", n: int = 300) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 async def test_word_view_from_the_grid_sort_and_jump(tmp_path):
     run = build_run(tmp_path / "runs")
     app = make_app(tmp_path, run)
@@ -89,6 +90,7 @@ async def test_word_view_from_the_grid_sort_and_jump(tmp_path):
                            " ".join(map(str, expected_experts(9, 1)))]
 
 
+@pytest.mark.slow
 async def test_expert_card_from_the_grid_and_stepping(tmp_path):
     run = build_run(tmp_path / "runs")
     app = make_app(tmp_path, run)
@@ -176,6 +178,7 @@ async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path)
         assert screen.diff_run is None and grid.diff is None
 
 
+@pytest.mark.slow
 async def test_diff_picked_in_the_grid_and_refused_for_another_tokenizer(tmp_path):
     a = build_run(tmp_path / "runs")
     build_run(tmp_path / "runs", name="0000000000000c0e", token_ids=np.arange(23)[::-1])
