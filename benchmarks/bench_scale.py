@@ -113,12 +113,12 @@ def measure_open(run_dir: Path, repeat: int = 5) -> float:
 async def measure_tui(run, repeat: int, width: int = 160, height: int = 50) -> dict:
     from benchmarks.bench_tui import FrameClock
     from moe_tui.tui.app import MoeTuiApp
-    from moe_tui.tui.screens.analysis import PaneScreen
     from moe_tui.tui.screens.grid import GridScreen
+    from moe_tui.tui.screens.panes.base import PaneScreen
     from moe_tui.tui.settings import Settings
-    from tests.tui_fakes import fake_inspect
+    from tests.runs import model_facts
 
-    app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: None, scan_hf_cache=False)
+    app = MoeTuiApp(settings=Settings(), inspect_fn=model_facts, run_store=lambda: None, scan_hf_cache=False)
     res: dict = {}
     async with app.run_test(size=(width, height)) as pilot:
         clock = FrameClock(app)

@@ -32,15 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.tui_fakes import UPOS, fake_inspect
+from tests.runs import UPOS, model_facts, write_run
 
 
-def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, seed: int = 0,
-            root: Path | None = None):
-    """A real run (written by the run writer into ``root``, a temporary folder by default) of ``sentences``
-    sentences of ``tokens`` tokens each, one word per token; returns it opened."""
-    from moe_tui.cache.store import RunStore, write_run
-
+def big_run(root: Path, tokens: int, layers: int, experts: int, k: int, sentences: int = 4, seed: int = 0):
+    """A run of ``sentences`` sentences of ``tokens`` tokens, written with the run store's writer under ``root``."""
     rng = np.random.default_rng(seed)
     T = tokens * sentences
     pos = rng.integers(0, len(UPOS), T).astype(np.int16)
@@ -63,12 +59,8 @@ def big_run(tokens: int, layers: int, experts: int, k: int, sentences: int = 4, 
     arrays = {"token_ids": np.arange(T, dtype=np.int32), "sentence_offsets": offs, "word_index": wi, "pos": pos,
               "special": np.zeros(T, bool), "crossing": np.zeros(T, bool), "offsets": np.zeros((T, 2), np.int32),
               "experts": ex, "weights": w}
-    extra = {"model": {"name_or_path": "bench", "moe_layers": list(range(layers)), "num_experts": experts,
-                       "top_k": k}, "tagset": {"name": "upos", "tags": list(UPOS)}, "corpus": {"path": "bench"}}
-    root = Path(root or tempfile.mkdtemp(prefix="moe-tui-bench-tui-"))
-    run_dir = write_run(root / "bench000000000000", {"bench": [tokens, layers, experts, k, sentences, seed]},
-                        arrays, sents, extra)
-    return RunStore(root).open(run_dir.name)
+    return write_run(root, arrays, sents, tags=UPOS, moe_layers=list(range(layers)), num_experts=experts, top_k=k,
+                     model="bench", corpus="bench")
 
 
 class FrameClock:
@@ -128,15 +120,15 @@ class FrameClock:
         return (after[0] - t0) * 1000, (self.frames[-1] - t0) * 1000
 
 
-async def bench(args) -> dict:
+async def bench(args, root: Path) -> dict:
     from moe_tui.cache.store import RunStore
     from moe_tui.tui.app import MoeTuiApp
     from moe_tui.tui.screens.grid import GridScreen
     from moe_tui.tui.settings import Settings
     from moe_tui.tui.widgets.routing_grid import RoutingGrid
 
-    run = big_run(args.tokens, args.layers, args.experts, args.k, sentences=args.repeat + 2)
-    app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: RunStore(run.path.parent),
+    run = big_run(root, args.tokens, args.layers, args.experts, args.k, sentences=args.repeat + 2)
+    app = MoeTuiApp(settings=Settings(), inspect_fn=model_facts, run_store=lambda: RunStore(root),
                     scan_hf_cache=False)
     res: dict = {}
     async with app.run_test(size=(args.width, args.height)) as pilot:
@@ -183,7 +175,6 @@ async def bench(args) -> dict:
                     settled.append(b)
             res[name] = (lat, settled)
         res["grid"] = f"{grid.n_tokens} tokens × {grid.n_layers} layers, N={args.experts}, k={args.k}"
-    shutil.rmtree(run.path.parent, ignore_errors=True)
     return res
 
 
@@ -201,7 +192,7 @@ async def bench_views(args) -> dict:
     store = RunStore(root)
     run_a = store.open(synthetic_run(root, args.run_tokens).name)
     run_b = store.open(synthetic_run(root, args.run_tokens, route_seed=1).name)
-    app = MoeTuiApp(settings=Settings(), inspect_fn=fake_inspect, run_store=lambda: store, scan_hf_cache=False,
+    app = MoeTuiApp(settings=Settings(), inspect_fn=model_facts, run_store=lambda: store, scan_hf_cache=False,
                     open_run=run_a, diff_run=run_b)
     res: dict = {}
 
@@ -245,7 +236,7 @@ async def bench_views(args) -> dict:
         # word view on the most frequent word
         clock.frames.clear()
         t0 = time.perf_counter()
-        app.push_screen(WordScreen(run_a, "the", layer_idx=0, grid=grid_screen))
+        app.show_word(run_a, "the", layer_idx=0)
         await until(lambda: isinstance(app.screen, WordScreen) and app.screen.conc is not None)
         await clock.settle()
         res["word view opened, 'the' looked up (s)"] = time.perf_counter() - t0
@@ -283,7 +274,11 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=160)
     ap.add_argument("--height", type=int, default=50)
     args = ap.parse_args()
-    res = asyncio.run(bench_views(args) if args.views else bench(args))
+    if args.views:
+        res = asyncio.run(bench_views(args))
+    else:
+        with tempfile.TemporaryDirectory(prefix="moe_tui_bench_") as root:
+            res = asyncio.run(bench(args, Path(root)))
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"{'run' if args.views else 'grid'}: {res.pop('grid')}  terminal {args.width}×{args.height}  "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")

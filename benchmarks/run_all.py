@@ -1,6 +1,7 @@
 """Run every benchmark in turn (each in its own process) and print its figures.
 
-Usage: ``.venv/bin/python -m benchmarks.run_all [NAME ...]`` (names: extract, metrics, probe, tui, scale).
+Usage: ``.venv/bin/python -m benchmarks.run_all [NAME ...]`` (names: extract, metrics, probe, report, tui, figures,
+controls, scale).
 Benchmarks compare against a baseline run in the same process and print ratios; nothing here is a
 pass/fail test. Run them on an otherwise idle machine.
 """
@@ -12,8 +13,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = {"extract": "bench_extract", "metrics": "bench_metrics", "probe": "bench_probe", "tui": "bench_tui",
-           "scale": "bench_scale"}
+BENCHES = {"extract": "bench_extract", "metrics": "bench_metrics", "probe": "bench_probe", "report": "bench_report",
+           "tui": "bench_tui", "figures": "bench_figures", "controls": "bench_controls", "scale": "bench_scale"}
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,8 @@ Layout of a run directory ``<root>/<run_id>/`` (run format, schema 2)::
     shards/shard-NNNNN.npz   one complete batch, written atomically (temp file + rename)
     manifest.json        written last, atomically: the run is complete only when it exists
     per token [T]:       token_ids word_index pos special crossing offsets experts weights token_piece (.npy)
-                         (+ optional per-token arrays, e.g. logits.npy, listed in the manifest like the others)
+                         (+ optional per-token arrays of OPTIONAL_ARRAYS, listed in the manifest like the others:
+                         logits.npy, float16 [T, L, N], each router's raw logits, with extract --save-logits)
     per sentence [S]:    sentence_offsets [S+1] word_offsets [S+1] skipped, texts_* and sent_ids_* string tables
     per word [W]:        word_form word_tag word_spans
     vocabularies:        forms_* (word forms) and pieces_* (tokenizer pieces) string tables
@@ -59,6 +60,8 @@ ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", 
                "weights", *TEXT_ARRAYS)
 V1_ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", "crossing", "offsets", "experts",
                   "weights")
+#: per-token arrays a run (and its shards) may hold; listed in the manifest and checksummed when present
+OPTIONAL_ARRAYS = ("logits",)
 _RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -256,10 +259,10 @@ class RunWriter:
     :func:`write_run` does all three steps for arrays already in corpus order.
     """
 
-    def __init__(self, run_dir: Path, identity: dict):
+    def __init__(self, run_dir: Path, identity: dict, *, shard_dirname: str = "shards"):
         self.run_dir = Path(run_dir)
         self.identity = identity
-        self.shard_dir = self.run_dir / "shards"
+        self.shard_dir = self.run_dir / shard_dirname
 
     # -- identity / plan
     def begin(self) -> dict:
@@ -325,6 +328,14 @@ class RunWriter:
             return None
         return out
 
+    def shard_has(self, i: int, name: str) -> bool:
+        """Whether shard ``i`` exists and holds array ``name`` (an optional array such as ``logits``)."""
+        try:
+            with np.load(self.shard_path(i), allow_pickle=False) as z:
+                return name in z.files
+        except Exception:
+            return False
+
     def clear_shards(self) -> None:
         """Remove every shard (the batch plan changed, so they no longer fit)."""
         for f in self.shard_dir.glob("shard-*.npz"):
@@ -345,14 +356,20 @@ class RunWriter:
                 raise CacheError(f"shard {i} of run {self.run_dir.name} is missing; run the extraction again") from None
         return out
 
-    def finalize(self, n_batches: int, sentences: Sequence[dict] | TextColumns, manifest_extra: dict) -> Path:
+    def finalize(self, n_batches: int, sentences: Sequence[dict] | TextColumns, manifest_extra: dict,
+                 optional: Sequence[str] = ()) -> Path:
         """Merge the shards in corpus order, write the token arrays and the sentence columns, then manifest.json.
 
         ``sentences``: the corpus sentences as :class:`~moe_tui.cache.columns.TextColumns`, or as records
         ``{"id", "text", "words": [[form, tag, start, end], ...], "tokens": [piece, ...], "skipped"}`` (one per
-        corpus sentence, in corpus order; ``tokens`` holds one piece per routed token). Unknown fields of
-        ``manifest_extra`` are kept in the manifest. Memory: one shard plus the sentence columns.
+        corpus sentence, in corpus order; ``tokens`` holds one piece per routed token). ``optional``: names of
+        :data:`OPTIONAL_ARRAYS` to merge too (every shard must hold them; other arrays a shard holds are left
+        out). Unknown fields of ``manifest_extra`` are kept in the manifest. Memory: one shard plus the sentence
+        columns.
         """
+        unknown = [k for k in optional if k not in OPTIONAL_ARRAYS]
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not an optional run array")
         text = sentences if isinstance(sentences, TextColumns) else TextColumns.from_records(sentences)
         try:
             text.validate()
@@ -378,8 +395,10 @@ class RunWriter:
         template = self.read_shard(0)
         if template is None:
             raise CacheError(f"shard 0 of run {self.run_dir.name} is missing; run the extraction again")
-        keys = [k for k in template if k not in ("lengths", "sentence_index")]
-        keys.sort(key=lambda k: (k not in TOKEN_ARRAYS, TOKEN_ARRAYS.index(k) if k in TOKEN_ARRAYS else 0, k))
+        keys = [*TOKEN_ARRAYS, *optional]
+        for k in optional:
+            if k not in template:
+                raise CacheError(f"shard 0 of run {self.run_dir.name} has no {k}; run the extraction again")
         layout = {k: (template[k].dtype, (T, *template[k].shape[1:])) for k in keys}
         outs: dict[str, _NpyOut] = {}
         try:
@@ -394,6 +413,8 @@ class RunWriter:
                 dest = np.repeat(sentence_offsets[sidx] - starts, lens) + np.arange(int(lens.sum()))
                 for k in keys:
                     part = shard.get(k)
+                    if part is None and k in optional:
+                        raise CacheError(f"shard {i} of run {self.run_dir.name} has no {k}; run the extraction again")
                     if part is None or part.dtype != layout[k][0] or part.shape[1:] != layout[k][1][1:] \
                             or len(part) != len(dest):
                         raise CacheError(f"shard {i} of run {self.run_dir.name} does not match shard 0 ({k}); "
@@ -446,20 +467,65 @@ def write_run(run_dir: Path, identity: dict, arrays: dict[str, np.ndarray], sent
               manifest_extra: dict) -> Path:
     """Write a complete run from arrays already in corpus order (one shard), e.g. for tests and benchmarks.
 
-    ``arrays``: the per-token arrays of :data:`TOKEN_ARRAYS` (``[T, ...]``, dtypes as in :class:`RunWriter`) plus
-    ``sentence_offsets int64 [S+1]``; ``sentences`` and ``manifest_extra`` as for :meth:`RunWriter.finalize`
-    (``manifest_extra`` needs ``model`` with ``name_or_path``, ``moe_layers``, ``num_experts``, ``top_k``, and
-    ``tagset`` with ``tags``). Returns the run directory.
+    ``arrays``: the per-token arrays of :data:`TOKEN_ARRAYS` (``[T, ...]``, dtypes as in :class:`RunWriter`),
+    optionally arrays of :data:`OPTIONAL_ARRAYS` (``logits float16 [T, L, N]``), plus ``sentence_offsets int64
+    [S+1]``; ``sentences`` and ``manifest_extra`` as for :meth:`RunWriter.finalize` (``manifest_extra`` needs
+    ``model`` with ``name_or_path``, ``moe_layers``, ``num_experts``, ``top_k``, and ``tagset`` with ``tags``).
+    Returns the run directory.
     """
     off = np.asarray(arrays["sentence_offsets"], dtype=np.int64)
     shard = {k: np.asarray(v) for k, v in arrays.items() if k != "sentence_offsets"}
     shard["lengths"] = np.diff(off)
     shard["sentence_index"] = np.arange(len(off) - 1, dtype=np.int64)
+    optional = tuple(k for k in OPTIONAL_ARRAYS if k in shard)
     w = RunWriter(Path(run_dir), identity)
     with run_lock(w.run_dir):
         w.begin()
         w.write_shard(0, shard)
-        return w.finalize(1, sentences, manifest_extra)
+        return w.finalize(1, sentences, manifest_extra, optional=optional)
+
+
+def new_array(run_dir: Path, name: str, dtype, shape: Sequence[int], fill=None) -> _NpyOut:
+    """An optional array of a complete run to fill in place (``.arr``, memory-mapped under a temporary name, so
+    its size is not held in memory), then hand to :func:`add_array` (or ``.discard()``). ``fill``: initial
+    value of every element (e.g. NaN), written a block of rows at a time."""
+    if name not in OPTIONAL_ARRAYS:
+        raise ValueError(f"{name} is not an optional run array")
+    out = _NpyOut(Path(run_dir) / f"{name}.npy", np.dtype(dtype), tuple(int(x) for x in shape))
+    if fill is not None and out.arr.size:
+        step = max(1, (1 << 24) // max(1, out.arr[0].nbytes))
+        for a in range(0, out.arr.shape[0], step):
+            out.arr[a:a + step] = fill
+    return out
+
+
+def add_array(run_dir: Path, name: str, write: "Callable[[io.BufferedWriter], None] | _NpyOut",
+              manifest_update: dict) -> None:
+    """Add optional array ``name`` to a complete run: ``write`` fills ``<name>.npy`` (written atomically), or is
+    the filled :func:`new_array` (committed: fsynced and renamed into place); then the manifest gains its size
+    and checksum plus ``manifest_update`` (top-level keys), re-digested and written atomically last. Call under
+    :func:`run_lock`. The run's identity (and id) do not change."""
+    if name not in OPTIONAL_ARRAYS:
+        raise ValueError(f"{name} is not an optional run array")
+    run_dir = Path(run_dir)
+    mpath = run_dir / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    path = run_dir / f"{name}.npy"
+    if isinstance(write, _NpyOut):
+        if write.path != path:
+            raise ValueError(f"{write.path} is not {path}")
+        write.commit()
+    else:
+        atomic_write_bytes(path, write)
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    entry = file_meta(path, str(arr.dtype), arr.shape)
+    del arr
+    manifest["arrays"][name] = entry
+    manifest.update(manifest_update)
+    manifest = json.loads(json.dumps(manifest, default=str))
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    stamp_verified(run_dir, {name: entry}, merge=True)
+    atomic_write_json(mpath, manifest)
 
 
 # --------------------------------------------------------------------------- reading
@@ -472,6 +538,8 @@ class RunInfo:
     tokens: int | None
     created: str
     status: str  # "complete" | "partial"
+    provenance: dict | None = None  # versions and model commit the run was made with (complete runs)
+    logits: bool = False  # the run holds logits.npy
 
 
 def read_manifest(path: Path) -> dict:
@@ -540,7 +608,9 @@ class Run:
     ``token_piece [T] int32`` (id into :attr:`pieces`). Per sentence: ``sentence_offsets [S+1] int64``,
     ``word_offsets [S+1] int64``, ``skipped [S] bool``, :attr:`texts`, :attr:`sent_ids`. Per word:
     ``word_form [W] int32`` (id into :attr:`forms`), ``word_tag [W] int16`` (index into :attr:`word_tags`),
-    ``word_spans [W, 2] int32``. Optional arrays (e.g. ``logits``): :meth:`has_array`, :meth:`array`.
+    ``word_spans [W, 2] int32``. Optional arrays (:data:`OPTIONAL_ARRAYS`; :meth:`has_array`, :meth:`array`):
+    ``logits [T, L, N] float16`` (``run.logits`` is None when the run was extracted without ``--save-logits``;
+    NaN in a layer whose router has no logits).
 
     A schema-1 run is migrated in place on open (atomically, under the run lock), or refused in one line that
     says how to re-extract it when it cannot be (read-only folder, ``migrate=False``).
@@ -635,6 +705,8 @@ class Run:
         manifest = self.__dict__.get("manifest")
         if manifest is not None and name in manifest.get("arrays", {}):
             return self.array(name)
+        if name in OPTIONAL_ARRAYS:
+            return self.array(name) if name in self.manifest.get("arrays", {}) else None
         raise AttributeError(name)
 
     def _table(self, name: str) -> StringTable:
@@ -642,6 +714,10 @@ class Run:
         if t is None:
             t = self._tables[name] = StringTable(self.array(f"{name}_offsets"), self.array(f"{name}_bytes"))
         return t
+
+    @property
+    def has_logits(self) -> bool:
+        return self.has_array("logits")
 
     @property
     def texts(self) -> StringTable:
@@ -769,11 +845,14 @@ class RunStore:
             if status == "complete":
                 shape = src.get("arrays", {}).get("token_ids", {}).get("shape")
                 tokens = int(shape[0]) if shape else None
+            prov = src.get("provenance") if status == "complete" else None
             out.append(RunInfo(
                 run_id=d.name, path=d,
                 model=str(ident.get("model", {}).get("name_or_path", "?")),
                 corpus=os.path.basename(str(ident.get("corpus", {}).get("path", "?"))),
                 tokens=tokens, created=str(src.get("created", "")), status=status,
+                provenance=prov if isinstance(prov, dict) else None,
+                logits="logits" in src.get("arrays", {}),
             ))
         out.sort(key=lambda r: r.created, reverse=True)
         return out

@@ -16,7 +16,8 @@ token covers in its sentence.
 Rows (:data:`CONCORDANCE_COLUMNS`): ``sentence`` (index in the run), ``token`` (index in its sentence; special
 tokens count), ``left`` / ``match`` / ``right`` (the sentence text split around the match: ``left + match + right``
 is the sentence, exactly as stored), ``pos`` (tag name), ``layer`` (decoder-layer index), ``experts`` (the
-token's k experts in rank order, rank 0 = highest gate weight, space separated).
+token's experts in rank order, rank 0 = highest raw router logit, space separated; a rank the layer does not use
+(the run's unused-rank sentinel, per-layer top-k) is left out, and counts for no expert in the POS groups).
 """
 
 from __future__ import annotations
@@ -144,7 +145,8 @@ class Concordance:
                            self.tokens[o], self.sentence[o], self.token[o], self.pos[o], self.experts[o], self.span[o])
 
     def experts_text(self, i: int) -> str:
-        return " ".join(str(int(e)) for e in self.experts[i])
+        """Occurrence ``i``'s experts in rank order, space separated (unused-rank sentinels left out)."""
+        return " ".join(str(int(e)) for e in self.experts[i] if 0 <= int(e) < self.n_experts)
 
     def pos_groups(self) -> list["PosGroup"]:
         """One group per POS that occurs, largest first: its count and its expert distribution (a token counts
@@ -209,11 +211,13 @@ class PosGroup:
 def pos_groups(pos: np.ndarray, experts: np.ndarray, n_pos: int, n_experts: int,
                tags: Sequence[str]) -> list[PosGroup]:
     """Group occurrences (``pos [n]``, ``experts [n, k]``) by POS: counts and expert assignment counts per group,
-    largest group first (ties in tag order)."""
+    largest group first (ties in tag order). Unused-rank sentinels (ids outside ``0..n_experts-1``) count for no
+    expert."""
     pos = np.asarray(pos, dtype=np.int64)
-    e = np.asarray(experts, dtype=np.int64)
+    e = np.asarray(experts, dtype=np.int64).reshape(len(pos), -1)
     counts = np.bincount(pos, minlength=n_pos)[:n_pos]
-    packed = (pos[:, None] * n_experts + e).ravel()
+    used = (e >= 0) & (e < n_experts)
+    packed = (np.broadcast_to(pos[:, None], e.shape) * n_experts + e)[used]
     by_pos = np.bincount(packed, minlength=n_pos * n_experts)[: n_pos * n_experts].reshape(n_pos, n_experts)
     order = np.argsort(-counts, kind="stable")
     return [PosGroup(int(p), str(tags[p]), int(counts[p]), by_pos[p]) for p in order if counts[p] > 0]

@@ -17,7 +17,9 @@ Design notes
   (e.g. French ``du`` = ``de`` + ``le``) -- the aligner then flags tokens there as ``crossing``.
 * Empty nodes (``8.1``) are skipped. In PTB files, ``-NONE-`` (empty element) tokens are skipped.
 * PTB files: ``word<TAB>tag`` per line (two whitespace-separated fields are accepted when there is
-  no tab), a blank line between sentences; the text is the words joined by single spaces. Tags are
+  no tab), a blank line between sentences. The PTB escapes are undone (``-LRB-`` -> ``(``, `````` and
+  ``''`` -> ``"``, ...) and the sentence text is rebuilt with natural spacing (clitics, punctuation,
+  quotes, brackets) by :func:`moe_tui.core.ptb.detokenize`; each word's span is exact. Tags are
   Penn tags mapped through :data:`~moe_tui.core.tagsets.PTB_TO_UPOS`; a bare UPOS tag is accepted as well.
   ``Corpus.pos_column`` is ``"xpos"`` for PTB files (the tags *are* Penn tags).
 * Selection: ``max_sentences`` keeps the first N sentences; ``sample`` then draws a seeded sample
@@ -35,6 +37,7 @@ from typing import Any
 
 import conllu.parser as cp
 
+from moe_tui.core.ptb import detokenize
 from moe_tui.core.tagsets import PTB_TO_UPOS, UPOS_TAGS, check_tagset, map_tag
 from moe_tui.errors import CorpusError
 
@@ -355,8 +358,9 @@ def _read_conllu(path, lines, *, tagset, pos_column):
 def _read_ptb(path, lines, *, tagset):
     sentences = []
     for first, block in _blocks(lines):
-        words: list[Word] = []
-        pos = 0
+        tokens: list[str] = []
+        ptb_tags: list[str] = []
+        tags: list[str] = []
         for line_no, line in block:
             where = _Where(path, line_no)
             cols = line.split("\t") if "\t" in line else line.split()
@@ -374,14 +378,15 @@ def _read_ptb(path, lines, *, tagset):
             upos = PTB_TO_UPOS.get(tag) or (tag if tag in _UPOS_SET else None)
             if upos is None:
                 raise CorpusError(f"{where}: unknown Penn tag {tag!r}")
-            if words:
-                pos += 1
-            words.append(Word(form, map_tag(upos, tagset), pos, pos + len(form)))
-            pos += len(form)
-        if not words:
+            tokens.append(form)
+            ptb_tags.append(tag)
+            tags.append(map_tag(upos, tagset))
+        if not tokens:
             raise CorpusError(f"{path}:{first}: sentence with no words")
-        text = " ".join(w.form for w in words)
-        sentences.append(Sentence(str(len(sentences) + 1), text, tuple(words)))
+        # PTB escapes undone, natural spacing rebuilt (moe_tui.core.ptb): the model sees text, not PTB tokens
+        text, spans = detokenize(tokens, ptb_tags)
+        words = tuple(Word(text[a:b], t, a, b) for (a, b), t in zip(spans, tags))
+        sentences.append(Sentence(str(len(sentences) + 1), text, words))
     return sentences
 
 

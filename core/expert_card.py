@@ -4,8 +4,10 @@ most (by count and by lift), and example contexts. Pure numpy over the run's arr
 Definitions (analysed tokens only, ``pos >= 0``; ``n`` of them; ``k`` experts per token; expert ``e`` at layer ``l``):
 
 - an *assignment* of ``e`` is a token that has ``e`` among its k experts at ``l`` (a token counts once per expert,
-  as in every metric). ``load_share = assignments(e) / (n * k)``: its share of the layer's assignments (uniform
-  routing gives ``1 / N``). ``top1_share``: share of the tokens whose rank-0 expert is ``e``.
+  as in every metric). ``load_share = assignments(e) / assignments(l)``: its share of the layer's assignments
+  (``assignments(l) = n * k``, less the ranks the layer leaves unused where the run stores the unused-rank
+  sentinel; uniform routing gives ``1 / N``). ``top1_share``: share of the tokens whose rank-0 expert (highest raw
+  router logit) is ``e``.
 - POS mix: for each tag ``p``, ``count`` = assignments of ``e`` with tag ``p``, ``share = count / assignments(e)``,
   ``corpus_share = tokens(p) / n``, and ``lift = share / corpus_share``.
 - tokens (tokenizer pieces) and words (word forms, lower-cased; a word counts once per token of it), likewise:
@@ -82,7 +84,7 @@ class ExpertCard:
     n_experts: int
     top_k: int
     n_tokens: int           # analysed tokens
-    assignments: int
+    assignments: int        # of this expert at this layer
     top1: int
     pos: ItemStats
     tokens: ItemStats
@@ -92,10 +94,16 @@ class ExpertCard:
     example_token: np.ndarray
     example_span: np.ndarray  # int64 [m, 2] the word's span in its sentence
     min_count: int
+    layer_assignments: int = -1   # of every expert at this layer (n * k less unused ranks); -1: n * k
+
+    @property
+    def total_assignments(self) -> int:
+        """The layer's assignments over the analysed tokens (``n * k`` less the unused ranks)."""
+        return self.layer_assignments if self.layer_assignments >= 0 else self.n_tokens * self.top_k
 
     @property
     def load_share(self) -> float:
-        d = self.n_tokens * self.top_k
+        d = self.total_assignments
         return self.assignments / d if d else 0.0
 
     @property
@@ -106,7 +114,7 @@ class ExpertCard:
         """CSV rows (:data:`EXPERT_COLUMNS`); see README for the layout. ``texts[i]``: sentence ``i``'s text."""
         u = 1.0 / self.n_experts
         empty = (None,) * 5
-        yield ("load", "assignments", self.assignments, self.load_share, self.n_tokens * self.top_k, u,
+        yield ("load", "assignments", self.assignments, self.load_share, self.total_assignments, u,
                self.load_share / u, *empty)
         yield ("load", "top1", self.top1, self.top1_share, self.n_tokens, u, self.top1_share / u, *empty)
         for section, st in (("pos", self.pos), ("token", self.tokens), ("word", self.words)):
@@ -145,6 +153,7 @@ def expert_card(run, *, layer: int | None, expert: int, min_count: int = MIN_COU
     pos_all = np.asarray(run.pos)
     analysed = np.flatnonzero(pos_all >= 0)
     e_layer = np.asarray(run.experts[:, li, :])[analysed]          # [n, k]
+    layer_assignments = int(((e_layer >= 0) & (e_layer < n_exp)).sum())   # unused-rank sentinels left out
     hit_rank = e_layer == int(expert)
     hit = hit_rank.any(axis=1)
     top1 = int(hit_rank[:, 0].sum()) if hit_rank.shape[1] else 0
@@ -174,7 +183,7 @@ def expert_card(run, *, layer: int | None, expert: int, min_count: int = MIN_COU
     return ExpertCard(layer=int(run.moe_layers[li]), layer_idx=li, expert=int(expert), n_experts=n_exp,
                       top_k=int(run.top_k), n_tokens=n, assignments=a, top1=top1, pos=pos, tokens=tokens,
                       words=words, examples=ex.astype(np.int64), example_sentence=sent, example_token=ex - off[sent],
-                      example_span=span, min_count=int(min_count))
+                      example_span=span, min_count=int(min_count), layer_assignments=layer_assignments)
 
 
 def write_expert_card(card: ExpertCard, texts, out, *, spreadsheet_safe: bool = False):

@@ -356,6 +356,16 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
     return rows
 
 
+def _make_parent(out: Path) -> None:
+    """Create the folders above ``out`` that do not exist yet (one line if that fails)."""
+    if out.parent.exists():  # a folder, or a file the write itself reports
+        return
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MoeTuiError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
 def export_routes(run, out: str | Path, *, spreadsheet_safe: bool = False, row_group_rows: int = ROW_GROUP_ROWS,
                   chunk_rows: int = CHUNK_ROWS, csv_engine: str = "auto") -> Path:
     """Write the routes of ``run`` to ``out`` (.csv, or .parquet with pyarrow), streamed; return the absolute path.
@@ -367,6 +377,9 @@ def export_routes(run, out: str | Path, *, spreadsheet_safe: bool = False, row_g
     suffix = out.suffix.lower()
     from moe_tui.fileio import atomic_write_bytes
 
+    if suffix not in (".csv", "", ".parquet"):
+        raise MoeTuiError(f"unknown export format {suffix!r}: use .csv or .parquet")
+    _make_parent(out)
     if suffix == ".parquet":
         try:
             import pyarrow  # noqa: F401
@@ -376,8 +389,6 @@ def export_routes(run, out: str | Path, *, spreadsheet_safe: bool = False, row_g
         out = out.resolve()
         atomic_write_bytes(out, lambda fh: _write_parquet_stream(run, fh, row_group_rows))
         return out
-    if suffix not in (".csv", ""):
-        raise MoeTuiError(f"unknown export format {suffix!r}: use .csv or .parquet")
     out = out.resolve()
     use_arrow = {"auto": None, "arrow": True, "numpy": False}[csv_engine]
     atomic_write_bytes(out, lambda fh: _write_csv_stream(run, fh, spreadsheet_safe, chunk_rows, use_arrow))

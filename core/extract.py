@@ -10,48 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
+from moe_tui.core.events import Done, EventSink, Notice, Progress, Stage
+from moe_tui.core.logits import add_logits, routing_manifest
+from moe_tui.core.options import ExtractOptions
+from moe_tui.core.provenance import provenance
 from moe_tui.errors import Cancelled, ModelError
 
-Progress = Callable[[dict], None]
+__all__ = ["ExtractOptions", "extract", "build_identity", "make_plan", "local_model_stamp", "EXTRACTION_VERSION"]
 
 # Part of a run's identity: bump when the extracted arrays would change for the same inputs.
-EXTRACTION_VERSION = 1
+# 2: rank = descending raw router logit (was: descending weight; differs for PhiMoE and Gemma4).
+EXTRACTION_VERSION = 2
 _SMALL_MODEL_BYTES = 256 << 20  # local folders up to this size are fingerprinted by content
-
-
-@dataclass
-class ExtractOptions:
-    """Everything ``moe-tui extract`` accepts. Only some fields are part of the run identity."""
-
-    model: str
-    data: str
-    format: str = "auto"
-    tagset: str = "upos"
-    pos_column: str = "upos"
-    max_sentences: int | None = None
-    sample: int | None = None
-    seed: int = 0
-    batch_size: int = 16
-    batch_tokens: int | None = None
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    cache_dir: str | None = None
-    device_map: str | dict | None = None  # auto|balanced|sequential, a {module: device} dict or a JSON file
-    max_memory: dict[str, str] | None = None
-    quantization: str = "none"
-    offload_folder: str | None = None  # for modules the device map sends to "disk"
-    distributed: bool = False  # one rank of torchrun/accelerate/srun: see core/distributed.py
 
 
 def local_model_stamp(name_or_path: str) -> str | None:
@@ -139,7 +119,7 @@ def _is_oom(exc: BaseException) -> bool:
 class _BatchRunner:
     """Runs sentence rows through the capture, halving the sub-batch on out-of-memory."""
 
-    def __init__(self, capture, loaded, emit: Progress):
+    def __init__(self, capture, loaded, emit: EventSink):
         self.capture = capture
         self.loaded = loaded
         self.emit = emit
@@ -161,10 +141,13 @@ class _BatchRunner:
             mask[b, : len(r)] = 1
         dev = self.loaded.input_device
         experts, weights = self.capture.run(ids.to(dev), mask.to(dev))
-        return [(experts[b, : len(r)], weights[b, : len(r)]) for b, r in enumerate(rows)]
+        logits = getattr(self.capture, "last_logits", None)
+        return [(experts[b, : len(r)], weights[b, : len(r)], None if logits is None else logits[b, : len(r)])
+                for b, r in enumerate(rows)]
 
-    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
-        out: list[tuple[np.ndarray, np.ndarray]] = []
+    def run(self, rows: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Per row: ``experts (n, L, k)``, ``weights (n, L, k)`` and ``logits (n, L, N)`` (None without logits)."""
+        out: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
         start = 0
         while start < len(rows):
             size = min(len(rows) - start, self.max_rows or len(rows))
@@ -181,8 +164,7 @@ class _BatchRunner:
                         "try --dtype bfloat16, --device-map auto or a shorter --max-length"
                     ) from None
                 self.max_rows = max(1, size // 2)
-                self.emit({"event": "notice", "message": f"out of memory on a batch of {size} sentences: "
-                                                         f"batch halved to {self.max_rows}"})
+                self.emit(Notice(f"out of memory on a batch of {size} sentences: batch halved to {self.max_rows}"))
                 continue
             start += size
         return out
@@ -219,23 +201,23 @@ def _model_max_length(loaded) -> int | None:
     return min(cands) if cands else None
 
 
-def extract(opts: ExtractOptions, *, progress: Progress | None = None,
+def extract(opts: ExtractOptions, *, progress: EventSink | None = None,
             should_cancel: Callable[[], bool] | None = None) -> Path:
     """Extract (or find in the cache) the run for ``opts``; return its directory.
 
-    ``progress`` receives the event dicts documented in docs/CONTRACT.md; ``should_cancel`` is
+    ``progress`` receives the events of :mod:`moe_tui.core.events`; ``should_cancel`` is
     polled between batches and raises :class:`Cancelled` (finished shards are kept).
     """
     from moe_tui.core.corpus import read_corpus
     from moe_tui.core.distributed import dist_info
     from moe_tui.core.models import resolve_model_fingerprint
 
-    emit: Progress = progress or (lambda e: None)
+    emit: EventSink = progress or (lambda e: None)
     cancelled = should_cancel or (lambda: False)
     dist = dist_info(opts.distributed)
     if opts.distributed and not dist.active:
-        emit({"event": "notice", "message": "--distributed without a launcher (torchrun, accelerate launch, srun) "
-                                            "or with one process: extracting alone"})
+        emit(Notice("--distributed without a launcher (torchrun, accelerate launch, srun) or with one process: "
+                    "extracting alone"))
 
     corpus = read_corpus(opts.data, format=opts.format, tagset=opts.tagset, pos_column=opts.pos_column,
                          max_sentences=opts.max_sentences, sample=opts.sample, seed=opts.seed)
@@ -247,12 +229,12 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
     run_dir = store.path(run_id)
 
     def hit() -> Path:
-        emit({"event": "stage", "stage": "cache-hit"})
-        emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
+        emit(Stage("cache-hit"))
+        emit(Done(str(run_dir), run_id))
         return run_dir
 
-    if store.is_complete(run_id):
-        return hit()
+    if store.is_complete(run_id) and (not _needs_logits(opts, run_dir) or not dist.is_main):
+        return hit()  # under --distributed, rank 0 alone adds logits to a finished run
     from moe_tui.core.models import check_quantization
 
     device, max_memory = opts.device, opts.max_memory
@@ -272,24 +254,27 @@ def extract(opts: ExtractOptions, *, progress: Progress | None = None,
     check_quantization(opts.quantization, device)  # before any directory is made
     fresh_dir = not run_dir.exists()
     # with several ranks only rank 0 holds the run lock (the others write only their own shards)
-    lock = (run_lock(run_dir, on_wait=lambda m: emit({"event": "notice", "message": m}))
+    lock = (run_lock(run_dir, on_wait=lambda m: emit(Notice(m)))
             if dist.is_main else contextlib.nullcontext())
     try:
         with lock:
             if store.is_complete(run_id):
-                return hit()
-            _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
+                if not _needs_logits(opts, run_dir):
+                    return hit()
+                add_logits(opts, corpus, identity, run_dir, emit, cancelled, device, max_memory)
+            else:
+                _extract_locked(opts, corpus, identity, run_dir, emit, cancelled, dist, device, max_memory)
     except BaseException:
         # a failure before the first batch (bad model, remote code, no memory) leaves nothing behind;
         # never under --distributed, where another rank may be writing into the directory
         if not dist.active and fresh_dir and not any(run_dir.glob("shards/shard-*.npz")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    emit({"event": "done", "run_dir": str(run_dir), "run_id": run_id})
+    emit(Done(str(run_dir), run_id))
     return run_dir
 
 
-def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit: Progress,
+def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit: EventSink,
                     cancelled: Callable[[], bool], dist=None, device: str | None = None,
                     max_memory: dict | None = None) -> None:
     """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize.
@@ -303,20 +288,9 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     writer = RunWriter(run_dir, identity)
     if dist.is_main:
         writer.begin()
-    emit({"event": "stage", "stage": "loading-model"})
     from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.models import load_model
 
-    _quiet_transformers()
-    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
-                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
-                        device_map=opts.device_map,
-                        max_memory=max_memory if max_memory is not None else opts.max_memory,
-                        quantization=opts.quantization, offload_folder=opts.offload_folder)
-    emit({"event": "stage", "stage": "aligning"})
-    from moe_tui.core.align import align_corpus
-
-    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    loaded, aligned, report = _load_and_align(opts, corpus, emit, device, max_memory)
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
     fresh = make_plan(lengths, max(1, opts.batch_size), opts.batch_tokens)
     if dist.is_main:
@@ -326,18 +300,20 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
             writer.clear_shards()
             writer.save_plan(plan)
         elif plan != fresh:
-            emit({"event": "notice", "message": "resuming with the batch plan of the interrupted run"})
+            emit(Notice("resuming with the batch plan of the interrupted run"))
     else:  # the plan is rank 0's (it may keep an interrupted run's plan): wait for it
         plan = wait_for_plan(writer, sorted(i for b in fresh for i in b), cancelled,
-                             on_wait=lambda m: emit({"event": "notice", "message": m}))
+                             on_wait=lambda m: emit(Notice(m)))
     done = writer.done_shards(len(plan))
+    if opts.save_logits:  # shards written without logits (an earlier attempt without the flag) are redone
+        done = {b for b in done if writer.shard_has(b, "logits")}
     tokens_total = sum(n for n in lengths if n)
     tokens_done = sum(lengths[i] for b in done for i in plan[b])
     sents_done = sum(len(plan[b]) for b in done)
     n_sent = sum(1 for n in lengths if n)
-    emit({"event": "stage", "stage": "extracting"})
+    emit(Stage("extracting"))
     t0, tok0 = time.perf_counter(), tokens_done
-    with RouteCapture(loaded) as capture:
+    with RouteCapture(loaded, save_logits=opts.save_logits) as capture:
         runner = _BatchRunner(capture, loaded, emit)
         for b, batch in enumerate(plan):
             if b in done or not dist.owns(b):
@@ -353,23 +329,21 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
             sents_done += len(batch)
             dt = time.perf_counter() - t0
             rate = (tokens_done - tok0) / dt if dt > 0 else 0.0
-            emit({"event": "progress", "sentences_done": sents_done, "sentences_total": n_sent,
-                  "tokens_done": tokens_done, "tokens_total": tokens_total, "tokens_per_s": rate,
-                  "eta_s": (tokens_total - tokens_done) / rate if rate > 0 else None})
+            emit(Progress(sents_done, n_sent, tokens_done, tokens_total, rate,
+                          (tokens_total - tokens_done) / rate if rate > 0 else None))
+        routers = _routers_info(capture, runner, plan, aligned) if dist.is_main else []
     if dist.active and not dist.is_main:
-        emit({"event": "notice", "message": f"rank {dist.rank} of {dist.world_size}: its batches are written; "
-                                            "rank 0 finalizes the run"})
+        emit(Notice(f"rank {dist.rank} of {dist.world_size}: its batches are written; rank 0 finalizes the run"))
         return
     if dist.active:
         def on_change(now: set[int]) -> None:
             t_done = sum(lengths[i] for b in now for i in plan[b])
-            emit({"event": "progress", "sentences_done": sum(len(plan[b]) for b in now), "sentences_total": n_sent,
-                  "tokens_done": t_done, "tokens_total": tokens_total, "tokens_per_s": 0.0, "eta_s": None})
+            emit(Progress(sum(len(plan[b]) for b in now), n_sent, t_done, tokens_total, 0.0, None))
 
         if len(writer.done_shards(len(plan))) < len(plan):
-            emit({"event": "notice", "message": "rank 0: waiting for the other ranks' batches"})
+            emit(Notice("rank 0: waiting for the other ranks' batches"))
         wait_for_shards(writer, len(plan), cancelled, on_change)
-    emit({"event": "stage", "stage": "finalizing"})
+    emit(Stage("finalizing"))
     facts = loaded.facts
     facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
     from moe_tui.core.tagsets import TAGSETS
@@ -383,9 +357,48 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
         "alignment": report.to_dict(),
         "options": {"dtype": opts.dtype, "quantization": opts.quantization,
                     "trust_remote_code": bool(opts.trust_remote_code)},
+        "routing": routing_manifest(routers, saved=opts.save_logits, columns=int(facts.num_experts)),
+        "provenance": provenance(loaded),
     }
     records = [_sentence_record(s, a) for s, a in zip(corpus.sentences, aligned)]
-    writer.finalize(len(plan), records, manifest_extra)
+    writer.finalize(len(plan), records, manifest_extra, optional=("logits",) if opts.save_logits else ())
+
+
+def _load_and_align(opts: ExtractOptions, corpus, emit: EventSink, device, max_memory):
+    emit(Stage("loading-model"))
+    from moe_tui.core.models import load_model
+
+    _quiet_transformers()
+    loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
+                        trust_remote_code=opts.trust_remote_code, revision=opts.revision,
+                        device_map=opts.device_map,
+                        max_memory=max_memory if max_memory is not None else opts.max_memory,
+                        quantization=opts.quantization, offload_folder=opts.offload_folder)
+    emit(Stage("aligning"))
+    from moe_tui.core.align import align_corpus
+
+    aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
+    return loaded, aligned, report
+
+
+def _needs_logits(opts: ExtractOptions, run_dir: Path) -> bool:
+    """``--save-logits`` asked for a finished run that has no logits.npy yet."""
+    if not opts.save_logits:
+        return False
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False  # not readable: opening the run reports it
+    return "logits" not in manifest.get("arrays", {})
+
+
+def _routers_info(capture, runner, plan, aligned) -> list[dict]:
+    """The capture's per-layer router facts; one sentence is run if no batch ran in this process (a resumed run
+    whose batches were all written already)."""
+    if any(r["logits"] is None for r in capture.routers_info()):
+        first = next(i for batch in plan for i in batch)
+        runner.run([aligned[first].input_ids])
+    return capture.routers_info()
 
 
 def _quiet_transformers() -> None:
@@ -396,11 +409,14 @@ def _quiet_transformers() -> None:
     hf_logging.set_verbosity_error()
 
 
-def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple]) -> dict:
     def cat(key, dtype):
         return np.concatenate([np.asarray(getattr(a, key), dtype=dtype) for a in aligned])
 
-    return {
+    extra = {}
+    if routes and all(len(r) > 2 and r[2] is not None for r in routes):
+        extra["logits"] = np.concatenate([r[2] for r in routes]).astype(np.float16)
+    return {**extra,
         "lengths": np.array([len(a.input_ids) for a in aligned], dtype=np.int64),
         "sentence_index": np.array(batch, dtype=np.int64),
         "token_ids": cat("input_ids", np.int32),
@@ -409,6 +425,6 @@ def _shard_arrays(batch: list[int], aligned: list, routes: list[tuple[np.ndarray
         "special": cat("special", np.bool_),
         "crossing": cat("crossing", np.bool_),
         "offsets": np.concatenate([np.asarray(a.offsets, dtype=np.int32).reshape(-1, 2) for a in aligned]),
-        "experts": np.concatenate([e for e, _ in routes]),
-        "weights": np.concatenate([w for _, w in routes]).astype(np.float16),
+        "experts": np.concatenate([r[0] for r in routes]),
+        "weights": np.concatenate([r[1] for r in routes]).astype(np.float16),
     }

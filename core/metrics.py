@@ -13,7 +13,8 @@ Experts Models" (COLING 2025, arXiv 2412.16971):
 Conventions (shared by every function here):
 
 ``experts``  int array ``[T, L, k]`` -- expert id chosen by each analysed token at each MoE layer,
-             rank 0 = highest router weight (top-1);
+             rank 0 = highest raw router logit (top-1); a rank a layer does not use (per-layer top-k) holds a
+             *sentinel* id (:func:`is_sentinel`: 255 / 65535 as the run stores it, or -1), counted nowhere;
 ``pos``      int array ``[T]`` -- POS tag index into the run's tag tuple, ``0 <= pos < n_pos``;
 ``T`` tokens (only analysed tokens: the caller applies ``run.analysis_mask()``), ``L`` MoE layers
 (positions 0..L-1, the caller maps them to decoder-layer indices), ``k`` experts per token,
@@ -33,6 +34,8 @@ import numpy as np
 
 __all__ = [
     "EXCLUDED_FROM_GLOBAL",
+    "is_sentinel",
+    "sentinel_as_bin",
     "pos_counts",
     "assignment_counts",
     "uniform_spec",
@@ -40,6 +43,7 @@ __all__ = [
     "spec_layer",
     "spec_by_pos",
     "global_spec",
+    "global_spec_tags",
     "kl_per_expert",
     "kl_summary",
 ]
@@ -60,13 +64,40 @@ def _as_pos(pos: np.ndarray, n_pos: int) -> np.ndarray:
     return pos
 
 
-def _as_experts(experts: np.ndarray, n_experts: int) -> np.ndarray:
+def sentinel_for(n_experts: int) -> int:
+    """The id the run writer stores in an unused rank slot: 255 when every expert id fits in uint8, else 65535."""
+    return 255 if n_experts <= 255 else 65535
+
+
+def is_sentinel(experts: np.ndarray, n_experts: int) -> np.ndarray:
+    """``bool`` of ``experts``' shape: the slot holds no expert (the writer's sentinel id, or -1)."""
+    e = np.asarray(experts)
+    return (e == sentinel_for(n_experts)) | (e < 0) if e.dtype.kind == "i" else e == sentinel_for(n_experts)
+
+
+def _check_ids(experts: np.ndarray, n_experts: int) -> bool:
+    """Raise unless every id is an expert ``0..N-1`` or a sentinel; return whether there is a sentinel."""
+    if not experts.size:
+        return False
+    lo, hi = int(experts.min()), int(experts.max())
+    if lo >= 0 and hi < n_experts:
+        return False
+    bad = ~is_sentinel(experts, n_experts) & ((experts < 0) | (experts >= n_experts))
+    if bad.any():
+        raise ValueError(f"expert ids must lie in [0, {n_experts}) (or be the unused-rank sentinel "
+                         f"{sentinel_for(n_experts)} or -1), got {int(np.asarray(experts)[bad].flat[0])}")
+    return True
+
+
+def sentinel_as_bin(experts: np.ndarray, n_experts: int) -> tuple[np.ndarray, int]:
+    """``(experts', N')``: the ids with every sentinel replaced by ``N`` and ``N' = N + 1`` when there is one (an
+    extra "no expert" bin a count drops or a probe reads as its own category); else the ids as given and ``N``.
+    Raises ``ValueError`` on any other id outside ``0..N-1``."""
     experts = np.asarray(experts)
-    if experts.ndim != 3:
-        raise ValueError(f"experts must be 3-D [T, L, k], got shape {experts.shape}")
-    if experts.size and (int(experts.min()) < 0 or int(experts.max()) >= n_experts):
-        raise ValueError(f"expert ids must lie in [0, {n_experts})")
-    return experts
+    if not _check_ids(experts, n_experts):
+        return experts, int(n_experts)
+    dt = np.uint8 if n_experts < 255 else np.uint16 if n_experts < 65535 else np.int64
+    return np.where(is_sentinel(experts, n_experts), n_experts, experts).astype(dt), int(n_experts) + 1
 
 
 def pos_counts(pos: np.ndarray, n_pos: int) -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +137,8 @@ def assignment_counts(
     """Token-assignment counts per (layer, expert, POS) -- the basis of Tables 1, 3, 5.
 
     ``C[l, e, p]`` = number of (token, rank) pairs with ``experts[t, l, rank] == e`` and
-    ``pos[t] == p``. Each token contributes ``k`` assignments per layer.
+    ``pos[t] == p``. Each token contributes ``k`` assignments per layer (fewer where a rank holds the
+    sentinel: it counts for no expert).
 
     Args:
         experts: ``[T, L, k]`` int expert ids.
@@ -124,11 +156,17 @@ def assignment_counts(
     Implementation: token chunks of about 1M assignments; keys ``(l*N + e)*P + pos`` are packed
     in uint16 when ``L*N*P <= 65536`` (uint32 otherwise) and counted with ``np.bincount``.
     """
-    experts = _as_experts(experts, n_experts)
+    experts = np.asarray(experts)
+    if experts.ndim != 3:
+        raise ValueError(f"experts must be 3-D [T, L, k], got shape {experts.shape}")
     pos = _as_pos(pos, n_pos)
     T, L, k = experts.shape
     if pos.shape[0] != T:
         raise ValueError(f"pos has {pos.shape[0]} tokens, experts has {T}")
+    experts, n_bins = sentinel_as_bin(experts, n_experts)  # checks the ids (one pass)
+    if n_bins != n_experts:  # sentinels: counted in an extra expert bin, dropped
+        return np.ascontiguousarray(
+            assignment_counts(experts, pos, n_bins, n_pos, weights=weights, threads=threads)[:, :n_experts])
     bins = L * n_experts * n_pos
     kd = _key_dtype(bins)
     if weights is not None:
@@ -244,6 +282,17 @@ def spec_by_pos(spec: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return mean, mx, arg
 
 
+def _global_keep(mean_spec: np.ndarray, tags: Sequence[str], tokens: np.ndarray | None,
+                 exclude: Sequence[str]) -> np.ndarray:
+    """``[P]`` bool: the POS the global Spec averages (not excluded, a finite mean, tokens > 0)."""
+    if len(tags) != mean_spec.shape[0]:
+        raise ValueError(f"{len(tags)} tags for {mean_spec.shape[0]} POS")
+    keep = ~np.isin(np.asarray(tags, dtype=object), list(exclude)) & ~np.isnan(mean_spec)
+    if tokens is not None:
+        keep &= np.asarray(tokens) > 0
+    return keep
+
+
 def global_spec(
     mean_spec: np.ndarray,
     tags: Sequence[str],
@@ -252,7 +301,8 @@ def global_spec(
     exclude: Sequence[str] = EXCLUDED_FROM_GLOBAL,
 ) -> float:
     """Global Spec of paper Table 1: mean over POS of the per-POS mean Spec over layers, leaving
-    out X and SYM and every POS with zero tokens (NaN mean).
+    out X and SYM and every POS with zero tokens (NaN mean). :func:`global_spec_tags` names the
+    POS averaged (15 under ``upos``, 13 under ``paper15`` when every tag occurs).
 
     Args:
         mean_spec: ``[P]`` per-POS mean over layers (from :func:`spec_by_pos`).
@@ -264,12 +314,23 @@ def global_spec(
         float (NaN if no POS remains).
     """
     mean_spec = np.asarray(mean_spec, dtype=np.float64)
-    if len(tags) != mean_spec.shape[0]:
-        raise ValueError(f"{len(tags)} tags for {mean_spec.shape[0]} POS")
-    keep = ~np.isin(np.asarray(tags, dtype=object), list(exclude)) & ~np.isnan(mean_spec)
-    if tokens is not None:
-        keep &= np.asarray(tokens) > 0
+    keep = _global_keep(mean_spec, tags, tokens, exclude)
     return float(mean_spec[keep].mean()) if keep.any() else float("nan")
+
+
+def global_spec_tags(
+    mean_spec: np.ndarray,
+    tags: Sequence[str],
+    tokens: np.ndarray | None = None,
+    *,
+    exclude: Sequence[str] = EXCLUDED_FROM_GLOBAL,
+) -> tuple[str, ...]:
+    """The tags :func:`global_spec` averages over, in ``tags`` order (same arguments).
+
+    Two global Specs are comparable only when these tuples are equal.
+    """
+    keep = _global_keep(np.asarray(mean_spec, dtype=np.float64), tags, tokens, exclude)
+    return tuple(str(t) for t, k in zip(tags, keep) if k)
 
 
 def kl_per_expert(

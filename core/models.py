@@ -2,11 +2,11 @@
 
 torch / transformers / accelerate are imported lazily inside functions: importing this module is cheap.
 
-Router discovery rule (see ``/work/shared/notes/transformers_moe_5x.md``): the MoE layers are the decoder
-layers (``...layers.{i}.`` / ``...blocks.{i}.``) that contain a router module, i.e. a module whose class
-name ends in ``TopKRouter`` / ``TopkRouter`` / ``Router`` / ``Gating`` / ``Gate`` (minus a few non-router
-"gates" such as linear-attention forget gates).  Per-architecture quirks live in ``ADAPTERS`` below and are
-applied by :mod:`moe_tui.core.capture`.
+Router discovery rule: the MoE layers are the decoder layers (``...layers.{i}.`` / ``...blocks.{i}.``)
+that contain a router module, i.e. a module whose class name ends in ``TopKRouter`` / ``TopkRouter`` /
+``Router`` / ``Gating`` / ``Gate`` (minus a few non-router "gates" such as linear-attention forget gates).
+Per-architecture quirks are named in the registry :mod:`moe_tui.core.architectures` (``ADAPTERS``,
+``REFUSED``) and applied by :mod:`moe_tui.core.capture`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from moe_tui.core.architectures import (
+    ADAPTERS,
+    EXPERT_COUNT_FIELDS,
+    REFUSED,
+    SHARED_FIELDS,
+    SHARED_SIZE_FIELDS,
+    TOPK_FIELDS,
+)
 from moe_tui.errors import ModelError, NotMoEError, RemoteCodeRequired
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,24 +51,8 @@ __all__ = [
 # Architecture registry
 # --------------------------------------------------------------------------------------------------
 
-#: model_type -> adapter name used by moe_tui.core.capture.  Everything else uses "generic":
-#: the router returns (logits|probs, weights (N,k), indices (N,k), ...) or, for remote-code
-#: DeepSeek-style gates, (indices (N,k) int, weights (N,k), ...).
-ADAPTERS: dict[str, str] = {
-    "dbrx": "dbrx",  # router returns logits only; DbrxFFN.route_tokens_to_experts is applied in the hook
-    "llama4_text": "llama4",  # dense (N,E) scores, non-zero on the chosen experts only
-    "llama4": "llama4",
-    "jetmoe": "jetmoe",  # (index_sorted_experts, batch_index, gates, expert_size, logits)
-    "zaya": "zaya",  # skip expert reported by the router as (id 0, weight 0): re-labelled as id E
-}
-
-#: model_type -> reason we refuse to capture it.
-REFUSED: dict[str, str] = {
-    "doge": (
-        "its product-key router splits the flat (batch*seq) buffer across tokens, so a token's experts "
-        "depend on the other tokens in the batch; per-token routes are not well defined"
-    ),
-}
+# ADAPTERS (model_type -> adapter name used by moe_tui.core.capture) and REFUSED (model_type -> why it
+# cannot be captured) come from the one registry, moe_tui.core.architectures.
 
 _ROUTER_CLASS_RE = re.compile(r"(TopKRouter|TopkRouter|Router|Gating|Gate)$")
 _NOT_ROUTER_RE = re.compile(r"(ForgetGate|ResidualGate|DensityRouter|OutputGate|InputGate|AttnGate)$", re.I)
@@ -68,10 +60,10 @@ _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|blocks|h|decoder_layers)\.(\d+)(?:\.|
 _ATTENTION_PATH_RE = re.compile(r"(?:^|\.)(self_attention|self_attn|attention|attn)(?:\.|$)")
 _MOE_PATH_HINT_RE = re.compile(r"(?:^|\.)(mlp|moe|ffn|feed_forward|block_sparse_moe|mixer|router|gate)(?:\.|$)")
 
-_EXPERT_COUNT_FIELDS = ("num_local_experts", "n_routed_experts", "num_experts", "moe_num_experts")
-_TOPK_FIELDS = ("num_experts_per_tok", "moe_topk", "moe_k", "top_k_experts", "moe_top_k", "top_k")
-_SHARED_FIELDS = ("n_shared_experts", "num_shared_experts", "moe_num_shared_experts")
-_SHARED_SIZE_FIELDS = ("shared_expert_intermediate_size", "shared_intermediate_size")
+_EXPERT_COUNT_FIELDS = EXPERT_COUNT_FIELDS
+_TOPK_FIELDS = TOPK_FIELDS
+_SHARED_FIELDS = SHARED_FIELDS
+_SHARED_SIZE_FIELDS = SHARED_SIZE_FIELDS
 
 
 @dataclass
@@ -182,6 +174,15 @@ def _config_json_path(name: str, revision: str | None) -> Path:
     return Path(found)
 
 
+_SNAPSHOT_RE = re.compile(r"(?:^|/)snapshots/([0-9a-f]{40})/")
+
+
+def _snapshot_commit(path: Path) -> str | None:
+    """The commit of a file in the Hugging Face cache (``.../snapshots/<commit>/config.json``), else None."""
+    m = _SNAPSHOT_RE.search(Path(path).as_posix())
+    return m.group(1) if m else None
+
+
 def _read_config_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -246,7 +247,7 @@ def _fingerprint_and_config(name_or_path, revision, trust_remote_code):
     fp = {
         "name_or_path": name,
         "revision": revision,
-        "commit_hash": getattr(config, "_commit_hash", None),
+        "commit_hash": getattr(config, "_commit_hash", None) or (None if local else _snapshot_commit(cfg_path)),
         "config_hash": _config_hash(raw),
         "model_type": getattr(config, "model_type", None) or model_type,
     }

@@ -1,9 +1,11 @@
 """POS probes on routing paths (paper Table 1 "MLP" columns, Fig. 3 ablation, Fig. 2 t-SNE).
 
 A probe predicts a token's POS from the experts it was routed to. As in the paper (arXiv
-2412.16971, Sec. 4): scikit-learn ``MLPClassifier`` with default parameters except a raised
+2412.16971, Sec. 4): an MLP with scikit-learn ``MLPClassifier``'s defaults except a raised
 ``max_iter`` and a fixed ``random_state``, trained on a random 2/3 of the tokens and scored on the
-remaining 1/3 (token-level split, fixed seed).
+remaining 1/3 (token-level split, fixed seed). Two engines train it (:mod:`moe_tui.core.probe_engine`):
+``torch`` (default; every probe of a split trained at once, on the GPU when there is one) and
+``sklearn`` (one ``MLPClassifier`` per probe, the paper's exact procedure).
 
 Feature variants (``experts`` is ``[T, L, k]``, rank 0 = top-1):
 
@@ -15,7 +17,10 @@ Feature variants (``experts`` is ``[T, L, k]``, rank 0 = top-1):
 The word-form baseline predicts the most frequent POS of the word form in the training split
 (unseen forms: the most frequent POS overall) and is scored on the same test tokens.
 
-scikit-learn is imported inside the functions that need it.
+:func:`probe_suite` trains a report's probes together (Table 1 variants, ablation cuts, control task)
+for one or several seeds (``--probe-seeds``) and summarises each as :class:`ProbeStats`.
+
+torch, scikit-learn and openTSNE are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -35,7 +40,13 @@ __all__ = [
     "form_baseline",
     "run_probe",
     "ablation",
+    "variant_columns",
+    "cut_layers",
+    "ProbeStats",
+    "summarize",
+    "probe_suite",
     "tsne_embedding",
+    "onehot_paths",
     "VARIANTS",
 ]
 
@@ -57,6 +68,8 @@ class ProbeResult:
         confusion: ``[P, P]`` int64, rows = true POS, columns = predicted POS.
         precision / recall: ``[P]`` float64 (NaN where undefined: no prediction / no true token).
         n_iter: optimiser iterations (None for count-based predictors).
+        converged: the MLP stopped by its tol rule before ``max_iter`` (None for count-based predictors).
+        engine / device: what trained it (None for count-based predictors).
     """
 
     variant: str
@@ -71,6 +84,9 @@ class ProbeResult:
     recall: np.ndarray
     n_iter: int | None = None
     extra: dict = field(default_factory=dict)
+    converged: bool | None = None
+    engine: str | None = None
+    device: str | None = None
 
     @property
     def correct(self) -> np.ndarray:
@@ -78,8 +94,10 @@ class ProbeResult:
         return self.y_true == self.y_pred
 
 
-def split_indices(n_tokens: int, *, test_size: float = 1.0 / 3.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random token-level split (paper: 2/3 train, 1/3 test, fixed seed).
+def split_indices(n_tokens: int, *, test_size: float = 1.0 / 3.0,
+                  seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random token-level split (paper: 2/3 train, 1/3 test, fixed seed; ``seed`` an int or a
+    ``SeedSequence`` such as :func:`moe_tui.core.seeds.stream` ``(seed, "split", r)``).
 
     Returns ``(train_idx, test_idx)``, both sorted int64 arrays; ``n_test = round(n * test_size)``.
     """
@@ -173,10 +191,33 @@ def form_baseline(forms: np.ndarray, pos: np.ndarray, n_pos: int, train_idx: np.
     return make_result(variant, pos[test_idx], pred, n_pos, len(train_idx), test_idx)
 
 
-def _mlp(seed: int, max_iter: int, early_stopping: bool, **kw):
-    from sklearn.neural_network import MLPClassifier
+def variant_columns(n_layers: int, top_k: int, variant: str = "top_k",
+                    layers: Sequence[int] | np.ndarray | None = None) -> tuple[int, ...]:
+    """Columns of ``experts.reshape(T, L*k)`` that :func:`route_features` reads, in its order."""
+    base = variant.removeprefix("onehot_")
+    ls = range(n_layers) if layers is None else [int(x) for x in np.asarray(layers).reshape(-1)]
+    if base == "top_k":
+        return tuple(layer * top_k + r for layer in ls for r in range(top_k))
+    if base == "top_1":
+        return tuple(layer * top_k for layer in ls)
+    raise ValueError(f"unknown probe variant {variant!r}")
 
-    return MLPClassifier(max_iter=max_iter, random_state=seed, early_stopping=early_stopping, **kw)
+
+def cut_layers(n_layers: int, side: str, n: int) -> np.ndarray:
+    """MoE layer positions kept after removing the first / last ``n`` layers (Fig. 3)."""
+    if side not in ("first", "last"):
+        raise ValueError(f"side must be 'first' or 'last', got {side!r}")
+    if not 0 <= n < n_layers:
+        raise ValueError(f"removed layer counts must lie in [0, {n_layers})")
+    return np.arange(n, n_layers) if side == "first" else np.arange(0, n_layers - n)
+
+
+def _config(max_iter: int, early_stopping: bool, mlp_kwargs: dict | None):
+    from dataclasses import replace
+
+    from moe_tui.core.probe_engine import MLPConfig
+
+    return replace(MLPConfig.from_sklearn(max_iter, mlp_kwargs), early_stopping=bool(early_stopping))
 
 
 def run_probe(
@@ -193,6 +234,9 @@ def run_probe(
     early_stopping: bool = False,
     n_experts: int | None = None,
     mlp_kwargs: dict | None = None,
+    engine: str = "torch",
+    device: str = "auto",
+    dtype: str = "float32",
 ) -> ProbeResult:
     """Train and score one MLP probe (paper Table 1 MLP top_k / top_1, Fig. 3).
 
@@ -204,46 +248,35 @@ def run_probe(
         variant: ``"top_k"``, ``"top_1"``, ``"onehot_top_k"``, ``"onehot_top_1"``.
         layers: optional layer positions to keep (ablation).
         split: ``(train_idx, test_idx)``; default :func:`split_indices` with ``seed``.
-        seed: ``random_state`` of the MLP and of the default split.
+        seed: ``random_state`` of the MLP (initial weights and minibatch order) and of the default split.
         max_iter: MLP ``max_iter`` (sklearn default 200; the paper raised it).
-        early_stopping: sklearn's early stopping (off by default, as in the paper).
+        early_stopping: sklearn's early stopping on a validation split (off, as in the paper; sklearn
+            engine only).
         n_experts: ``N`` for the one-hot categories (default: max id + 1).
-        mlp_kwargs: extra ``MLPClassifier`` arguments (tests use small ``hidden_layer_sizes``).
+        mlp_kwargs: other ``MLPClassifier`` arguments (tests use small ``hidden_layer_sizes``).
+        engine: ``"torch"`` or ``"sklearn"`` (:mod:`moe_tui.core.probe_engine`); a lone torch probe
+            draws the same random numbers as ``MLPClassifier(random_state=seed)``.
+        device / dtype: torch engine's device and precision.
 
     Returns:
         :class:`ProbeResult` on the test split.
     """
-    import warnings
+    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     y = np.asarray(labels if labels is not None else pos).astype(np.int64)
     if split is None:
         split = split_indices(len(y), seed=seed)
     tr, te = (np.asarray(s, dtype=np.intp) for s in split)
-    X = route_features(experts, variant, layers)
-    if variant.startswith("onehot_"):
-        from sklearn.preprocessing import OneHotEncoder
-
-        n = n_experts if n_experts is not None else int(experts.max()) + 1 if experts.size else 1
-        enc = OneHotEncoder(categories=[np.arange(n)] * X.shape[1], handle_unknown="ignore",
-                            sparse_output=True, dtype=np.float64)
-        Xtr = enc.fit_transform(X[tr])
-        Xte = enc.transform(X[te])
-    else:
-        Xtr = X[tr].astype(np.float64)
-        Xte = X[te].astype(np.float64)
-    ytr = y[tr]
-    if len(np.unique(ytr)) < 2:  # MLPClassifier needs two classes: predict the only one
-        pred = np.full(len(te), ytr[0] if len(ytr) else 0, dtype=np.int64)
-        return make_result(variant, y[te], pred, n_pos, len(tr), te, 0)
-    clf = _mlp(seed, max_iter, early_stopping, **(mlp_kwargs or {}))
-    from sklearn.exceptions import ConvergenceWarning
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(Xtr, ytr)
-    pred = np.asarray(clf.predict(Xte), dtype=np.int64)
-    return make_result(variant, y[te], pred, n_pos, len(tr), te, int(clf.n_iter_))
+    T, L, k = experts.shape
+    spec = ProbeSpec(variant, variant_columns(L, k, variant, layers), onehot=variant.startswith("onehot_"),
+                     init_seed=int(seed))
+    n = n_experts if n_experts is not None else int(experts.max()) + 1 if experts.size else 1
+    fit = fit_probes(experts.reshape(T, L * k), [y], [spec], tr, te, n_categories=n,
+                     config=_config(max_iter, early_stopping, mlp_kwargs), engine=engine, device=device, dtype=dtype)[0]
+    r = make_result(variant, y[te], fit.y_pred, n_pos, len(tr), te, fit.n_iter)
+    r.converged, r.engine, r.device = fit.converged, fit.engine, fit.device
+    return r
 
 
 def ablation(
@@ -262,13 +295,17 @@ def ablation(
     full: ProbeResult | None = None,
     progress: Progress | None = None,
     mlp_kwargs: dict | None = None,
+    engine: str = "torch",
+    device: str = "auto",
+    dtype: str = "float32",
+    n_experts: int | None = None,
 ) -> list[tuple[str, int, float]]:
     """Layer ablation of paper Fig. 3: retrain the probe after removing the first ``n`` or the last
-    ``n`` MoE layers, ``n = 0 .. L-1``.
+    ``n`` MoE layers, ``n = 0 .. L-1``. All cuts are trained together (one :func:`fit_probes` call).
 
     Args:
         removed: the ``n`` values to try (default ``range(0, L, step)``); each must be < L.
-        step: stride of the default ``n`` grid (speed).
+        step: stride of the default ``n`` grid.
         sides: ``"first"`` and/or ``"last"``.
         full: an already trained probe with all layers (reused for ``n = 0``).
         progress: ``progress(stage, done, total)`` callback.
@@ -276,29 +313,197 @@ def ablation(
     Returns:
         list of ``(side, n_removed, accuracy)`` in the order tried.
     """
+    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
+
     experts = np.asarray(experts)
-    L = experts.shape[1]
+    T, L, k = experts.shape
     ns = list(removed) if removed is not None else list(range(0, L, max(1, step)))
-    if any(n < 0 or n >= L for n in ns):
-        raise ValueError(f"removed layer counts must lie in [0, {L})")
+    jobs = [(side, int(n), tuple(cut_layers(L, side, n))) for side in sides for n in ns]
     if split is None:
         split = split_indices(len(pos), seed=seed)
-    out: list[tuple[str, int, float]] = []
-    cache: dict[tuple[int, int], float] = {}
+    tr, te = (np.asarray(s, dtype=np.intp) for s in split)
+    y = np.asarray(pos).astype(np.int64)
+    acc: dict[tuple, float] = {}
     if full is not None:
-        cache[(0, L)] = full.accuracy
-    jobs = [(side, n) for side in sides for n in ns]
-    for i, (side, n) in enumerate(jobs):
-        lo, hi = (n, L) if side == "first" else (0, L - n) if side == "last" else (None, None)
-        if lo is None:
-            raise ValueError(f"side must be 'first' or 'last', got {side!r}")
-        if (lo, hi) not in cache:
-            r = run_probe(experts, pos, n_pos, variant=variant, layers=np.arange(lo, hi), split=split,
-                          seed=seed, max_iter=max_iter, early_stopping=early_stopping, mlp_kwargs=mlp_kwargs)
-            cache[(lo, hi)] = r.accuracy
-        out.append((side, int(n), cache[(lo, hi)]))
-        if progress is not None:
-            progress("ablation", i + 1, len(jobs))
+        acc[tuple(range(L))] = full.accuracy
+    todo = sorted({lay for _, _, lay in jobs if lay not in acc})
+    specs = [ProbeSpec(f"layers {lay[0]}-{lay[-1]}", variant_columns(L, k, variant, lay),
+                       onehot=variant.startswith("onehot_"), init_seed=int(seed)) for lay in todo]
+    n_cat = n_experts if n_experts is not None else int(experts.max()) + 1 if experts.size else 1
+    fits = fit_probes(experts.reshape(T, L * k), [y], specs, tr, te, n_categories=n_cat,
+                      config=_config(max_iter, early_stopping, mlp_kwargs), engine=engine, device=device, dtype=dtype,
+                      shuffle_seed=int(seed), progress=progress, stage="ablation") if specs else []
+    for lay, f in zip(todo, fits):
+        acc[lay] = float(np.mean(f.y_pred == y[te])) if len(te) else float("nan")
+    out = [(side, n, acc[lay]) for side, n, lay in jobs]
+    if progress is not None:
+        progress("ablation", len(jobs), len(jobs))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# A report's probes, over one or several seeds
+
+
+@dataclass
+class ProbeStats:
+    """One probe (or baseline) of a report, over ``seeds`` seeds and splits.
+
+    Attributes:
+        variant: ``"top_k"``, ``"baseline"``, ``"control_task"``, ``"ablation:first:3"``...
+        accuracy: mean test accuracy over the seeds.
+        accuracy_sd: sample standard deviation over the seeds (ddof 1; NaN with one seed).
+        seeds: number of seeds.
+        n_iter: the largest number of epochs over the seeds (None for count-based predictors).
+        converged: every seed stopped by the tol rule before ``max_iter`` (None for count-based).
+        engine / device: what trained it (None for count-based predictors).
+        runs: the :class:`ProbeResult` of each seed; ``runs[0]`` (seed 0's split) is the one behind the
+            confusion matrix, the bootstrap intervals and the per-token controls.
+    """
+
+    variant: str
+    accuracy: float
+    accuracy_sd: float
+    seeds: int
+    n_iter: int | None
+    converged: bool | None
+    engine: str | None
+    device: str | None
+    runs: list
+
+    @property
+    def first(self) -> ProbeResult:
+        return self.runs[0]
+
+    @property
+    def train_tokens(self) -> int:
+        return self.runs[0].train_tokens
+
+    @property
+    def test_tokens(self) -> int:
+        return self.runs[0].test_tokens
+
+
+def summarize(variant: str, runs: Sequence[ProbeResult]) -> ProbeStats:
+    """:class:`ProbeStats` of per-seed results."""
+    accs = np.array([r.accuracy for r in runs], dtype=np.float64)
+    sd = float(np.std(accs, ddof=1)) if len(accs) > 1 else float("nan")
+    trained = runs[0].n_iter is not None
+    return ProbeStats(
+        variant=variant, accuracy=float(accs.mean()), accuracy_sd=sd, seeds=len(runs),
+        n_iter=max(int(r.n_iter) for r in runs) if trained else None,
+        converged=all(bool(r.converged) for r in runs) if trained else None,
+        engine=runs[0].engine if trained else None, device=runs[0].device if trained else None, runs=list(runs))
+
+
+def probe_suite(
+    experts: np.ndarray,
+    pos: np.ndarray,
+    n_pos: int,
+    *,
+    forms: np.ndarray | None = None,
+    variants: Sequence[str] = ("top_k", "top_1", "onehot_top_k"),
+    cuts: Sequence[tuple[str, int]] = (),
+    control: bool = False,
+    baseline: bool = True,
+    seed: int = 0,
+    n_seeds: int = 1,
+    engine: str = "torch",
+    device: str = "auto",
+    dtype: str = "float32",
+    max_iter: int = 500,
+    early_stopping: bool = False,
+    mlp_kwargs: dict | None = None,
+    n_experts: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, ProbeStats]:
+    """Train a report's probes together, for ``n_seeds`` seeds.
+
+    For seed ``r``, every random step draws from its own stream of :mod:`moe_tui.core.seeds`: the split
+    (``split``, child ``r``), the MLPs' initial weights (``mlp_init``), the torch engine's minibatch order
+    (``mlp_shuffle``) and the control task's labels (``control_labels``). All probes of one seed share
+    the split and are trained in one :func:`moe_tui.core.probe_engine.fit_probes` call.
+
+    Args:
+        experts: ``[T, L, k]`` expert ids; ``pos [T]``; ``n_pos``.
+        forms: ``[T]`` word forms (opaque keys), needed by ``baseline`` and ``control``.
+        variants: Table 1 probes (``top_k``, ``top_1``, ``onehot_top_k``, ``onehot_top_1``).
+        cuts: ablation cuts ``(side, n)``; ``n = 0`` is the ``top_k`` probe.
+        control: also train the control task (Hewitt & Liang) on the ``top_k`` features.
+        baseline: also score the word-form baseline on each split.
+
+    Returns:
+        ``{name: ProbeStats}`` with names ``variants``, ``"ablation:<side>:<n>"``, ``"control_task"``,
+        ``"baseline"``.
+    """
+    from moe_tui.core import seeds as S
+    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
+
+    experts = np.asarray(experts)
+    pos = np.asarray(pos).astype(np.int64)
+    T, L, k = experts.shape
+    if (control or baseline) and forms is None:
+        raise ValueError("the control task and the baseline need the word forms")
+    if n_seeds < 1:
+        raise ValueError("n_seeds must be >= 1")
+    cfg = _config(max_iter, early_stopping, mlp_kwargs)
+    n_cat = n_experts if n_experts is not None else int(experts.max()) + 1 if experts.size else 1
+    ids = experts.reshape(T, L * k)
+    runs: dict[str, list[ProbeResult]] = {}
+    for r in range(n_seeds):
+        tr, te = split_indices(T, seed=S.stream(seed, "split", r))
+        init = S.int_seed(seed, "mlp_init", r)
+        labels = [pos]
+        specs = [ProbeSpec(v, variant_columns(L, k, v), onehot=v.startswith("onehot_"), init_seed=init)
+                 for v in variants]
+        aliases: dict[str, str] = {}
+        names = {sp.name for sp in specs}
+        for side, n in cuts:
+            name = f"ablation:{side}:{int(n)}"
+            if int(n) == 0:  # nothing removed: the top_k probe itself
+                aliases[name] = "top_k"
+                name = "top_k"
+            if name not in names:
+                specs.append(ProbeSpec(name, variant_columns(L, k, "top_k", cut_layers(L, side, int(n))),
+                                       init_seed=init))
+                names.add(name)
+        if control:
+            labels.append(control_labels_for(forms, pos, n_pos, S.stream(seed, "control_labels", r)))
+            specs.append(ProbeSpec("control_task", variant_columns(L, k, "top_k"), labels=1, init_seed=init))
+        stage = "probes" if n_seeds == 1 else f"probes, seed {r + 1} of {n_seeds}"
+        fits = fit_probes(ids, labels, specs, tr, te, n_categories=n_cat, config=cfg, engine=engine,
+                          shuffle_seed=S.int_seed(seed, "mlp_shuffle", r), device=device, dtype=dtype,
+                          progress=progress, stage=stage)
+        for sp, f in zip(specs, fits):
+            y = labels[sp.labels]
+            res = make_result(sp.name, y[te], f.y_pred, n_pos, len(tr), te, f.n_iter)
+            res.converged, res.engine, res.device = f.converged, f.engine, f.device
+            runs.setdefault(sp.name, []).append(res)
+        for name, target in aliases.items():
+            runs.setdefault(name, []).append(runs[target][-1])
+        if baseline:
+            runs.setdefault("baseline", []).append(form_baseline(forms, pos, n_pos, tr, te))
+    return {name: summarize(name, rs) for name, rs in runs.items()}
+
+
+def control_labels_for(forms: np.ndarray, pos: np.ndarray, n_pos: int, seed) -> np.ndarray:
+    """Control-task labels (:func:`moe_tui.core.controls.control_labels`)."""
+    from moe_tui.core.controls import control_labels
+
+    return control_labels(forms, pos, n_pos, seed=seed)
+
+
+def onehot_paths(features: np.ndarray, n_categories: int) -> np.ndarray:
+    """One-hot encoding of id vectors: ``[n, F]`` ids -> ``[n, F * N]`` float32 (feature-major).
+
+    Two paths that differ at ``h`` of their ``F`` positions are at squared Euclidean distance ``2 h``:
+    the Hamming distance is proportional to the squared Euclidean distance of the one-hot encodings.
+    """
+    features = np.asarray(features, dtype=np.int64)
+    n, F = features.shape
+    out = np.zeros((n, F * n_categories), dtype=np.float32)
+    if n and F:
+        out[np.arange(n)[:, None], np.arange(F)[None, :] * n_categories + features] = 1.0
     return out
 
 
@@ -306,38 +511,62 @@ def tsne_embedding(
     experts: np.ndarray,
     pos: np.ndarray,
     *,
-    n_samples: int = 5000,
-    seed: int = 0,
+    n_samples: int = 20_000,
+    seed: int | np.random.SeedSequence = 0,
     variant: str = "top_k",
     perplexity: float = 30.0,
     max_iter: int | None = None,
+    tokens: np.ndarray | None = None,
+    n_experts: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """2-D t-SNE of a seeded sample of routing paths (paper Fig. 2).
+    """2-D t-SNE of routing paths (paper Fig. 2), with openTSNE.
 
-    Paths are the ``top_k`` (or ``top_1``) id vectors; the distance is the Hamming distance between
-    paths (share of positions with a different expert), since expert ids are categories.
-    ``max_iter`` None = sklearn's default. OpenMP is limited to one thread during the fit (on small
-    shared machines the multi-threaded Barnes-Hut loop was up to 30x slower).
+    The tokens are ``tokens`` (default: all), or a seeded sample of ``n_samples`` of them when there are
+    more. Paths are the ``top_k`` (or ``top_1``) id vectors, one-hot encoded, with the Euclidean metric:
+    t-SNE's Gaussian kernel works on squared distances, and the squared Euclidean distance between one-hot
+    paths is twice their Hamming distance (:func:`onehot_paths`), so each point's perplexity calibration
+    is the one of the Hamming distance between id vectors. openTSNE's defaults otherwise: PCA
+    initialisation, early exaggeration 12 for 250 iterations then 500 iterations, Barnes-Hut gradients
+    below 10,000 points and FFT-accelerated interpolation (FIt-SNE) above, Annoy nearest neighbours from
+    1,000 points; one thread (the result is then the same on every run).
+
+    Args:
+        seed: the sample's and the t-SNE's random stream (an int or a ``SeedSequence``).
+        max_iter: total iterations (early exaggeration included); None = openTSNE's 250 + 500.
+        tokens: candidate token indices (e.g. the probes' test split).
+        n_experts: ``N`` of the one-hot encoding (default: max id + 1).
 
     Returns:
-        ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, T)``; token_idx
+        ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, len(tokens))``; token_idx
         sorted ascending.
     """
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
+    from moe_tui.core.probe_engine import settle_torch_import
+
+    settle_torch_import()
+    from openTSNE import TSNE
 
     experts = np.asarray(experts)
     pos = np.asarray(pos)
-    T = experts.shape[0]
-    rng = np.random.default_rng(seed)
-    n = min(n_samples, T)
-    idx = np.sort(rng.choice(T, size=n, replace=False))
-    X = route_features(experts[idx], variant).astype(np.float64)
+    cand = np.arange(experts.shape[0]) if tokens is None else np.asarray(tokens, dtype=np.int64)
+    from moe_tui.core.seeds import as_seed_sequence, child
+
+    ss = as_seed_sequence(seed)
+    sample_ss, tsne_ss = child(ss, 0), child(ss, 1)
+    n = min(int(n_samples), len(cand))
+    if n < len(cand):
+        idx = np.sort(np.random.default_rng(sample_ss).choice(cand, size=n, replace=False))
+    else:
+        idx = np.sort(cand)
     if n < 3:
         return idx, np.zeros((n, 2)), pos[idx]
+    X = route_features(experts[idx], variant)
+    N = int(n_experts) if n_experts is not None else int(experts.max()) + 1
     perp = min(perplexity, max(1.0, (n - 1) / 3.0))
-    kw = {} if max_iter is None else {"max_iter": max_iter}
-    with threadpool_limits(limits=1, user_api="openmp"):
-        emb = TSNE(n_components=2, random_state=seed, metric="hamming", init="random",
-                   perplexity=perp, **kw).fit_transform(X)
+    kw = {}
+    if max_iter is not None:
+        ee = min(250, int(max_iter) // 4)
+        kw = {"early_exaggeration_iter": ee, "n_iter": max(1, int(max_iter) - ee)}
+    tsne = TSNE(n_components=2, perplexity=perp, metric="euclidean", n_jobs=1,
+                random_state=int(tsne_ss.generate_state(1, dtype=np.uint32)[0]), verbose=False, **kw)
+    emb = tsne.fit(onehot_paths(X, N))
     return idx, np.asarray(emb, dtype=np.float64), pos[idx]

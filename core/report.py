@@ -12,7 +12,9 @@ starting with ``= + - @``, tab or CR get a leading single quote against formula 
 written atomically (temp file in the same directory, fsync, ``os.replace``).
 
 ``layer`` columns hold decoder-layer indices (``RunView.moe_layers``), never MoE-layer positions.
-sklearn is only imported (lazily) when probes or controls are requested.
+torch / sklearn / openTSNE are only imported (lazily) when probes or controls are requested.
+
+Random numbers: one ``ReportOptions.seed``; each random step has its own stream (:mod:`moe_tui.core.seeds`).
 """
 
 from __future__ import annotations
@@ -25,15 +27,18 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from moe_tui.core import metrics
+from moe_tui.core import metrics, paper
+from moe_tui.core import seeds as S
 from moe_tui.errors import CacheError, ReportError
 from moe_tui.fileio import format_cell
 from moe_tui.fileio import write_csv as csv_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.core.probe import ProbeResult
+    from moe_tui.core.probe import ProbeResult, ProbeStats
 
 __all__ = [
+    "PROBE_VARIANTS",
+    "PROBE_ROWS",
     "RunView",
     "ReportOptions",
     "table_pos_counts",
@@ -41,15 +46,21 @@ __all__ = [
     "table_spec_pos",
     "table_kl_layer_expert",
     "table_kl_summary",
+    "table_kl_expert_pos",
     "table_summary",
+    "compute_probes",
+    "ablation_cuts",
     "table_probe",
     "table_confusion",
     "table_ablation",
     "table_tsne",
     "table_spec_null",
     "table_controls",
+    "CONTROL_ROWS",
     "report_tables",
+    "check_comparable",
     "compare_tables",
+    "paper_models",
     "write_report",
     "write_csv",
     "format_cell",
@@ -58,7 +69,10 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 Table = dict
 
+#: The probes the report trains, in table order (moe_tui.core.probe.VARIANTS lists every feature it can build).
 PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
+#: The rows of probe.csv and the confusion_<variant> tables: the probes, then the word-form baseline.
+PROBE_ROWS: tuple[str, ...] = (*PROBE_VARIANTS, "baseline")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -138,6 +152,14 @@ class _Deferred:
         return not callable(obj.__dict__.get(self.slot))
 
 
+def form_keys(forms: Sequence[str]) -> dict:
+    """``RunView`` keyword arguments for word forms given as strings (tests, notebooks): ``{"form_ids": int64 [T],
+    "form_vocab": tuple}``, the ids following the sorted order of the distinct (lower-cased) forms, as
+    :meth:`RunView.from_run` builds them."""
+    vocab, ids = np.unique(np.asarray([str(f).lower() for f in forms], dtype=object).astype(str), return_inverse=True)
+    return {"form_ids": ids.astype(np.int64).reshape(-1), "form_vocab": tuple(vocab.tolist())}
+
+
 @dataclass
 class RunView:
     """What a report needs from one run: analysed tokens only (special / unaligned excluded).
@@ -207,6 +229,12 @@ class RunView:
     def pos_counts(self) -> tuple[np.ndarray, np.ndarray]:
         return self._get("pos_counts", lambda: metrics.pos_counts(self.pos, self.n_pos))
 
+    def probe_experts(self) -> tuple[np.ndarray, int]:
+        """``(experts [T, L, k], N')`` as the probes read them: a sentinel id (a rank a layer does not use) becomes
+        its own category ``N`` and ``N' = N + 1``; without sentinels, the experts and ``N``
+        (:func:`moe_tui.core.metrics.sentinel_as_bin`)."""
+        return self._get("probe_experts", lambda: metrics.sentinel_as_bin(self.experts, self.n_experts))
+
     def counts(self) -> np.ndarray:
         return self._get("counts", lambda: metrics.assignment_counts(self.experts, self.pos, self.n_experts, self.n_pos))
 
@@ -218,6 +246,11 @@ class RunView:
 
     def global_spec(self) -> float:
         return self._get("global_spec", lambda: metrics.global_spec(self.spec_pos()[0], self.tags, self.pos_counts()[0]))
+
+    def global_pos(self) -> tuple[str, ...]:
+        """The tags :meth:`global_spec` averages (``metrics.global_spec_tags``)."""
+        return self._get("global_pos",
+                         lambda: metrics.global_spec_tags(self.spec_pos()[0], self.tags, self.pos_counts()[0]))
 
     def kl(self, reference: str = "corpus") -> tuple[np.ndarray, np.ndarray]:
         return self._get(f"kl:{reference}", lambda: metrics.kl_per_expert(self.counts(), self.pos_counts()[0], reference=reference))
@@ -241,13 +274,22 @@ class RunView:
                 raise ReportError(f"{where}: {name} has {len(getattr(self, name))} tokens, experts has {T}")
         if self.pos.min() < 0 or self.pos.max() >= self.n_pos:
             raise ReportError(f"{where}: POS index outside the {self.n_pos} tags")
-        if int(self.experts.min()) < 0 or int(self.experts.max()) >= self.n_experts:
-            raise ReportError(f"{where}: expert id outside 0..{self.n_experts - 1}")
+        try:  # ids 0..N-1, or the sentinel of a rank a layer does not use (per-layer top-k)
+            self.probe_experts()
+        except ValueError:
+            raise ReportError(f"{where}: expert id outside 0..{self.n_experts - 1} (and not the unused-rank "
+                              f"sentinel {metrics.sentinel_for(self.n_experts)})") from None
 
 
 @dataclass
 class ReportOptions:
-    """Knobs of the probe / control computations (defaults follow the paper / the brief)."""
+    """Knobs of the probe / control computations (defaults follow the paper).
+
+    ``probe_engine``: ``"torch"`` (batched, CUDA when available) or ``"sklearn"`` (the paper's exact
+    procedure); ``probe_device``: ``auto``/``cpu``/``cuda``/``cuda:N`` (torch engine); ``probe_dtype``:
+    ``float32`` or ``float64`` (torch engine); ``probe_seeds``: seeds (and splits) each probe is trained on.
+    ``tsne_samples``: t-SNE points, sampled from seed 0's test tokens when there are more.
+    """
 
     seed: int = 0
     kl_reference: str = "corpus"
@@ -255,10 +297,14 @@ class ReportOptions:
     early_stopping: bool = False
     ablation_step: int = 1
     ablation_removed: Sequence[int] | None = None
-    tsne_samples: int = 5000
+    tsne_samples: int = 20_000
     n_permutations: int = 100
     n_boot: int = 200
     mlp_kwargs: dict | None = None
+    probe_engine: str = "torch"
+    probe_device: str = "auto"
+    probe_dtype: str = "float32"
+    probe_seeds: int = 1
 
 
 def _table(name: str, columns: Sequence[str], rows: list[list]) -> Table:
@@ -310,6 +356,19 @@ def table_kl_layer_expert(view: RunView, kl_reference: str = "corpus") -> Table:
     return _table("kl_layer_expert", ["layer", "expert", "assignments", "kl"], rows)
 
 
+def table_kl_expert_pos(view: RunView, layer_idx: int, expert: int) -> Table:
+    """kl_expert_L<layer>_E<expert> -- paper Fig. 5 bars for one (MoE layer position, expert): the POS
+    distribution of the expert's assignments against the corpus POS distribution (the P and Q of its KL).
+    Shares are all 0 for an expert with no assignment."""
+    row = view.counts()[layer_idx, expert].astype(np.float64)
+    tokens = view.pos_counts()[0].astype(np.float64)
+    p = row / row.sum() if row.sum() else row
+    q = tokens / tokens.sum() if tokens.sum() else tokens
+    layer = int(view.moe_layers[layer_idx])
+    return _table(f"kl_expert_L{layer}_E{expert}", ["pos", "expert_share", "corpus_share"],
+                  [[tag, float(p[i]), float(q[i])] for i, tag in enumerate(view.tags)])
+
+
 def table_kl_summary(view: RunView, kl_reference: str = "corpus") -> Table:
     """kl_summary.csv -- paper Table 3: mu_min, mu_max, mu_mean."""
     s = metrics.kl_summary(view.kl(kl_reference)[0])
@@ -317,7 +376,8 @@ def table_kl_summary(view: RunView, kl_reference: str = "corpus") -> Table:
 
 
 def table_summary(view: RunView, probes: dict | None = None) -> Table:
-    """summary.csv -- paper Table 1 row for this run (probe cells empty without probes)."""
+    """summary.csv -- paper Table 1 row for this run (probe cells empty without probes); ``global_pos``
+    lists the tags the global Spec averages, space-separated (15 under ``upos``, 13 under ``paper15``)."""
     u = metrics.uniform_spec(view.top_k, view.n_experts)
     g = _f(view.global_spec())
     probes = probes or {}
@@ -327,72 +387,128 @@ def table_summary(view: RunView, probes: dict | None = None) -> Table:
         return None if r is None else _f(r.accuracy)
 
     row = [view.model, len(view.moe_layers), view.n_experts, view.top_k, view.n_tokens, g, u,
-           None if g is None else g - u, acc("top_k"), acc("top_1"), acc("baseline")]
+           None if g is None else g - u, acc("top_k"), acc("top_1"), acc("baseline"), " ".join(view.global_pos())]
     return _table("summary", ["model", "moe_layers", "experts", "top_k", "tokens", "spec", "uniform", "delta",
-                              "mlp_top_k", "mlp_top_1", "baseline"], [row])
+                              "mlp_top_k", "mlp_top_1", "baseline", "global_pos"], [row])
 
 
 # --------------------------------------------------------------------------------------------------
 # Probes
 
 
-def _split(view: RunView, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(view: RunView, o: "ReportOptions") -> tuple[np.ndarray, np.ndarray]:
+    """Seed 0's 2/3-1/3 split (stream ``split``): the split of the confusion matrices, the t-SNE, the
+    token-identity probe and the bootstrap intervals."""
     from moe_tui.core.probe import split_indices
 
-    return view._get(f"split:{seed}", lambda: split_indices(view.n_tokens, seed=seed))
+    return view._get(f"split:{o.seed}", lambda: split_indices(view.n_tokens, seed=S.stream(o.seed, "split", 0)))
 
 
-def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None) -> "ProbeResult":
-    """One probe (``top_k``, ``top_1``, ``onehot_top_k``) or the form ``baseline``, cached on the
-    view; shared 2/3-1/3 split seeded with ``opts.seed``."""
-    from moe_tui.core.probe import form_baseline, run_probe
+def ablation_cuts(view: RunView, o: "ReportOptions") -> list[tuple[str, int]]:
+    """``(side, n)`` of the ablation (``ablation_removed``, or ``0, step, 2*step, ...``), both sides."""
+    L = len(view.moe_layers)
+    ns = list(o.ablation_removed) if o.ablation_removed is not None else list(range(0, L, max(1, o.ablation_step)))
+    if any(int(n) < 0 or int(n) >= L for n in ns):
+        raise ReportError(f"ablation: removed layer counts must lie in [0, {L})")
+    return [(side, int(n)) for side in ("first", "last") for n in ns]
+
+
+def _probe_key(o: "ReportOptions") -> str:
+    return (f"probes:{o.seed}:{o.probe_seeds}:{o.probe_engine}:{o.probe_device}:{o.probe_dtype}:{o.max_iter}:"
+            f"{o.early_stopping}:{o.mlp_kwargs!r}")
+
+
+def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[str],
+                   progress: Progress | None = None) -> dict[str, "ProbeStats"]:
+    """The probes ``names`` (``top_k``, ``top_1``, ``onehot_top_k``, ``baseline``, ``control_task``,
+    ``ablation:<side>:<n>``), cached on the view; the missing ones are trained together, for
+    ``opts.probe_seeds`` seeds (:func:`moe_tui.core.probe.probe_suite`)."""
+    from moe_tui.core.probe import VARIANTS, probe_suite
 
     o = opts or ReportOptions()
-    key = f"probe:{variant}:{o.seed}:{o.max_iter}:{o.early_stopping}:{o.mlp_kwargs!r}"
+    cache = view._get(_probe_key(o), dict)
+    missing = [n for n in dict.fromkeys(names) if n not in cache]
+    if missing:
+        unknown = [n for n in missing if n not in VARIANTS and n not in ("baseline", "control_task")
+                   and not n.startswith("ablation:")]
+        if unknown:
+            raise ReportError(f"unknown probe {unknown[0]!r}")
+        cuts = []
+        for n in missing:
+            if n.startswith("ablation:"):
+                _, side, removed = n.split(":")
+                cuts.append((side, int(removed)))
+        if o.probe_seeds < 1:
+            raise ReportError("--probe-seeds must be >= 1")
+        try:
+            if o.probe_engine == "torch":  # a bad device fails before any work
+                from moe_tui.core.probe_engine import resolve_device
 
-    def fn() -> "ProbeResult":
-        tr, te = _split(view, o.seed)
-        if variant == "baseline":
-            return form_baseline(view.form_ids, view.pos, view.n_pos, tr, te)
-        return run_probe(view.experts, view.pos, view.n_pos, variant=variant, split=(tr, te), seed=o.seed,
-                         max_iter=o.max_iter, early_stopping=o.early_stopping, n_experts=view.n_experts,
-                         mlp_kwargs=o.mlp_kwargs)
-
-    return view._get(key, fn)
-
-
-def table_probe(results: dict[str, "ProbeResult"]) -> Table:
-    """probe.csv -- accuracies of top_k, top_1, onehot_top_k probes and the baseline (Table 1)."""
-    rows = [[name, _f(r.accuracy), r.train_tokens, r.test_tokens] for name, r in results.items()]
-    return _table("probe", ["variant", "accuracy", "train_tokens", "test_tokens"], rows)
+                resolve_device(o.probe_device)
+            experts, n_categories = view.probe_experts()
+            res = probe_suite(experts, view.pos, view.n_pos, forms=view.form_ids,
+                              variants=[n for n in missing if n in VARIANTS], cuts=cuts,
+                              control="control_task" in missing, baseline=True, seed=o.seed, n_seeds=o.probe_seeds,
+                              engine=o.probe_engine, device=o.probe_device, dtype=o.probe_dtype, max_iter=o.max_iter,
+                              early_stopping=o.early_stopping, mlp_kwargs=o.mlp_kwargs, n_experts=n_categories,
+                              progress=progress)
+        except ValueError as exc:  # a bad option (engine, device, MLP setting): one line for the user
+            raise ReportError(f"probes: {exc}") from None
+        for n, stats in res.items():
+            cache.setdefault(n, stats)
+    return {n: cache[n] for n in names}
 
 
-def table_confusion(result: "ProbeResult", tags: Sequence[str]) -> Table:
-    """confusion_<variant>.csv -- full P x P confusion matrix in long form (true, pred, count)."""
+def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None) -> "ProbeStats":
+    """One probe (``top_k``, ``top_1``, ``onehot_top_k``, ``control_task``...) or the form ``baseline``
+    (:func:`compute_probes`)."""
+    return compute_probes(view, opts, [variant])[variant]
+
+
+def _b(x: bool | None) -> bool | None:
+    return None if x is None else bool(x)
+
+
+def table_probe(results: dict[str, "ProbeStats"]) -> Table:
+    """probe.csv -- accuracies of top_k, top_1, onehot_top_k probes and the baseline (Table 1): mean over
+    the seeds, its standard deviation, the seeds, the epochs run (largest over the seeds), whether every
+    seed converged before ``max_iter``, and the engine and device that trained it (empty for the baseline)."""
+    rows = [[name, _f(r.accuracy), r.train_tokens, r.test_tokens, _f(r.accuracy_sd), r.seeds, r.n_iter,
+             _b(r.converged), r.engine, r.device] for name, r in results.items()]
+    return _table("probe", ["variant", "accuracy", "train_tokens", "test_tokens", "accuracy_sd", "seeds", "n_iter",
+                            "converged", "engine", "device"], rows)
+
+
+def table_confusion(result: "ProbeResult | ProbeStats", tags: Sequence[str]) -> Table:
+    """confusion_<variant>.csv -- full P x P confusion matrix in long form (true, pred, count), of seed 0."""
+    result = getattr(result, "first", result)
     cm = result.confusion
     rows = [[tags[i], tags[j], int(cm[i, j])] for i in range(len(tags)) for j in range(len(tags))]
     return _table(f"confusion_{result.variant}", ["true", "pred", "count"], rows)
 
 
 def table_ablation(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
-    """ablation.csv -- paper Fig. 3: accuracy after removing the first / last n MoE layers."""
-    from moe_tui.core.probe import ablation
-
+    """ablation.csv -- paper Fig. 3: accuracy after removing the first / last n MoE layers (mean over the
+    seeds, its standard deviation, epochs run and convergence as in probe.csv)."""
     o = opts or ReportOptions()
-    full = compute_probe(view, "top_k", o)
-    res = ablation(view.experts, view.pos, view.n_pos, removed=o.ablation_removed, step=o.ablation_step,
-                   split=_split(view, o.seed), seed=o.seed, max_iter=o.max_iter, early_stopping=o.early_stopping,
-                   full=full, progress=progress, mlp_kwargs=o.mlp_kwargs)
-    return _table("ablation", ["side", "removed", "accuracy"], [[s, n, _f(a)] for s, n, a in res])
+    cuts = ablation_cuts(view, o)
+    names = [f"ablation:{side}:{n}" for side, n in cuts]
+    res = compute_probes(view, o, names, progress=progress)
+    rows = [[side, n, _f(res[nm].accuracy), _f(res[nm].accuracy_sd), res[nm].n_iter, _b(res[nm].converged)]
+            for (side, n), nm in zip(cuts, names)]
+    return _table("ablation", ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"], rows)
 
 
 def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
-    """tsne.csv -- paper Fig. 2: t-SNE of a seeded sample of top-k paths (Hamming distance).
-    ``token`` is the position in the view's analysed-token arrays."""
+    """tsne.csv -- paper Fig. 2: t-SNE of the top-k paths of seed 0's test tokens (a seeded sample of
+    ``tsne_samples`` of them when there are more). ``token`` is the position in the view's analysed-token
+    arrays."""
     from moe_tui.core.probe import tsne_embedding
 
     o = opts or ReportOptions()
-    idx, xy, p = tsne_embedding(view.experts, view.pos, n_samples=o.tsne_samples, seed=o.seed)
+    experts, n_categories = view.probe_experts()
+    idx, xy, p = tsne_embedding(experts, view.pos, n_samples=o.tsne_samples, seed=S.stream(o.seed, "tsne"),
+                                tokens=_split(view, o)[1], n_experts=n_categories)
     rows = [[int(i), float(x), float(y), view.tags[int(q)]] for i, (x, y), q in zip(idx, xy, p)]
     return _table("tsne", ["token", "x", "y", "pos"], rows)
 
@@ -402,58 +518,100 @@ def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
 
 
 def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None) -> Table:
-    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean."""
+    """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean;
+    ``p_value`` = (1 + #{null >= spec}) / (1 + R); ``q_value`` = Benjamini-Hochberg over all layer x POS
+    cells with a p-value."""
     from moe_tui.core.controls import spec_permutation_null
 
     o = opts or ReportOptions()
     res = view._get(f"null:{o.seed}:{o.n_permutations}", lambda: spec_permutation_null(
-        view.experts, view.pos, view.n_experts, view.n_pos, n_permutations=o.n_permutations, seed=o.seed,
-        progress=progress))
+        view.experts, view.pos, view.n_experts, view.n_pos, n_permutations=o.n_permutations,
+        seed=S.stream(o.seed, "permutation_null"), progress=progress))
     rows = []
     for li, layer in enumerate(view.moe_layers):
         for p, tag in enumerate(view.tags):
             rows.append([int(layer), tag, _f(res["spec"][li, p]), _f(res["null_mean"][li, p]),
-                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p])])
-    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess"], rows)
+                         _f(res["null_p95"][li, p]), _f(res["excess"][li, p]), _f(res["p_value"][li, p]),
+                         _f(res["q_value"][li, p])])
+    return _table("spec_null", ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"], rows)
+
+
+#: The rows of controls.csv, in order; then ``<variant>_ci_low`` / ``_ci_high`` for each probe variant reported
+#: and the baseline.
+CONTROL_ROWS: tuple[str, ...] = (
+    "token_identity", "control_task", "selectivity",
+    "ambiguous_token_ids", "ambiguous_test_tokens", "ambiguous_probe", "ambiguous_token_identity",
+    "ambiguous_form_baseline",
+    "hamming_same_token_same_pos", "hamming_same_token_diff_pos", "context_effect_p",
+    "spec_ci_low", "spec_ci_high", "spec_bootstrap_bias_sd",
+)
 
 
 def table_controls(view: RunView, opts: ReportOptions | None = None, progress: Progress | None = None,
                    probe_variants: Sequence[str] = ("top_k",)) -> Table:
-    """controls.csv -- token identity, control task, selectivity, ambiguous forms, Hamming distances
-    and sentence-bootstrap 95% intervals (global Spec and each probe in ``probe_variants`` plus the
-    baseline)."""
+    """controls.csv (quantity, value) -- token identity, control task, selectivity; on the ambiguous
+    token ids (seen with >= 2 POS) the routing probe, the token-identity predictor and the form baseline;
+    the Hamming distances of top-k paths between occurrences of one token id with the same / a different
+    POS and the permutation p-value of their difference; sentence-bootstrap BCa 95% intervals (global
+    Spec and each probe in ``probe_variants`` plus the baseline). The control task and selectivity are
+    means over the probe seeds; the per-token rows (ambiguous tokens, intervals) use seed 0's split."""
     from moe_tui.core import controls as C
 
     o = opts or ReportOptions()
-    tr, te = _split(view, o.seed)
-    real = compute_probe(view, "top_k", o)
-    base = compute_probe(view, "baseline", o)
-    rows: list[list] = []
+    tr, te = _split(view, o)
+    names = list(dict.fromkeys(["top_k", "baseline", "control_task", *probe_variants]))
+    stats = compute_probes(view, o, names, progress=progress)
+    real, base, ctrl = stats["top_k"], stats["baseline"], stats["control_task"]
+    values: dict[str, Any] = {}
     tid = C.token_identity_probe(view.token_ids, view.pos, view.n_pos, (tr, te))
-    rows.append(["token_identity", _f(tid.accuracy)])
+    values["token_identity"] = tid.accuracy
+    values["control_task"] = ctrl.accuracy
+    values["selectivity"] = real.accuracy - ctrl.accuracy
+    values.update(C.ambiguous_tokens(view.token_ids, view.pos, view.n_pos, probe=real.first, token_identity=tid,
+                                     form_baseline=base.first))
     if progress is not None:
-        progress("control task", 0, 1)
-    ct = C.control_task(view.experts, view.form_ids, view.pos, view.n_pos, split=(tr, te), seed=o.seed,
-                        max_iter=o.max_iter, real=real, mlp_kwargs=o.mlp_kwargs)
-    rows.append(["control_task", _f(ct["control"])])
-    rows.append(["selectivity", _f(ct["selectivity"])])
-    amb = C.ambiguous_forms(view.experts, view.form_ids, view.pos, view.n_pos, view.n_experts, probe=real, baseline=base)
-    for key in ("ambiguous_probe", "ambiguous_baseline", "hamming_same_pos", "hamming_diff_pos"):
-        rows.append([key, _f(amb[key])])
+        progress("context effect", 0, 1)
+    ctx = view._get(f"context:{o.seed}:{o.n_permutations}", lambda: C.context_effect(
+        view.experts, view.token_ids, view.pos, view.n_pos, view.n_experts, n_permutations=o.n_permutations,
+        seed=S.stream(o.seed, "context_effect")))
+    values["hamming_same_token_same_pos"] = ctx["same_pos"]
+    values["hamming_same_token_diff_pos"] = ctx["diff_pos"]
+    values["context_effect_p"] = ctx["p_value"]
+    boot = S.stream(o.seed, "bootstrap")
     bs = C.bootstrap_spec(view.experts, view.pos, view.n_experts, view.n_pos, view.sentence, view.tags,
-                          n_boot=o.n_boot, seed=o.seed, progress=progress)
-    rows.append(["spec_ci_low", _f(bs["low"])])
-    rows.append(["spec_ci_high", _f(bs["high"])])
+                          n_boot=o.n_boot, seed=boot, progress=progress)
+    values["spec_ci_low"], values["spec_ci_high"] = bs["low"], bs["high"]
+    values["spec_bootstrap_bias_sd"] = bs["bias_sd"]
+    counts = ("ambiguous_token_ids", "ambiguous_test_tokens")
+    rows = [[key, int(values[key]) if key in counts else _f(values[key])] for key in CONTROL_ROWS]
     for name in list(probe_variants) + ["baseline"]:
-        r = compute_probe(view, name, o)
-        ba = C.bootstrap_accuracy(r.correct, view.sentence[r.test_idx], n_boot=o.n_boot, seed=o.seed)
+        r = stats[name].first
+        ba = C.bootstrap_accuracy(r.correct, view.sentence[r.test_idx], n_boot=o.n_boot, seed=boot)
         rows.append([f"{name}_ci_low", _f(ba["low"])])
         rows.append([f"{name}_ci_high", _f(ba["high"])])
-    return _table("controls", ["variant", "accuracy"], rows)
+    return _table("controls", ["quantity", "value"], rows)
 
 
 # --------------------------------------------------------------------------------------------------
 # Gathering
+
+
+def _throttled(progress: Progress | None, every_s: float = 0.1) -> Progress | None:
+    """Forward ``progress`` calls when the stage changes, at the end of a stage, or ``every_s`` apart (the
+    probe engine reports every epoch; a UI needs a few updates a second). The forwarded call may raise."""
+    if progress is None:
+        return None
+    import time
+
+    state = {"stage": None, "t": 0.0}
+
+    def call(stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if stage != state["stage"] or done >= total or now - state["t"] >= every_s:
+            state["stage"], state["t"] = stage, now
+            progress(stage, done, total)
+
+    return call
 
 
 def report_tables(view: RunView, *, probe: bool = False, controls: bool = False, seed: int = 0,
@@ -461,14 +619,16 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
                   options: ReportOptions | None = None) -> dict[str, Table]:
     """All tables of one run, keyed by file stem (``pos_counts``, ``spec_layer``, ...).
 
-    ``progress(stage, done, total)`` is called between steps (it may raise ``Cancelled``).
+    ``progress(stage, done, total)`` is called between steps and during training (at most about ten
+    times a second; it may raise ``Cancelled``, which stops a training within a second).
     """
     o = options or ReportOptions(seed=seed, kl_reference=kl_reference)
     view.validate()
+    forward = _throttled(progress)
 
     def step(name: str, i: int, n: int) -> None:
-        if progress is not None:
-            progress(f"{view.run_id}: {name}", i, n)
+        if forward is not None:
+            forward(f"{view.run_id}: {name}", i, n)
 
     out: dict[str, Table] = {}
     step("routing tables", 0, 1)
@@ -478,29 +638,62 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     out["kl_layer_expert"] = table_kl_layer_expert(view, o.kl_reference)
     out["kl_summary"] = table_kl_summary(view, o.kl_reference)
     step("routing tables", 1, 1)
-    probes: dict[str, ProbeResult] = {}
+    probes: dict[str, ProbeStats] = {}
+    if probe or controls:  # every probe the report needs, trained together
+        names = list(PROBE_VARIANTS) + ["baseline"] + [f"ablation:{s}:{n}" for s, n in ablation_cuts(view, o)] \
+            if probe else []
+        if controls:
+            names += ["top_k", "baseline", "control_task"]
+        compute_probes(view, o, list(dict.fromkeys(names)), progress=step)
     if probe:
-        names = list(PROBE_VARIANTS) + ["baseline"]
-        for i, name in enumerate(names):
-            step(f"probe {name}", i, len(names))
-            probes[name] = compute_probe(view, name, o)
+        names = list(PROBE_ROWS)
+        probes = compute_probes(view, o, names)
         out["probe"] = table_probe(probes)
         for name in names:
             out[f"confusion_{name}"] = table_confusion(probes[name], view.tags)
-        out["ablation"] = table_ablation(view, o, progress=lambda s, i, n: step(s, i, n))
+        out["ablation"] = table_ablation(view, o, progress=step)
         step("t-SNE", 0, 1)
         out["tsne"] = table_tsne(view, o)
     out["summary"] = table_summary(view, probes)
     if controls:
-        out["spec_null"] = table_spec_null(view, o, progress=lambda s, i, n: step(s, i, n))
-        variants = ("top_k", "top_1", "onehot_top_k") if probe else ("top_k",)
-        out["controls"] = table_controls(view, o, progress=lambda s, i, n: step(s, i, n), probe_variants=variants)
+        out["spec_null"] = table_spec_null(view, o, progress=step)
+        variants = PROBE_VARIANTS if probe else ("top_k",)
+        out["controls"] = table_controls(view, o, progress=step, probe_variants=variants)
     step("done", 1, 1)
     return out
 
 
+def check_comparable(views: Sequence[RunView]) -> None:
+    """Raise :class:`ReportError` (one line) unless every run's global Spec averages the same tags.
+
+    A global Spec over 15 tags (``upos``: AUX and SCONJ included) and one over 13 (``paper15``) are
+    different quantities; so are two runs where a POS occurs in one corpus only.
+    """
+    if len(views) < 2:
+        return
+    first = views[0]
+    ref = first.global_pos()
+    for v in views[1:]:
+        other = v.global_pos()
+        if other == ref:
+            continue
+        only_a = [t for t in ref if t not in other]
+        only_b = [t for t in other if t not in ref]
+        diff = "; ".join(part for part in (
+            f"only {first.run_id} has {' '.join(only_a)}" if only_a else "",
+            f"only {v.run_id} has {' '.join(only_b)}" if only_b else "") if part)
+        raise ReportError(
+            f"cannot put runs side by side: their global Spec averages different tags "
+            f"({first.run_id}: {len(ref)} POS, {v.run_id}: {len(other)} POS; {diff}); "
+            f"compare runs extracted with the same --tagset on the same corpus")
+
+
 def compare_tables(views: Sequence[RunView], per_run: dict[str, dict[str, Table]]) -> dict[str, Table]:
-    """Cross-run Tables 1, 3, 5 from already computed per-run tables (same numbers as the per-run files)."""
+    """Cross-run Tables 1, 3, 5 from already computed per-run tables (same numbers as the per-run files).
+
+    Raises :class:`ReportError` when the runs' global Spec averages different tags (:func:`check_comparable`).
+    """
+    check_comparable(views)
     t1, t3, t5 = [], [], []
     for v in views:
         tabs = per_run[v.run_id]
@@ -532,17 +725,67 @@ def write_csv(path: str | os.PathLike, table: Table, *, spreadsheet_safe: bool =
         raise ReportError(str(exc)) from None
 
 
+def paper_models(views: Sequence[RunView], paper_model: str | None = "auto") -> tuple[dict[str, str], list[str]]:
+    """Which paper model each run is set beside (``paper_vs_measured.csv``), decided before any work.
+
+    ``paper_model``: ``"auto"`` infers it from each run's hub id (:func:`moe_tui.core.paper.match_model`);
+    ``None`` turns the comparison off; a name of :data:`moe_tui.core.paper.PAPER_MODELS` sets it for the one
+    run given. Returns ``({run_id: model}, notices)``; a notice says why a matched run is left out (its
+    tagset is not the paper's). Raises :class:`ReportError` for an unknown name, a name with several runs, or
+    a named run whose tagset is not the paper's.
+    """
+    if paper_model is None:
+        return {}, []
+    if paper_model != "auto":
+        if paper_model not in paper.PAPER_MODELS:
+            raise ReportError(f"unknown paper model {paper_model!r}; one of {', '.join(paper.PAPER_MODELS)}")
+        if len(views) != 1:
+            raise ReportError("--paper-model names the model of one run; give one run, or leave it out to match "
+                              "each run by its hub id")
+        why = paper.tagset_mismatch(views[0].tags)
+        if why is not None:
+            raise ReportError(f"run {views[0].run_id}: {why}")
+        paper.load_figures()  # a damaged figures file fails now
+        return {views[0].run_id: paper_model}, []
+    chosen: dict[str, str] = {}
+    notices: list[str] = []
+    try:
+        figures = paper.load_figures()
+    except ReportError as exc:  # a damaged install: the report goes on without the paper
+        return {}, [f"no paper_vs_measured.csv: {exc}"]
+    for v in views:
+        model = paper.match_model(v.model, figures)
+        if model is None:
+            continue
+        why = paper.tagset_mismatch(v.tags)
+        if why is not None:
+            notices.append(f"run {v.run_id} is {model} but gets no paper_vs_measured.csv: {why}")
+            continue
+        chosen[v.run_id] = model
+    return chosen, notices
+
+
 def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: bool = False, controls: bool = False,
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
-                 options: ReportOptions | None = None, spreadsheet_safe: bool = False) -> dict:
+                 options: ReportOptions | None = None, spreadsheet_safe: bool = False,
+                 paper_model: str | None = "auto",
+                 figures: bool = False) -> dict:
     """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
-    controls with ``controls``). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
+    controls with ``controls``; + paper_vs_measured for a run of one of the paper's models, see
+    :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
+    With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.figures`) as PNG
+    and PDF: per run ``fig_spec_by_layer``, ``fig_kl_heatmap`` (+ ``fig_confusion_<variant>``,
+    ``fig_ablation``, ``fig_tsne`` with ``probe``), and with several runs their cross-model versions in
+    ``out_dir/``.
 
-    Returns ``{"runs": {run_id: {stem: table}}, "compare": {stem: table}, "files": [paths]}``.
-    Raises :class:`ReportError` (no runs, duplicate run ids, bad arrays, unwritable output).
+    Returns ``{"runs": {run_id: {stem: table}}, "compare": {stem: table}, "files": [paths],
+    "paper": {run_id: paper model}, "notices": [one-line str]}`` (``files`` lists the CSVs, then the figures).
+    Raises :class:`ReportError` (no runs, duplicate run ids, bad arrays, runs whose global Spec averages
+    different tags, a bad ``paper_model``, unwritable output, matplotlib missing with ``figures``) before any
+    long computation where it can.
     """
     if not views:
         raise ReportError("no runs to report on")
@@ -551,12 +794,22 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         raise ReportError(f"the same run is listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
     if kl_reference not in ("corpus", "uniform"):
         raise ReportError(f"KL reference must be 'corpus' or 'uniform', got {kl_reference!r}")
+    if figures:
+        from moe_tui.core.figures import require_matplotlib
+
+        require_matplotlib()
+    for v in views:
+        v.validate()
+    check_comparable(views)  # refuse now, not after minutes of probes
+    matched, notices = paper_models(views, paper_model)
     o = options or ReportOptions(seed=seed, kl_reference=kl_reference)
     out = Path(out_dir)
     files: list[str] = []
     per_run: dict[str, dict[str, Table]] = {}
     for v in views:
         tables = report_tables(v, probe=probe, controls=controls, progress=progress, options=o)
+        if v.run_id in matched:
+            tables["paper_vs_measured"] = paper.paper_vs_measured(matched[v.run_id], tables)
         per_run[v.run_id] = tables
         d = out / v.run_id
         try:
@@ -570,4 +823,11 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         compare = compare_tables(views, per_run)
         for stem, t in compare.items():
             files.append(str(write_csv(out / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
-    return {"runs": per_run, "compare": compare, "files": files}
+    if figures:
+        from moe_tui.core.figures import panel_titles, write_figures
+
+        titles = panel_titles([v.model for v in views], ids)
+        paths = write_figures(out, [(v.run_id, t, per_run[v.run_id]) for v, t in zip(views, titles)],
+                              progress=progress)
+        files += [str(p) for p in paths]
+    return {"runs": per_run, "compare": compare, "files": files, "paper": matched, "notices": notices}

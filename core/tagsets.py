@@ -35,7 +35,8 @@ TAGSETS: dict[str, tuple[str, ...]] = {
 _UPOS_SET = frozenset(UPOS_TAGS)
 
 #: The UD English Penn Treebank -> UPOS conversion table (as used for UD English EWT).
-#: ``MD`` maps to ``VERB`` and ``PRP$``/``WP$`` to ``DET`` as in the UD table; ``AFX`` is ``X``.
+#: ``MD`` maps to ``VERB``, ``PRP$``/``WP$`` to ``DET`` and ``AFX`` (a split-off prefix such as *pre*, *anti*)
+#: to ``ADJ``, as in the UD table.
 PTB_TO_UPOS: dict[str, str] = {
     # punctuation and symbols
     ".": "PUNCT", ",": "PUNCT", ":": "PUNCT", "``": "PUNCT", "''": "PUNCT",
@@ -45,7 +46,7 @@ PTB_TO_UPOS: dict[str, str] = {
     "NN": "NOUN", "NNS": "NOUN", "NNP": "PROPN", "NNPS": "PROPN",
     "VB": "VERB", "VBD": "VERB", "VBG": "VERB", "VBN": "VERB", "VBP": "VERB", "VBZ": "VERB",
     "MD": "VERB",
-    "JJ": "ADJ", "JJR": "ADJ", "JJS": "ADJ",
+    "JJ": "ADJ", "JJR": "ADJ", "JJS": "ADJ", "AFX": "ADJ",
     "RB": "ADV", "RBR": "ADV", "RBS": "ADV", "WRB": "ADV",
     # closed classes
     "IN": "ADP", "RP": "ADP", "TO": "PART", "POS": "PART",
@@ -53,7 +54,7 @@ PTB_TO_UPOS: dict[str, str] = {
     "PRP": "PRON", "WP": "PRON", "EX": "PRON",
     "CC": "CCONJ", "CD": "NUM", "UH": "INTJ",
     # other
-    "FW": "X", "LS": "X", "GW": "X", "ADD": "X", "XX": "X", "AFX": "X", "NIL": "X",
+    "FW": "X", "LS": "X", "GW": "X", "ADD": "X", "XX": "X", "NIL": "X",
 }
 
 

@@ -16,37 +16,23 @@ import sys
 import time
 from pathlib import Path
 
+# the one definition of the extraction options (standard library only: cheap to import)
+from moe_tui.core.options import add_arguments as add_extract_arguments
+from moe_tui.core.options import positive_int
+
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# the paper's six models (moe_tui.core.paper.PAPER_MODELS; repeated so that --help imports no numpy)
+PAPER_MODELS = ("dbrx-base", "Mixtral-8x7B-v0.1", "Phi-3.5-MoE-instruct", "deepseek-moe-16b-base",
+                "Qwen1.5-MoE-A2.7B", "OLMoE-1B-7B")
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line (plus the usage line argparse adds)."""
+    """argparse that reports a usage error in one line, naming the help to read (no usage block)."""
 
     def error(self, message: str):  # pragma: no cover - exercised through the CLI tests
-        self.print_usage(sys.stderr)
-        print(f"moe-tui: error: {message}", file=sys.stderr)
+        print(f"moe-tui: error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-    return v
-
-
-def _max_memory(text: str) -> dict[str, str]:
-    out = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        if "=" not in part:
-            raise argparse.ArgumentTypeError(f"--max-memory wants DEVICE=SIZE pairs, got {part!r}")
-        k, v = part.split("=", 1)
-        k = k.strip().lower()
-        out[k[3:] if k.startswith("gpu") and k[3:].isdigit() else k] = v.strip()
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,32 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     e = sub.add_parser("extract", help="capture the routing of a model over a POS-tagged corpus into the run cache")
-    e.add_argument("--model", required=True, metavar="ID_OR_PATH", help="hub id (from the local HF cache) or folder")
-    e.add_argument("--data", required=True, metavar="FILE", help="CoNLL-U or PTB-tagged file")
-    e.add_argument("--tagset", default="upos", help="upos (17 tags, default) or paper15 (AUX->VERB, SCONJ->ADP)")
-    e.add_argument("--format", default="auto", choices=["auto", "conllu", "ptb"])
-    e.add_argument("--pos-column", default="upos", choices=["upos", "xpos"],
-                   help="CoNLL-U column to read; xpos is mapped through the UD English Penn table")
-    e.add_argument("--max-sentences", type=_positive_int, metavar="N")
-    e.add_argument("--sample", type=_positive_int, metavar="N", help="a seeded random sample of N sentences")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--batch-size", type=_positive_int, default=16, metavar="N", help="sentences per batch")
-    e.add_argument("--batch-tokens", type=_positive_int, metavar="N", help="also cap padded tokens per batch")
-    e.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    e.add_argument("--device-map", metavar="auto|balanced|sequential|MAP.json",
-                   help="spread one model over the GPUs (and CPU/disk) with accelerate; MAP.json: "
-                        '{"module": "cpu"|"disk"|N, ...}')
-    e.add_argument("--max-memory", type=_max_memory, metavar="GPU0=70GiB,...,cpu=200GiB")
-    e.add_argument("--offload-folder", metavar="DIR", help="where modules the device map sends to disk go")
-    e.add_argument("--distributed", action="store_true",
-                   help="one rank of torchrun / accelerate launch / srun: the ranks share the corpus and "
-                        "write one run (the cache must be on a shared file system)")
-    e.add_argument("--quantization", default="none", choices=["none", "8bit", "4bit", "fp8"])
-    e.add_argument("--revision", help="model revision (branch, tag or commit)")
-    e.add_argument("--trust-remote-code", action="store_true",
-                   help="run the model's own Python code (off by default; only for models you trust)")
-    e.add_argument("--cache-dir", metavar="DIR", help="run cache (default: $MOE_TUI_CACHE or the user cache dir)")
+    add_extract_arguments(e)
     e.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
                    help="progress on stderr: a bar, JSON lines (for tools), or nothing")
 
@@ -107,30 +68,49 @@ def build_parser() -> argparse.ArgumentParser:
                         "formulas; this alters the text (off: every cell exactly as stored)")
     x.add_argument("--cache-dir", metavar="DIR")
 
-    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV")
+    rep = sub.add_parser("report", help="the paper's tables (and controls) for one or more runs, as CSV "
+                         "(and figures)")
     rep.add_argument("runs", nargs="+", metavar="RUN")
     rep.add_argument("--out", required=True, metavar="DIR")
-    rep.add_argument("--probe", action="store_true", help="train the MLP probes (slow)")
+    rep.add_argument("--probe", action="store_true", help="train the MLP probes, the ablation, the t-SNE")
     rep.add_argument("--controls", action="store_true", help="permutation null, control task, bootstrap, ...")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
-    rep.add_argument("--max-iter", type=_positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
-    rep.add_argument("--early-stopping", action="store_true", help="MLP early stopping (off, as in the paper)")
-    rep.add_argument("--ablation-step", type=_positive_int, default=1, metavar="N",
+    rep.add_argument("--max-iter", type=positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
+    rep.add_argument("--early-stopping", action="store_true",
+                     help="MLP early stopping on a validation split (off, as in the paper; sklearn engine only)")
+    rep.add_argument("--probe-engine", default="torch", choices=["torch", "sklearn"],
+                     help="torch (default): all probes of a split trained at once, on the GPU when there is one; "
+                          "sklearn: one MLPClassifier per probe, the paper's exact procedure")
+    rep.add_argument("--probe-device", default="auto", metavar="auto|cpu|cuda|cuda:N",
+                     help="where the torch engine trains (default auto: CUDA when torch sees a GPU)")
+    rep.add_argument("--probe-seeds", type=positive_int, default=1, metavar="N",
+                     help="train every probe on N seeds and splits; accuracy is the mean, accuracy_sd the spread")
+    rep.add_argument("--ablation-step", type=positive_int, default=1, metavar="N",
                      help="ablate n = 0, N, 2N, ... layers (default 1: every n)")
-    rep.add_argument("--tsne-samples", type=_positive_int, default=5000, metavar="N")
-    rep.add_argument("--permutations", type=_positive_int, default=100, metavar="R",
+    rep.add_argument("--tsne-samples", type=positive_int, default=20000, metavar="N",
+                     help="t-SNE points: the probes' test tokens, a seeded sample of N when there are more (default 20000)")
+    rep.add_argument("--permutations", type=positive_int, default=100, metavar="R",
                      help="permutations for the Spec null (default 100)")
-    rep.add_argument("--bootstrap", type=_positive_int, default=200, metavar="B",
+    rep.add_argument("--bootstrap", type=positive_int, default=200, metavar="B",
                      help="bootstrap resamples over sentences (default 200)")
     rep.add_argument("--spreadsheet-safe", action="store_true",
                      help="prefix text cells that start with = + - @ (or tab/CR) with ' so spreadsheets do not run them as "
                           "formulas; this alters the text (off: every cell exactly as stored)")
+    rep.add_argument("--paper-model", metavar="NAME", choices=PAPER_MODELS,
+                     help="write RUN/paper_vs_measured.csv against this model of the paper (one run; the run needs "
+                          "--tagset paper15): " + ", ".join(PAPER_MODELS) + ". Default: inferred from each run's hub id")
+    rep.add_argument("--no-paper", action="store_true", help="do not set any run beside the paper")
+    rep.add_argument("--figures", action="store_true",
+                     help="also draw the paper's figures (PNG and PDF) from the same tables: Spec by layer, KL "
+                          "heatmap, and with --probe the confusion matrices, layer ablation and t-SNE")
     rep.add_argument("--cache-dir", metavar="DIR")
 
     d = sub.add_parser("diff", help="share of (token, layer) whose expert set differs between two runs")
     d.add_argument("run_a", metavar="RUN_A")
     d.add_argument("run_b", metavar="RUN_B")
+    d.add_argument("--by", choices=["layer", "pos"], help="a table of the disagreement per MoE layer or per POS")
+    d.add_argument("--out", metavar="FILE.csv", help="with --by: write the table as CSV (else it goes to stdout)")
     d.add_argument("--cache-dir", metavar="DIR")
 
     c = sub.add_parser("concordance", help="every occurrence of a word in a run, in context, with POS and experts")
@@ -149,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     xc.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
     xc.add_argument("--layer", type=int, required=True, metavar="L", help="decoder-layer index")
     xc.add_argument("--expert", type=int, required=True, metavar="E")
-    xc.add_argument("--min-count", type=_positive_int, default=10, metavar="N",
+    xc.add_argument("--min-count", type=positive_int, default=10, metavar="N",
                     help="lift only for items seen at least N times in the run (default 10)")
     xc.add_argument("--examples", type=int, default=12, metavar="N", help="example contexts (default 12)")
     xc.add_argument("--seed", type=int, default=0, help="which examples are drawn")
@@ -175,16 +155,10 @@ def _stderr_console():
 
 
 def cmd_extract(args) -> int:
-    from moe_tui.core.extract import ExtractOptions, extract
+    from moe_tui.core.extract import extract
+    from moe_tui.core.options import from_namespace
 
-    opts = ExtractOptions(
-        model=args.model, data=args.data, format=args.format, tagset=args.tagset, pos_column=args.pos_column,
-        max_sentences=args.max_sentences, sample=args.sample, seed=args.seed, batch_size=args.batch_size,
-        batch_tokens=args.batch_tokens, dtype=args.dtype, device=args.device,
-        trust_remote_code=args.trust_remote_code, revision=args.revision, cache_dir=args.cache_dir,
-        device_map=args.device_map, max_memory=args.max_memory, quantization=args.quantization,
-        offload_folder=args.offload_folder, distributed=args.distributed,
-    )
+    opts = from_namespace(args)
     stop = {"n": 0}
 
     def on_term(signum, frame):
@@ -195,8 +169,10 @@ def cmd_extract(args) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     if args.progress == "json":
-        def progress(ev: dict) -> None:
-            sys.stderr.write(json.dumps(ev) + "\n")
+        from moe_tui.core.events import Error
+
+        def progress(ev) -> None:
+            sys.stderr.write(ev.to_json() + "\n")
             sys.stderr.flush()
 
         from moe_tui.errors import MoeTuiError
@@ -204,7 +180,7 @@ def cmd_extract(args) -> int:
         try:
             run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
         except MoeTuiError as exc:  # report the error as an event too, then let main() print it
-            progress({"event": "error", "message": str(exc)})
+            progress(Error(str(exc)))
             raise
     elif args.progress == "none":
         run_dir = extract(opts, should_cancel=lambda: stop["n"] > 0)
@@ -224,25 +200,34 @@ def _extract_with_bar(opts, stop) -> Path:
         TimeRemainingColumn,
     )
 
+    from moe_tui.core import events
     from moe_tui.core.extract import extract
 
     console = _stderr_console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=console, transient=False) as bar:
-        task = bar.add_task("reading corpus", total=None, rate="")
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                   console=console, transient=False)
+    task = bar.add_task("reading corpus", total=None, rate="")
 
-        def progress(ev: dict) -> None:
-            kind = ev.get("event")
-            if kind == "stage":
-                bar.update(task, description=ev["stage"])
-            elif kind == "progress":
-                bar.update(task, total=ev["sentences_total"], completed=ev["sentences_done"],
-                           rate=f"{ev['tokens_per_s']:.0f} tok/s")
-            elif kind == "notice":
-                console.print(f"moe-tui: {ev['message']}")
+    def progress(ev) -> None:
+        if isinstance(ev, events.Stage):
+            bar.update(task, description=ev.stage)
+        elif isinstance(ev, events.Progress):
+            bar.update(task, total=ev.sentences_total, completed=ev.sentences_done,
+                       rate=f"{ev.tokens_per_s:.0f} tok/s")
+        elif isinstance(ev, events.Notice):
+            console.print(f"moe-tui: {ev.message}")
 
-        return extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    bar.start()
+    try:
+        run_dir = extract(opts, progress=progress, should_cancel=lambda: stop["n"] > 0)
+    except BaseException:
+        # the error is one line: the bar is erased, not left half-drawn above it (nor a blank line)
+        bar.live.transient = True
+        bar.live.stop()
+        raise
+    bar.stop()
+    return run_dir
 
 
 def cmd_runs(args) -> int:
@@ -252,7 +237,8 @@ def cmd_runs(args) -> int:
     for r in runs:
         if args.json:
             print(json.dumps({"run_id": r.run_id, "model": r.model, "corpus": r.corpus, "tokens": r.tokens,
-                              "created": r.created, "status": r.status, "path": str(r.path)}))
+                              "created": r.created, "status": r.status, "path": str(r.path),
+                              "logits": r.logits, "provenance": r.provenance}))
         else:
             tokens = r.tokens if r.tokens is not None else "-"
             print(f"{r.run_id}\t{r.model}\t{r.corpus}\t{tokens}\t{r.created}\t{r.status}")
@@ -295,6 +281,16 @@ def cmd_report(args) -> int:
     from moe_tui.cache.store import RunStore
     from moe_tui.errors import ReportError
 
+    if args.early_stopping and args.probe_engine != "sklearn":
+        raise ReportError("--early-stopping needs --probe-engine sklearn (the torch engine trains without a "
+                          "validation split)")
+    if (args.probe or args.controls) and args.probe_engine == "torch":  # a device that cannot work: fail now
+        from moe_tui.core.probe_engine import resolve_device
+
+        try:
+            resolve_device(args.probe_device)
+        except ValueError as exc:
+            raise ReportError(str(exc)) from None
     store = RunStore(args.cache_dir)
     runs = [store.open(ref, on_notice=_notice) for ref in args.runs]  # a bad or corrupt run fails here, before any work
     out = Path(args.out).expanduser()
@@ -304,6 +300,9 @@ def cmd_report(args) -> int:
         raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
     from moe_tui.core.report import ReportOptions, RunView, write_report
 
+    if args.paper_model and args.no_paper:
+        raise ReportError("--paper-model and --no-paper contradict each other; give one")
+    paper_model = None if args.no_paper else (args.paper_model or "auto")
     views = [RunView.from_run(run) for run in runs]
     console = _stderr_console()
     last = {"stage": None}
@@ -316,10 +315,14 @@ def cmd_report(args) -> int:
     options = ReportOptions(seed=args.seed, kl_reference=args.kl_reference, max_iter=args.max_iter,
                             early_stopping=args.early_stopping, ablation_step=args.ablation_step,
                             tsne_samples=args.tsne_samples, n_permutations=args.permutations,
-                            n_boot=args.bootstrap)
+                            n_boot=args.bootstrap, probe_engine=args.probe_engine, probe_device=args.probe_device,
+                            probe_seeds=args.probe_seeds)
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
-                          spreadsheet_safe=args.spreadsheet_safe)
+                          spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model,
+                          figures=args.figures)
+    for notice in result.get("notices", []):  # one line each, never wrapped
+        print(f"moe-tui: {notice}", file=sys.stderr)
     print_report(result)
     print(out.resolve())
     return EXIT_OK
@@ -354,10 +357,26 @@ def print_report(result: dict) -> None:
 
 def cmd_diff(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.diff import diff_runs
+    from moe_tui.core.diff import diff_runs, diff_table
+    from moe_tui.errors import ReportError
 
+    if args.out and not args.by:
+        raise ReportError("--out needs --by layer or --by pos")
     store = RunStore(args.cache_dir)
-    res = diff_runs(store.open(args.run_a, on_notice=_notice), store.open(args.run_b, on_notice=_notice))
+    run_a = store.open(args.run_a, on_notice=_notice)
+    run_b = store.open(args.run_b, on_notice=_notice)
+    if args.by:
+        table = diff_table(run_a, run_b, args.by)
+        if args.out:
+            from moe_tui.core.report import write_csv
+
+            print(write_csv(args.out, table))
+        else:
+            from moe_tui.fileio import tsv_text
+
+            sys.stdout.write(tsv_text(table["columns"], table["rows"]))
+        return EXIT_OK
+    res = diff_runs(run_a, run_b)
     print(f"tokens\t{res['tokens']}")
     print(f"token_layers\t{res['token_layers']}")
     print(f"differing_sets\t{res['differing_sets']}")
@@ -411,7 +430,7 @@ def cmd_expert(args) -> int:
     if args.out:
         print(write_expert_card(card, run.texts, args.out, spreadsheet_safe=args.spreadsheet_safe))
         return EXIT_OK
-    print(f"expert {card.expert} at layer {card.layer}: {card.assignments} of {card.n_tokens * card.top_k} "
+    print(f"expert {card.expert} at layer {card.layer}: {card.assignments} of {card.total_assignments} "
           f"assignments, load share {card.load_share:.4f} (uniform {1 / card.n_experts:.4f}), "
           f"top-1 share {card.top1_share:.4f}")
     print("POS\tcount\tshare\tcorpus_share\tlift")

@@ -5,7 +5,8 @@
 #   bash scripts/setup.sh --locked   the exact versions CI runs (requirements/lock.txt), into ./.venv
 #   bash scripts/setup.sh --latest   the newest versions the ranges allow, into ./.venv-latest
 #
-# An active virtualenv is used instead of ./.venv (so a GPU node's CUDA build of torch is kept).
+# An active virtualenv is used instead of ./.venv (so a GPU node's CUDA build of torch is kept); --latest
+# always installs into ./.venv-latest, where torch is upgraded to the newest the ranges allow as well.
 # torch: a torch already importable there is kept; otherwise torch==2.13.0 is installed first (the CPU
 # wheel where one is provided, as on this project's machines).
 set -euo pipefail
@@ -17,7 +18,8 @@ case "$mode" in
 esac
 venv=.venv
 [ "$mode" = "--latest" ] && venv=.venv-latest
-if [ -n "${VIRTUAL_ENV:-}" ]; then
+# --latest upgrades every package eagerly (torch too): never in the active virtualenv, always in ./.venv-latest
+if [ -n "${VIRTUAL_ENV:-}" ] && [ "$mode" != "--latest" ]; then
   PY="$VIRTUAL_ENV/bin/python"
 else
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"

@@ -1,4 +1,4 @@
-"""Shared test setup: offline hubs, an isolated cache and config per test session."""
+"""Shared test setup: offline hubs, an isolated cache and config per test, small real runs per session."""
 
 from __future__ import annotations
 
@@ -13,9 +13,28 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
-EWT_DIR = REPO.parent / "shared" / "data" / "ud_english_ewt"
+# UD English EWT (CC BY-SA 4.0) is not part of the repository: beside it by default, or where $MOE_TUI_EWT_DIR says
+EWT_DIR = Path(os.environ.get("MOE_TUI_EWT_DIR") or REPO.parent / "shared" / "data" / "ud_english_ewt")
 EWT_DEV = EWT_DIR / "en_ewt-ud-dev.conllu"
 EWT_TEST = EWT_DIR / "en_ewt-ud-test.conllu"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A small run (4 sentences, 6 MoE layers, top-2 of 8) written by the run store's writer, alone in its
+    cache root (``tiny_run.path.parent``). Read-only: tests must not modify it."""
+    from tests.runs import synthetic_run
+
+    return synthetic_run(tmp_path_factory.mktemp("runs_one"))
+
+
+@pytest.fixture(scope="session")
+def two_runs(tmp_path_factory):
+    """Two runs of different models on the same sentences, in one cache root. Read-only."""
+    from tests.runs import synthetic_run
+
+    root = tmp_path_factory.mktemp("runs_two")
+    return synthetic_run(root, seed=0), synthetic_run(root, seed=1, model="fake/moe-other")
 
 
 @pytest.fixture(autouse=True)

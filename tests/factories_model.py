@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from moe_tui.core.architectures import CHECKED
+
 VOCAB = 128
 WORDS = (
     "the a an cat dog sat on mat and ran quickly slowly big small red blue house tree bird sings "
@@ -165,17 +167,8 @@ def build_tiny_model(model_type: str, path, *, seed: int = 0, **overrides) -> Pa
     return path
 
 
-# model_types the capture tests run over (see tests/core/test_capture.py)
-SUPPORTED = [
-    "mixtral", "minimax", "olmoe", "flex_olmo", "qwen2_moe", "qwen3_moe", "qwen3_next", "phimoe", "dbrx",
-    "deepseek_v2", "deepseek_v3", "glm4_moe", "ernie4_5_moe", "dots1", "hunyuan_v1_moe", "gpt_oss",
-    "granitemoe", "granitemoeshared", "granitemoehybrid", "jetmoe", "jamba", "llama4_text", "gemma4_text",
-    "longcat_flash", "minimax_m2", "lfm2_moe", "afmoe", "deepseek_v4", "zaya",
-    # more of the notes' table (generic adapter); qwen3_5_moe_text also passes but costs ~50 s on CPU
-    "mellum", "aria_text", "cohere2_moe", "solar_open", "exaone_moe", "hy_v3", "kolibri1",
-    "flint", "laguna", "granitemoe_swa", "minimax_m3_vl_text", "inkling2_text",
-    "glm4_moe_lite", "deepseek_v32", "axk2",
-]
+# model_types the capture tests run over (see tests/core/test_capture.py): the registry's checked ones
+SUPPORTED = list(CHECKED)
 
 
 _EWT_MODELS: dict[str, Path] = {}

@@ -20,10 +20,9 @@ Every factory returns a ``transformers.PreTrainedTokenizerFast`` and is cached p
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterable
 
-EWT_DEV = Path(__file__).resolve().parents[2] / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+from tests.conftest import EWT_DEV
 
 #: A few sentences usable as a tiny training corpus.
 SMALL_TEXTS: tuple[str, ...] = (

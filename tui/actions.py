@@ -1,4 +1,4 @@
-"""THE registry of user actions. Keys, footer, help screen and command palette are all generated from it.
+"""THE registry of user actions. Keys, footer, help screen, command palette and gating are all generated from it.
 
 Every action has a stable binding id (``scope.name``) that users remap in ``config.json``::
 
@@ -7,6 +7,10 @@ Every action has a stable binding id (``scope.name``) that users remap in ``conf
 Scopes: ``app`` (everywhere), ``home`` (model / corpus / runs screen), ``progress`` (extraction screen),
 ``grid`` (routing grid screen), ``pane`` (analysis panes: specialisation, KL, probe, compare), ``word`` (word view:
 a concordance), ``expert`` (expert card).
+
+Gating: ``only`` names the screen kinds (``KIND``) an action exists on (hidden elsewhere); ``when`` /
+``unless`` name a boolean attribute of the screen (or App) that enables / disables it (shown greyed out).
+Screens answer Textual's ``check_action`` with :func:`check`.
 """
 
 from __future__ import annotations
@@ -22,11 +26,14 @@ class ActionSpec:
     keys: str               # default keys, comma separated (Textual key names)
     action: str             # action name on the scope's target (App or Screen)
     description: str        # short: footer + help
-    scope: str              # app | home | progress | grid
+    scope: str              # app | home | progress | grid | pane | word | expert
     show: bool = True       # shown in the footer
     palette: bool = True    # offered in the command palette
     priority: bool = False
     help: str = ""          # longer text for the help screen / palette
+    only: tuple[str, ...] = ()  # screen kinds (KIND) the action exists on; () = every screen of the scope
+    when: str = ""          # enabled only while this boolean attribute of the target is true
+    unless: str = ""        # disabled while this boolean attribute of the target is true
 
     @property
     def palette_name(self) -> str:
@@ -42,9 +49,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("app.help", "question_mark,f1", "help", "Help", "app", help="List every key"),
     ActionSpec("app.home", "f2", "go_home", "Home", "app", help="Models, corpus and runs"),
     ActionSpec("app.progress", "f3", "show_progress", "Extraction", "app", help="Show the running/last extraction"),
-    ActionSpec("app.extract", "ctrl+r", "run_extraction", "Run extraction", "app",
+    ActionSpec("app.extract", "ctrl+r", "run_extraction", "Run extraction", "app", unless="extracting",
                help="Extract routes for the selected model and corpus (disabled while one runs)"),
-    ActionSpec("app.cancel", "ctrl+x", "cancel_extraction", "Cancel extraction", "app", show=False,
+    ActionSpec("app.cancel", "ctrl+x", "cancel_extraction", "Cancel extraction", "app", show=False, when="extracting",
                help="Stop the running extraction (finished shards are kept; a rerun resumes)"),
     # analysis panes (from home: the highlighted run; from the grid or a pane: the run shown)
     ActionSpec("app.spec", "s", "open_pane('spec')", "Spec", "app",
@@ -54,7 +61,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("app.probe", "P", "open_pane('probe')", "Probe", "app",
                help="Probe pane: MLP probes, controls, confusion, ablation, t-SNE (paper Table 1, Figs. 2-3)"),
     ActionSpec("app.compare", "C", "open_pane('compare')", "Compare", "app",
-               help="Compare cached runs on the same corpus: paper Tables 1, 3 and 5 side by side"),
+               help="Compare cached runs on the same corpus: paper Tables 1, 3 and 5 side by side, a `paper` row "
+                    "beside each run of the paper's models"),
     # home
     ActionSpec("home.models", "f5", "tab('models')", "Models", "home", show=False, help="Model pane"),
     ActionSpec("home.corpus", "f6", "tab('corpus')", "Corpus", "home", show=False, help="Corpus and extraction options"),
@@ -62,7 +70,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("home.refresh", "ctrl+l", "refresh_lists", "Refresh", "home", help="Rescan models and runs"),
     ActionSpec("home.open", "ctrl+o", "open_run", "Open run", "home", help="Open the highlighted cached run"),
     # progress
-    ActionSpec("progress.cancel", "c", "app.cancel_extraction", "Cancel", "progress", palette=False,
+    ActionSpec("progress.cancel", "c", "app.cancel_extraction", "Cancel", "progress", palette=False, when="extracting",
                help="Cancel the extraction"),
     ActionSpec("progress.back", "escape", "back", "Back", "progress", help="Leave; the job keeps running"),
     # grid
@@ -105,15 +113,17 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("pane.copy", "y", "copy_tsv", "Copy TSV", "pane", help="Copy the focused table as TSV (OSC 52)"),
     ActionSpec("pane.sort", "o", "sort", "Sort", "pane",
                help="Sort the focused table by the cursor's column (again: reverse); a header click sorts too"),
-    ActionSpec("pane.jump", "enter", "jump", "Open in grid", "pane",
+    ActionSpec("pane.jump", "enter", "jump", "Open in grid", "pane", only=("spec",),
                help="Spec pane: open the routing grid at a sentence with this POS, on this layer, top expert highlighted"),
-    ActionSpec("pane.delta", "d", "toggle_delta", "Spec/dU", "pane", help="Spec pane: show Spec or dU = Spec - U"),
-    ActionSpec("pane.run", "r", "run_probe", "Run probe", "pane",
+    ActionSpec("pane.delta", "d", "toggle_delta", "Spec/dU", "pane", only=("spec",),
+               help="Spec pane: show Spec or dU = Spec - U"),
+    ActionSpec("pane.run", "r", "run_probe", "Run probe", "pane", only=("probe",), unless="probe_running",
                help="Probe pane: train the probes and controls in the background (minutes on a real run)"),
-    ActionSpec("pane.cancel", "c", "cancel_probe", "Cancel", "pane", help="Probe pane: cancel the running probe"),
-    ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane",
+    ActionSpec("pane.cancel", "c", "cancel_probe", "Cancel", "pane", only=("probe",), when="probe_running",
+               help="Probe pane: cancel the running probe"),
+    ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane", only=("probe",),
                help="Probe pane: show the confusion matrix of the next probe variant"),
-    ActionSpec("pane.expert", "X", "expert_card", "Expert card", "pane",
+    ActionSpec("pane.expert", "X", "expert_card", "Expert card", "pane", only=("spec", "kl"),
                help="Spec pane: card of the top expert of the cursor's layer and POS; KL pane: of the cursor's expert"),
     ActionSpec("pane.back", "escape", "back", "Back", "pane", help="Close the pane"),
     # word view (concordance)
@@ -148,6 +158,31 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 BY_ID = {a.id: a for a in ACTIONS}
+
+
+def _action_name(action: str) -> str:
+    """``open_pane('spec')`` -> ``open_pane``; ``app.cancel_extraction`` -> ``cancel_extraction``."""
+    return action.partition("(")[0].rpartition(".")[2]
+
+
+_BY_ACTION: dict[tuple[str, str], ActionSpec] = {}
+for _a in ACTIONS:
+    _BY_ACTION.setdefault((_a.scope, _action_name(_a.action)), _a)
+
+
+def check(target, scope: str, action: str) -> bool | None:
+    """Textual's ``check_action`` answer for ``action`` on ``target`` (a screen of ``scope``, or the App):
+    False = hidden (not on this kind of screen), None = shown disabled, True = enabled."""
+    spec = _BY_ACTION.get((scope, action))
+    if spec is None:
+        return True
+    if spec.only and target.KIND not in spec.only:
+        return False
+    if spec.when and not getattr(target, spec.when):
+        return None
+    if spec.unless and getattr(target, spec.unless):
+        return None
+    return True
 
 
 def specs(scope: str) -> list[ActionSpec]:

@@ -1,7 +1,9 @@
-"""moe-tui: the Textual app. Displays what core/ and cache/ return; computes no science itself.
+"""moe-tui: the Textual app. Displays what the core and the run store return; computes no science itself.
 
-Invariant: workers never touch widgets — they post messages (moe_tui.tui.messages) and App/Screen handlers own state.
-Importing this module must not import torch, transformers or sklearn (tests/tui/test_units.py).
+Invariant: workers never touch widgets — they post messages (moe_tui.tui.messages, moe_tui.tui.analysis.messages)
+and App/Screen handlers own state. The App owns the extraction job (here) and the analysis state and jobs
+(its AnalysisController mixin). Importing this module must not import torch, transformers or sklearn
+(tests/tui/test_units.py).
 """
 
 from __future__ import annotations
@@ -15,20 +17,21 @@ from textual import work
 from textual.app import App
 from textual.reactive import reactive, var
 
+from moe_tui.core.events import Event, Notice, Progress, Stage
+from moe_tui.core.options import ExtractOptions
 from moe_tui.tui import actions
+from moe_tui.tui.analysis.controller import AnalysisController
 from moe_tui.tui.commands import RegistryProvider
 from moe_tui.tui.messages import (
     ExtractionCancelled,
     ExtractionDone,
+    ExtractionEvent,
     ExtractionFailed,
-    ExtractionNotice,
-    ExtractionProgress,
-    ExtractionStage,
     RunOpened,
     RunOpenFailed,
 )
 from moe_tui.tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
-from moe_tui.tui.worker import ExtractRequest, build_extract_command, drive_extraction
+from moe_tui.tui.worker import build_extract_command, drive_extraction
 
 
 @dataclass
@@ -49,6 +52,17 @@ class ExtractState:
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
+    def apply(self, event: Event) -> None:
+        """Take in a stage, progress or notice event of the job."""
+        if isinstance(event, Stage):
+            self.stage = event.stage
+        elif isinstance(event, Progress):
+            self.sentences_done, self.sentences_total = event.sentences_done, event.sentences_total
+            self.tokens_done, self.tokens_total = event.tokens_done, event.tokens_total
+            self.tokens_per_s, self.eta_s = event.tokens_per_s, event.eta_s
+        elif isinstance(event, Notice):
+            self.notices.append(event.message)
+
 
 def _default_inspect(path: str):
     from moe_tui.core.models import inspect_model  # imports torch lazily: only ever called in a thread worker
@@ -62,7 +76,7 @@ def _default_store():
     return RunStore()
 
 
-class MoeTuiApp(App):
+class MoeTuiApp(AnalysisController, App):
     CSS_PATH = "app.tcss"
     TITLE = "moe-tui"
     SUB_TITLE = "MoE routing by part of speech"
@@ -80,7 +94,7 @@ class MoeTuiApp(App):
         *,
         settings: Settings | None = None,
         inspect_fn: Callable[[str], object] | None = None,
-        extract_command: Callable[[ExtractRequest], list[str]] | None = None,
+        extract_command: Callable[[ExtractOptions], list[str]] | None = None,
         run_store: Callable[[], object] | None = None,
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
@@ -110,9 +124,7 @@ class MoeTuiApp(App):
         self.min_size = min_size or (settings.min_width, settings.min_height)
         self.extract_state: ExtractState | None = None
         self._extract_worker = None
-        self.analysis: dict = {}            # run_id -> moe_tui.tui.screens.analysis.AnalysisData (the panes' tables)
-        self.report_options = None          # moe_tui.core.report.ReportOptions for the panes (None: defaults / env)
-        self.last_report_dir: str | None = None
+        self._init_analysis()               # self.analysis, self.report_options, self.last_report_dir
         self._too_small = None
         self.initial_run = open_run          # a cache Run opened before the app started (`moe-tui open RUN`)
         self.initial_diff = diff_run         # its second run for the grid's diff overlay (`--diff RUN_B`)
@@ -214,22 +226,72 @@ class MoeTuiApp(App):
             self.push_screen(ProgressScreen())
 
     def action_open_pane(self, kind: str) -> None:
-        from moe_tui.tui.screens.analysis import open_pane
+        """``s`` / ``K`` / ``P`` / ``C``: a pane for the run on screen (grid or pane) or highlighted (home)."""
+        from textual.screen import ModalScreen
 
-        open_pane(self, kind)
+        from moe_tui.tui.screens.grid import GridScreen
+        from moe_tui.tui.screens.home import HomeScreen
+        from moe_tui.tui.screens.panes import PANES, PaneScreen
 
-    def on_analysis_event(self, msg) -> None:
-        """Every message of moe_tui.tui.screens.analysis (workers of the analysis panes) lands here."""
-        from moe_tui.tui.screens.analysis import handle_event
+        screen = self.screen
+        if isinstance(screen, ModalScreen):
+            return
+        if isinstance(screen, PaneScreen):
+            if screen.KIND != kind:           # pane to pane: replaced, not stacked
+                self.switch_screen(PANES[kind](screen.run))
+        elif isinstance(screen, GridScreen):
+            self.push_screen(PANES[kind](screen.run))
+        elif isinstance(screen, HomeScreen):
+            run_id = screen.highlighted_run_id()
+            if run_id is None:
+                self.notify("No cached run to analyse: extract one first (ctrl+r)", severity="warning")
+            elif run_id in self.analysis:
+                self.push_screen(PANES[kind](self.analysis[run_id].run))
+            else:
+                self.open_run(run_id, pane=kind)
+        else:
+            self.notify("Open a run first (F2 home, F7 runs)", severity="warning")
 
-        handle_event(self, msg)
+    def show_in_grid(self, run, target) -> None:
+        """Open the routing grid of ``run`` (the one below on the stack, else a new one) at a
+        :class:`moe_tui.core.explore.JumpTarget`: its sentence, cursor on (layer, token), expert highlighted
+        (``target.expert`` None: the highlight is left as it is)."""
+        self.run_worker(self._show_in_grid(run, target), exclusive=True, group="jump")
+
+    async def _show_in_grid(self, run, target) -> None:
+        from moe_tui.tui.screens.grid import GridScreen
+
+        gs = next((x for x in reversed(self.screen_stack) if isinstance(x, GridScreen) and x.run.run_id == run.run_id), None)
+        if gs is None:
+            await self.push_screen(GridScreen(run, start=(target.sentence, target.token, target.layer_idx)))
+            gs = self.screen
+        else:
+            while self.screen is not gs and len(self.screen_stack) > 1:
+                await self.pop_screen()
+            gs.jump_to(target.sentence, target.token, target.layer_idx)
+        if target.expert is not None:
+            gs.grid.highlight = target.expert   # the grid redraws its legend on a highlight change
+
+    def show_word(self, run, query: str = "", *, by: str = "form", layer_idx: int = 0) -> None:
+        """Open the word view (a concordance) of ``query`` in ``run`` at MoE-layer position ``layer_idx``."""
+        from moe_tui.tui.screens.word import WordScreen
+
+        self.push_screen(WordScreen(run, query, by=by, layer_idx=layer_idx))
+
+    def show_expert(self, run, layer_idx: int, expert: int) -> None:
+        """Open the card of ``expert`` at MoE-layer position ``layer_idx`` of ``run``."""
+        from moe_tui.tui.screens.expert import ExpertScreen
+
+        self.push_screen(ExpertScreen(run, layer_idx, expert))
+
+    def pick_run(self, runs, title: str, callback) -> None:
+        """Ask the user to pick one of ``runs`` (cache ``RunInfo``); ``callback(run_id or None)``."""
+        from moe_tui.tui.screens.modals import RunPickScreen
+
+        self.push_screen(RunPickScreen(runs, title), callback)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "run_extraction":
-            return None if self.extracting else True
-        if action == "cancel_extraction":
-            return True if self.extracting else None
-        return True
+        return actions.check(self, "app", action)
 
     def _home(self):
         from moe_tui.tui.screens.home import HomeScreen
@@ -249,7 +311,7 @@ class MoeTuiApp(App):
             self.notify("Choose a model and a corpus here, then ctrl+r", timeout=5)
             return
         try:
-            fields = home.extract_request_fields()
+            fields = home.extract_form()
         except ValueError as exc:
             self.notify(f"invalid option: {exc}", severity="error", markup=False)
             return
@@ -262,16 +324,15 @@ class MoeTuiApp(App):
         if not os.path.exists(fields["data"]):
             self.notify(f"corpus not found: {fields['data']}", severity="error", markup=False)
             return
-        req = ExtractRequest(model=self.selected_model, **fields)
-        self.start_extraction(req)
+        self.start_extraction(ExtractOptions(model=self.selected_model, **fields))
 
-    def start_extraction(self, req: ExtractRequest) -> None:
-        cmd = self.extract_command(req)
-        self.extract_state = ExtractState(model=req.model, data=req.data)
+    def start_extraction(self, opts: ExtractOptions) -> None:
+        cmd = self.extract_command(opts)
+        self.extract_state = ExtractState(model=opts.model, data=opts.data)
         self.extracting = True
         self.extract_tick += 1
-        self.recent = remember("models", req.model)
-        self.recent = remember("corpora", req.data)
+        self.recent = remember("models", opts.model)
+        self.recent = remember("corpora", opts.data)
         self._extract_worker = self.run_worker(
             drive_extraction(self, cmd), name="extract", group="extract", exclusive=True, exit_on_error=False,
             description="moe-tui extract",
@@ -286,24 +347,12 @@ class MoeTuiApp(App):
     def _bump(self) -> None:
         self.extract_tick += 1
 
-    def on_extraction_stage(self, msg: ExtractionStage) -> None:
+    def on_extraction_event(self, msg: ExtractionEvent) -> None:
         if self.extract_state:
-            self.extract_state.stage = msg.stage
+            self.extract_state.apply(msg.event)
             self._bump()
-
-    def on_extraction_progress(self, msg: ExtractionProgress) -> None:
-        st = self.extract_state
-        if st:
-            st.sentences_done, st.sentences_total = msg.sentences_done, msg.sentences_total
-            st.tokens_done, st.tokens_total = msg.tokens_done, msg.tokens_total
-            st.tokens_per_s, st.eta_s = msg.tokens_per_s, msg.eta_s
-            self._bump()
-
-    def on_extraction_notice(self, msg: ExtractionNotice) -> None:
-        if self.extract_state:
-            self.extract_state.notices.append(msg.message)
-            self._bump()
-        self.notify(msg.message, title="extraction", markup=False, timeout=5)
+        if isinstance(msg.event, Notice):
+            self.notify(msg.event.message, title="extraction", markup=False, timeout=5)
 
     def on_extraction_done(self, msg: ExtractionDone) -> None:
         st = self.extract_state
@@ -345,19 +394,25 @@ class MoeTuiApp(App):
         return f"last extraction: {st.outcome}" + (f" (run {st.run_id})" if st.run_id else "")
 
     # ---- runs -------------------------------------------------------------------------------------------------
-    def open_run(self, run_id: str) -> None:
-        self._open_run(run_id)
+    def open_run(self, run_id: str, pane: str | None = None) -> None:
+        """Open a cached run (in a thread: checksums) in the grid, or in the analysis pane ``pane``."""
+        self._open_run(run_id, pane)
 
     @work(thread=True, exclusive=True, group="open-run", exit_on_error=False)
-    def _open_run(self, run_id: str) -> None:
+    def _open_run(self, run_id: str, pane: str | None) -> None:
         try:
             run = self.run_store().open(run_id)
         except Exception as exc:  # noqa: BLE001 - shown in the error modal
             self.post_message(RunOpenFailed(f"{type(exc).__name__}: {exc}"))
             return
-        self.post_message(RunOpened(run))
+        self.post_message(RunOpened(run, pane))
 
     def on_run_opened(self, msg: RunOpened) -> None:
+        if msg.pane is not None:
+            from moe_tui.tui.screens.panes import PANES
+
+            self.push_screen(PANES[msg.pane](self.analysis_data(msg.run).run))
+            return
         from moe_tui.tui.screens.grid import GridScreen
 
         self.push_screen(GridScreen(msg.run))

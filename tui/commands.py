@@ -18,7 +18,7 @@ class RegistryProvider(Provider):
     def _available(self) -> list[tuple[ActionSpec, object]]:
         screen = self.screen
         scope = getattr(screen, "SCOPE", None)
-        keymap = getattr(getattr(self.app, "settings", None), "keymap", {}) or {}
+        keymap = self.app.settings.keymap
         out = []
         for spec in ACTIONS:
             if not spec.palette:

@@ -1,4 +1,7 @@
-"""Finding models to offer in the model pane. Reads config.json files only (no torch, no network)."""
+"""Finding models to offer in the model pane. Reads config.json files only (no torch, no network).
+
+Which configs are MoE models is the core's architecture registry (:func:`moe_tui.core.architectures.is_moe_config`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-MOE_MODEL_TYPES = frozenset({
-    "mixtral", "qwen2_moe", "qwen3_moe", "qwen3_next", "qwen3_vl_moe", "olmoe", "flex_olmo", "deepseek_v2", "deepseek_v3",
-    "phimoe", "granitemoe", "granitemoeshared", "granitemoehybrid", "jamba", "dbrx", "jetmoe", "switch_transformers",
-    "nllb_moe", "gpt_oss", "llama4", "llama4_text", "minimax", "ernie4_5_moe", "glm4_moe", "glm4v_moe", "hunyuan_v1_moe",
-    "dots1", "bailing_moe", "lfm2_moe", "longcat_flash", "aria_text", "gptsan-japanese", "arcee_moe", "moe_demo",
-})
-_MOE_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts", "num_experts_per_tok")
+from moe_tui.core.architectures import is_moe_config
+from moe_tui.core.demo import demo_corpus_path, demo_model_path
+
+__all__ = ["ModelEntry", "read_config", "is_moe_config", "demo_entry", "demo_corpus", "hf_cache_models",
+           "discover_models"]
 
 
 @dataclass(frozen=True)
@@ -32,44 +33,15 @@ def read_config(path: str | Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def is_moe_config(cfg: dict) -> bool:
-    mt = str(cfg.get("model_type", ""))
-    if mt in MOE_MODEL_TYPES:
-        return True
-    text = cfg.get("text_config")
-    if isinstance(text, dict) and is_moe_config(text):
-        return True
-    for key in _MOE_KEYS:
-        v = cfg.get(key)
-        if isinstance(v, int) and v > 1:
-            return True
-    return False
-
-
 def demo_entry() -> ModelEntry | None:
-    try:
-        from moe_tui.core.demo import demo_model_path  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        p = Path(demo_model_path())
-    except Exception:  # noqa: BLE001 - a broken demo must not break the model list
-        return None
+    """The built-in demo model (None if its folder is missing from this install)."""
+    p = demo_model_path()
     return ModelEntry("demo model (built in)", str(p), "demo") if p.is_dir() else None
 
 
 def demo_corpus() -> str | None:
-    try:
-        import moe_tui.core.demo as demo
-    except ImportError:
-        return None
-    fn = getattr(demo, "demo_corpus_path", None)
-    if fn is None:
-        return None
-    try:
-        p = Path(fn())
-    except Exception:  # noqa: BLE001
-        return None
+    """The built-in demo corpus (None if missing from this install)."""
+    p = demo_corpus_path()
     return str(p) if p.exists() else None
 
 
@@ -83,7 +55,7 @@ def hf_cache_models() -> list[ModelEntry]:
         return []
     out = []
     for repo in sorted(info.repos, key=lambda r: r.repo_id):
-        if getattr(repo, "repo_type", "model") != "model":
+        if repo.repo_type != "model":
             continue
         revs = sorted(repo.revisions, key=lambda r: r.last_modified, reverse=True)
         for rev in revs:

@@ -7,30 +7,20 @@ from typing import Any
 
 from textual.message import Message
 
-
-@dataclass
-class ExtractionStage(Message):
-    stage: str
+from moe_tui.core.events import Event, Progress
 
 
 @dataclass
-class ExtractionProgress(Message):
-    """Coalesced: a queued progress message is replaced by a newer one."""
+class ExtractionEvent(Message):
+    """A stage, notice or progress event of the running extraction (:mod:`moe_tui.core.events`).
 
-    sentences_done: int = 0
-    sentences_total: int = 0
-    tokens_done: int = 0
-    tokens_total: int = 0
-    tokens_per_s: float = 0.0
-    eta_s: float | None = None
+    Coalesced: a queued progress event is replaced by a newer one."""
+
+    event: Event
 
     def can_replace(self, message: Message) -> bool:
-        return isinstance(message, ExtractionProgress)
-
-
-@dataclass
-class ExtractionNotice(Message):
-    message: str
+        return (isinstance(message, ExtractionEvent) and isinstance(message.event, Progress)
+                and isinstance(self.event, Progress))
 
 
 @dataclass
@@ -76,7 +66,8 @@ class RunsListed(Message):
 
 @dataclass
 class RunOpened(Message):
-    run: Any
+    run: Any                      # moe_tui.cache.store.Run
+    pane: str | None = None       # open it in this analysis pane (moe_tui.tui.screens.panes.PANES), else the grid
 
 
 @dataclass

@@ -10,19 +10,28 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from moe_tui.core.options import setting_fields
 
 APP_NAME = "moe-tui"
 MAX_RECENT = 10
 
 
-class ExtractDefaults(BaseModel):
-    tagset: str = "upos"
-    sample: int | None = None
-    batch_size: int = 16
-    dtype: str = "auto"
-    device: str = "auto"
+def _extract_defaults_model() -> type[BaseModel]:
+    """The ``"extract"`` settings: the extraction options marked as settings, with their defaults and help
+    (rendered from :class:`moe_tui.core.options.ExtractOptions`)."""
+    fields = {}
+    for s in setting_fields():
+        tp = Literal[s.choices] if s.choices else s.type
+        fields[s.name] = ((tp | None) if s.optional else tp,
+                          Field(s.default, description=s.help, gt=0 if s.positive else None))
+    return create_model("ExtractDefaults", __doc__="Defaults of the Home form's extraction options.", **fields)
+
+
+ExtractDefaults = _extract_defaults_model()
 
 
 class Settings(BaseModel):
@@ -34,6 +43,8 @@ class Settings(BaseModel):
     export_dir: str | None = Field(None, description="Directory for CSV exports (default: the current directory)")
     spreadsheet_safe: bool = Field(False, description="Prefix exported/copied text cells that start with = + - @ "
                                    "with ' (alters the text; off: exactly as stored)")
+    report_figures: bool = Field(True, description="The whole-report export (E) also draws the paper's figures "
+                                 "(PNG and PDF), as moe-tui report --figures")
     min_width: int = 80
     min_height: int = 24
     extract: ExtractDefaults = Field(default_factory=ExtractDefaults)

@@ -1,30 +1,24 @@
 """Extraction driver: runs ``python -m moe_tui.cli extract ... --progress json`` as a child process.
 
-The child writes one JSON event per line on stderr (docs/CONTRACT.md). This module parses them and posts
-messages (:mod:`moe_tui.tui.messages`) to a target (the App): coalesced progress, stage and notice events, then exactly
-one of ExtractionDone / ExtractionFailed / ExtractionCancelled. Cancel = cancel the asyncio task: the child gets
+The child writes one JSON event per line on stderr (:mod:`moe_tui.core.events`, read back with its
+``parse_event``). This module posts messages (:mod:`moe_tui.tui.messages`) to a target (the App): an
+:class:`ExtractionEvent` per stage, notice and (throttled, coalesced) progress event, then exactly one of
+ExtractionDone / ExtractionFailed / ExtractionCancelled. Cancel = cancel the asyncio task: the child gets
 SIGTERM (SIGKILL after a grace period). Only the App decides whether a second extraction may start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
-from moe_tui.tui.messages import (
-    ExtractionCancelled,
-    ExtractionDone,
-    ExtractionFailed,
-    ExtractionNotice,
-    ExtractionProgress,
-    ExtractionStage,
-)
+from moe_tui.core.events import Done, Error, Notice, Progress, Stage, parse_event
+from moe_tui.core.options import ExtractOptions, to_argv
+from moe_tui.tui.messages import ExtractionCancelled, ExtractionDone, ExtractionEvent, ExtractionFailed
 
 PROGRESS_MIN_INTERVAL_S = 0.1   # producer-side throttle: at most 10 progress messages a second
 TERM_GRACE_S = 5.0
@@ -34,39 +28,9 @@ class _Poster(Protocol):
     def post_message(self, message) -> bool: ...
 
 
-@dataclass
-class ExtractRequest:
-    model: str
-    data: str
-    tagset: str = "upos"
-    sample: int | None = None
-    batch_size: int = 16
-    dtype: str = "auto"
-    device: str = "auto"
-    trust_remote_code: bool = False
-
-
-def build_extract_command(req: ExtractRequest) -> list[str]:
-    """The child command line (the headless CLI; it shares core/ with everything else)."""
-    cmd = [sys.executable, "-m", "moe_tui.cli", "extract", "--model", req.model, "--data", req.data,
-           "--tagset", req.tagset, "--batch-size", str(req.batch_size), "--dtype", req.dtype,
-           "--device", req.device, "--progress", "json"]
-    if req.sample:
-        cmd += ["--sample", str(req.sample)]
-    if req.trust_remote_code:
-        cmd.append("--trust-remote-code")
-    return cmd
-
-
-def parse_event(line: str) -> dict | None:
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        ev = json.loads(line)
-    except ValueError:
-        return None
-    return ev if isinstance(ev, dict) and "event" in ev else None
+def build_extract_command(opts: ExtractOptions) -> list[str]:
+    """The child command line: the headless CLI (it shares the core with everything else) with ``opts``."""
+    return [sys.executable, "-m", "moe_tui.cli", "extract", *to_argv(opts), "--progress", "json"]
 
 
 async def drive_extraction(
@@ -107,29 +71,21 @@ async def drive_extraction(
                 if line.strip():
                     tail.append(line)
                 continue
-            kind = ev.get("event")
-            if kind == "progress":
-                msg = ExtractionProgress(
-                    int(ev.get("sentences_done") or 0), int(ev.get("sentences_total") or 0),
-                    int(ev.get("tokens_done") or 0), int(ev.get("tokens_total") or 0),
-                    float(ev.get("tokens_per_s") or 0.0), ev.get("eta_s"),
-                )
+            if isinstance(ev, Progress):
+                msg = ExtractionEvent(ev)
                 now = clock()
-                final = msg.sentences_total and msg.sentences_done >= msg.sentences_total
-                if final or now - state["last_progress"] >= PROGRESS_MIN_INTERVAL_S:
+                if ev.finished or now - state["last_progress"] >= PROGRESS_MIN_INTERVAL_S:
                     state["last_progress"] = now
                     state["pending"] = None
                     target.post_message(msg)
                 else:
                     state["pending"] = msg
-            elif kind == "stage":
-                target.post_message(ExtractionStage(str(ev.get("stage", ""))))
-            elif kind == "notice":
-                target.post_message(ExtractionNotice(str(ev.get("message", ""))))
-            elif kind == "error":
-                state["error"] = str(ev.get("message", "extraction failed"))
-            elif kind == "done":
-                state["done"] = (str(ev.get("run_dir", "")), str(ev.get("run_id", "")))
+            elif isinstance(ev, (Stage, Notice)):
+                target.post_message(ExtractionEvent(ev))
+            elif isinstance(ev, Error):
+                state["error"] = ev.message
+            elif isinstance(ev, Done):
+                state["done"] = (ev.run_dir, ev.run_id)
 
     try:
         await asyncio.gather(read_stdout(), read_stderr())

@@ -340,7 +340,24 @@ def test_read_rows_reads_slices_from_the_file(tmp_path):
 
 
 def test_optional_arrays_and_unknown_manifest_fields_are_kept(tmp_path):
-    """A shard may carry more per-token arrays (e.g. logits): merged in corpus order, listed, checked."""
+    """A shard may carry optional per-token arrays (logits): merged in corpus order when asked for, listed, checked;
+    left out when not asked for; a shard without them is refused when they are."""
+    # asked for, but one shard lacks them (written by an attempt without --save-logits): refused, nothing written
+    rid0 = run_id_for({"opt": 0})
+    w0 = RunWriter(tmp_path / rid0, {"opt": 0})
+    w0.begin()
+    a0 = _shard([2, 0], [4, 3], 0)
+    a0["logits"] = np.zeros((7, 3, 8), np.float16)
+    w0.write_shard(0, a0)
+    w0.write_shard(1, _shard([1], [2], 1))
+    with pytest.raises(CacheError, match="shard 1 of run .* has no logits"):
+        w0.finalize(2, _sentences([3, 2, 4]), _manifest_extra(), optional=("logits",))
+    assert not (tmp_path / rid0 / "manifest.json").exists() and not (tmp_path / rid0 / "logits.npy").exists()
+    # not asked for: the run has no logits, even though shard 0 carries them
+    w0.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
+    plain = RunStore(tmp_path).open(rid0)
+    assert not plain.has_logits and plain.logits is None and not (tmp_path / rid0 / "logits.npy").exists()
+
     rid = run_id_for({"opt": 1})
     w = RunWriter(tmp_path / rid, {"opt": 1})
     w.begin()
@@ -349,9 +366,10 @@ def test_optional_arrays_and_unknown_manifest_fields_are_kept(tmp_path):
     s1["logits"] = -np.arange(2 * 3 * 8, dtype=np.float16).reshape(2, 3, 8)
     w.write_shard(0, s0)
     w.write_shard(1, s1)
-    w.finalize(2, _sentences([3, 2, 4]), {**_manifest_extra(), "provenance": {"host": "node7", "git": "abc"}})
+    w.finalize(2, _sentences([3, 2, 4]), {**_manifest_extra(), "provenance": {"host": "node7", "git": "abc"}},
+               optional=("logits",))
     run = RunStore(tmp_path).open(rid)
-    assert run.has_array("logits") and not run.has_array("nothing")
+    assert run.has_array("logits") and run.has_logits and not run.has_array("nothing")
     np.testing.assert_array_equal(run.logits[0:3], s0["logits"][4:7])
     np.testing.assert_array_equal(run.logits[3:5], s1["logits"])
     np.testing.assert_array_equal(run.logits[5:9], s0["logits"][0:4])

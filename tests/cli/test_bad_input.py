@@ -263,3 +263,34 @@ def test_output_under_a_regular_file(cache, tmp_path, capsys):
     assert blocker.read_text() == "keep me\n" and sorted(p.name for p in blocker.parent.iterdir()) == ["file.txt"]
     _check_untouched(cache, before_tree, before_runs)
     assert run_bytes(before_runs[0].path)  # the run is still whole
+
+
+def test_export_routes_creates_the_folders_of_out(cache, tmp_path, capsys):
+    """--out in folders that do not exist yet: they are made, and the file is the one written into an existing folder."""
+    run_id = RunStore(cache).list_runs()[0].run_id
+    (tmp_path / "flat").mkdir()
+    for name in ("r.csv", "r.parquet"):
+        code, out, err = cli(capsys, "export-routes", run_id, "--out", tmp_path / "flat" / name, "--cache-dir", cache)
+        assert code == 0, err
+        deep = tmp_path / "new" / "deeper" / name
+        code, out, err = cli(capsys, "export-routes", run_id, "--out", deep, "--cache-dir", cache)
+        assert code == 0, err
+        assert out.strip() == str(deep.resolve())
+        assert deep.read_bytes() == (tmp_path / "flat" / name).read_bytes()
+
+
+def test_bad_probe_options_are_one_line(cache, tmp_path, capsys):
+    """An engine option that cannot work fails at once, in one line, before any probe is trained."""
+    run_id = RunStore(cache).list_runs()[0].run_id
+    before_tree, before_runs = tree(cache), RunStore(cache).list_runs()
+    code, out, err = cli(capsys, "report", run_id, "--out", tmp_path / "rep", "--probe", "--early-stopping",
+                         "--cache-dir", cache)
+    assert_one_line_error(code, err, "--early-stopping needs --probe-engine sklearn")
+    code, out, err = cli(capsys, "report", run_id, "--out", tmp_path / "rep", "--probe", "--probe-device", "tpu",
+                         "--cache-dir", cache)
+    assert_one_line_error(code, err, "probe device must be auto, cpu, cuda or cuda:N")
+    with pytest.raises(SystemExit) as exc:   # argparse: usage line + one error line
+        cli(capsys, "report", run_id, "--out", tmp_path / "rep", "--probe", "--probe-engine", "jax", "--cache-dir", cache)
+    assert exc.value.code == 2 and "invalid choice: 'jax'" in capsys.readouterr().err
+    assert not (tmp_path / "rep").exists()
+    _check_untouched(cache, before_tree, before_runs)

@@ -61,6 +61,18 @@ def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, "runs", "--json")
     rec = json.loads(out.splitlines()[0])
     assert rec["run_id"] == run_dir.name and rec["status"] == "complete"
+    # provenance: the versions this process runs with, read here independently
+    import platform
+    from importlib.metadata import version
+
+    import torch
+
+    prov = rec["provenance"]
+    assert prov["python"] == platform.python_version() and prov["torch"] == torch.__version__
+    assert {p: prov[p] for p in ("transformers", "tokenizers", "accelerate")} == {
+        p: version(p) for p in ("transformers", "tokenizers", "accelerate")}
+    assert prov["model"]["commit_hash"] is None  # a local folder has no hub commit
+    assert rec["logits"] is False and prov == json.loads((run_dir / "manifest.json").read_text())["provenance"]
 
     csv_path = tmp_path / "routes.csv"
     code, out, err = run_cli(capsys, "export-routes", run_dir.name[:8], "--out", str(csv_path))
@@ -87,6 +99,31 @@ def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     import pyarrow.parquet as pq
 
     assert pq.read_table(pq_path).num_rows == len(rows) - 1
+
+
+@pytest.mark.slow
+def test_hub_model_commit_and_logits_in_runs_json(tiny_olmoe, tmp_path):
+    """A model read from the Hugging Face cache (offline) records its commit; --save-logits shows in runs --json."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--moe-tui--tiny-olmoe"
+    shutil.copytree(tiny_olmoe, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1", MOE_TUI_CACHE=str(tmp_path / "c"))
+
+    def cli(*argv):
+        p = subprocess.run([sys.executable, "-m", "moe_tui", *argv], capture_output=True, text=True, env=env,
+                           cwd=str(REPO), timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout
+
+    cli("extract", "--model", "moe-tui/tiny-olmoe", "--data", str(EWT_DEV), "--max-sentences", "3", "--device", "cpu",
+        "--progress", "none", "--save-logits")
+    rec = json.loads(cli("runs", "--json").splitlines()[0])
+    assert rec["provenance"]["model"] == {"name_or_path": "moe-tui/tiny-olmoe", "revision": None, "commit_hash": commit}
+    assert rec["logits"] is True
 
 
 def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
@@ -151,15 +188,51 @@ def test_unknown_run_and_report_errors(tmp_path, capsys):
 def test_export_to_unwritable_place(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     run_id = Path(out.strip().splitlines()[-1]).name
+    # folders that do not exist yet are created; a folder that cannot be (a regular file in the way) is one line
+    (tmp_path / "no").write_text("a file\n")
     target = tmp_path / "no" / "such" / "dir" / "r.csv"
     _one_line_error(*run_cli(capsys, "export-routes", run_id, "--out", str(target)), "cannot write")
-    assert not target.parent.exists()
+    assert not target.parent.exists() and (tmp_path / "no").read_text() == "a file\n"
+    made = tmp_path / "new" / "such" / "dir" / "r.csv"
+    code, out, err = run_cli(capsys, "export-routes", run_id, "--out", str(made))
+    assert code == 0 and made.is_file() and out.strip() == str(made), err
 
 
 def test_usage_error_exit_code(capsys):
     with pytest.raises(SystemExit) as e:
         main(["extract", "--model"])
     assert e.value.code == 2
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["extract", "--model", "m", "--data", "d", "--max-sentences", "many"],
+     "moe-tui: error: argument --max-sentences: 'many' is not an integer (see moe-tui extract --help)"),
+    (["extract", "--data", "d"], "moe-tui: error: the following arguments are required: --model "
+                                 "(see moe-tui extract --help)"),
+    (["report", "r", "--out", "o", "--max-iter", "0"],
+     "moe-tui: error: argument --max-iter: '0' must be > 0 (see moe-tui report --help)"),
+    (["frobnicate"], "moe-tui: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'extract', "
+                     "'open', 'runs', 'export-routes', 'report', 'diff', 'concordance', 'expert', "
+                     "'inspect', 'demo') (see moe-tui --help)"),
+])
+def test_usage_errors_are_one_line(capsys, argv, line):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert e.value.code == 2 and out == ""
+    assert err == line + "\n"  # no usage block
+
+
+def test_no_progress_bar_left_above_an_error(tiny_olmoe, tmp_path):
+    """With the default progress bar (stderr not a terminal), a failing extraction prints the error line only."""
+    env = dict(os.environ, MOE_TUI_CACHE=str(tmp_path / "cache"))
+    for model in (tmp_path / "no_such_model", tiny_olmoe):
+        data = EWT_DEV if model != tiny_olmoe else tmp_path / "missing.conllu"
+        p = subprocess.run([sys.executable, "-m", "moe_tui", "extract", "--model", str(model), "--data", str(data),
+                            "--max-sentences", "3", "--device", "cpu"],
+                           capture_output=True, text=True, env=env, cwd=str(REPO), timeout=300)
+        assert p.returncode == 2 and p.stdout == ""
+        assert p.stderr.count("\n") == 1 and p.stderr.startswith("moe-tui: error: "), repr(p.stderr)
 
 
 def _modules_after(code: str) -> set[str]:
@@ -193,20 +266,20 @@ REPORT_FILES = {
     "spec_pos.csv": "pos,mean_spec,max_spec,max_layer",
     "kl_layer_expert.csv": "layer,expert,assignments,kl",
     "kl_summary.csv": "mu_min,mu_max,mu_mean",
-    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline",
-    "probe.csv": "variant,accuracy,train_tokens,test_tokens",
+    "summary.csv": "model,moe_layers,experts,top_k,tokens,spec,uniform,delta,mlp_top_k,mlp_top_1,baseline,global_pos",
+    "probe.csv": "variant,accuracy,train_tokens,test_tokens,accuracy_sd,seeds,n_iter,converged,engine,device",
     "confusion_top_k.csv": "true,pred,count",
-    "ablation.csv": "side,removed,accuracy",
+    "ablation.csv": "side,removed,accuracy,accuracy_sd,n_iter,converged",
     "tsne.csv": "token,x,y,pos",
-    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess",
-    "controls.csv": "variant,accuracy",
+    "spec_null.csv": "layer,pos,spec,null_mean,null_p95,excess,p_value,q_value",
+    "controls.csv": "quantity,value",
 }
 
 
 @pytest.mark.slow
-def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
+def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys, monkeypatch):
     """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
-    contract, and its numbers are the metrics computed directly from the run's arrays."""
+    contract (figures included), and its numbers are the metrics computed directly from the run's arrays."""
     from moe_tui.core import metrics
 
     ids = []
@@ -216,12 +289,21 @@ def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
         ids.append(Path(out.strip().splitlines()[-1]).name)
     out_dir = tmp_path / "report"
     # both runs side by side (routing tables + comparison), then the probes and controls of one run
-    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir))
+    code, out, err = run_cli(capsys, "report", *ids, "--out", str(out_dir), "--figures")
     assert code == 0, err
     assert out.strip().splitlines()[-1] == str(out_dir.resolve())
     assert "summary" in out and "spec_pos" in out  # the plain-text tables
     for name in ("compare_table1.csv", "compare_table3.csv", "compare_table5.csv"):
         assert (out_dir / name).read_text().count("\n") >= 3
+    for folder in (out_dir / ids[0], out_dir / ids[1], out_dir):  # per run, then the cross-model versions
+        for stem in ("fig_spec_by_layer", "fig_kl_heatmap"):
+            assert (folder / f"{stem}.png").read_bytes().startswith(b"\x89PNG"), (folder, stem)
+            assert (folder / f"{stem}.pdf").read_bytes().startswith(b"%PDF"), (folder, stem)
+    with monkeypatch.context() as mp:  # figures without matplotlib: one line, exit 2, before any work
+        mp.setitem(sys.modules, "matplotlib", None)
+        code, out, err = run_cli(capsys, "report", ids[0], "--out", str(tmp_path / "nofig"), "--figures")
+    assert code == 2 and err.count("\n") == 1 and "matplotlib" in err and "Traceback" not in err
+    assert not list((tmp_path / "nofig").rglob("*.csv"))
     code, out, err = run_cli(capsys, "report", ids[0], "--out", str(out_dir), "--probe", "--controls",
                              "--tsne-samples", "200", "--permutations", "20", "--bootstrap", "50",
                              "--ablation-step", "2", "--max-iter", "200")
@@ -230,7 +312,6 @@ def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
         lines = (out_dir / ids[0] / name).read_text().splitlines()
         assert lines[0] == header, name
         assert len(lines) > 1, name
-    assert len((out_dir / ids[0] / "tsne.csv").read_text().splitlines()) == 201
     ablation = (out_dir / ids[0] / "ablation.csv").read_text().splitlines()[1:]
     assert sorted({int(r.split(",")[1]) for r in ablation}) == [0, 2]  # L = 4, step 2
     # summary.csv's Spec is the global Spec of the arrays, unrounded
@@ -244,4 +325,7 @@ def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys):
         row = list(csv.DictReader(fh))[0]
     assert float(row["spec"]) == metrics.global_spec(mean_spec, run.tags, tokens)
     assert int(row["tokens"]) == int(mask.sum())
+    # the t-SNE embeds the probes' test tokens (a third), at most --tsne-samples of them
+    n_test = int(round(int(mask.sum()) / 3))
+    assert len((out_dir / ids[0] / "tsne.csv").read_text().splitlines()) == 1 + min(200, n_test)
     assert float(row["uniform"]) == 100.0 * run.top_k / run.num_experts

@@ -39,6 +39,11 @@ def tiny_model() -> Path:
     return ewt_tiny_model("mixtral")
 
 
+def collect(events: list):
+    """A progress callback that keeps each event in its JSON wire form (a dict, as --progress json prints it)."""
+    return lambda ev: events.append(ev.to_dict())
+
+
 def ex_opts(cache, data=EWT_DEV, **kw):
     from moe_tui.core.extract import ExtractOptions
 
@@ -221,7 +226,7 @@ def test_kill9_mid_extraction_then_rerun_is_byte_identical(wave, seed):
     with pytest.raises(Exception, match="not finished"):
         RunStore(cache).open(info.run_id)
     events = []
-    out = extract(ex_opts(cache), progress=events.append)
+    out = extract(ex_opts(cache), progress=collect(events))
     first = [e for e in events if e["event"] == "progress"][0]
     assert first["sentences_done"] == len(shards) + 1  # the kept shards were not redone
     assert out.name == wave["ref"].name
@@ -286,7 +291,7 @@ def test_oom_from_the_start_gives_the_routes_of_a_small_batch_run(tmp_path, monk
 
     monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", flaky)
     events = []
-    big = extract(ex_opts(tmp_path / "big", max_sentences=8, batch_size=6), progress=events.append)
+    big = extract(ex_opts(tmp_path / "big", max_sentences=8, batch_size=6), progress=collect(events))
     assert [e["message"] for e in events if e["event"] == "notice"] == [
         "out of memory on a batch of 6 sentences: batch halved to 3",
         "out of memory on a batch of 3 sentences: batch halved to 1"]

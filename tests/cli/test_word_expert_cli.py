@@ -7,7 +7,9 @@ import csv
 import numpy as np
 
 from moe_tui.cli import main
-from tests.core.test_concordance import N_EXPERTS, build_run, expected_experts
+from tests.runs import WORD_RUN_EXPERTS as N_EXPERTS
+from tests.runs import word_run as build_run
+from tests.runs import word_run_experts as expected_experts
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -68,6 +70,6 @@ def test_expert_csv_layout(tmp_path, capsys):
 
 def test_open_diff_refuses_other_tokenizer_before_the_tui(tmp_path, capsys):
     a = build_run(tmp_path)
-    b = build_run(tmp_path, name="0000000000000c0e", token_ids=np.arange(23)[::-1])
+    b = build_run(tmp_path, model="org/m-c", token_ids=np.arange(23)[::-1])
     code, out, err = run_cli(capsys, "open", str(a.path), "--diff", str(b.path))
     assert code == 2 and "tokenize the corpus differently" in err and len(err.strip().splitlines()) == 1

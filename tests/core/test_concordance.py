@@ -12,70 +12,13 @@ from moe_tui.core.concordance import concordance, find_occurrences, pos_groups
 from moe_tui.core.expert_card import expert_card, item_stats
 from moe_tui.core.run_pair import check_pair, layer_disagreement
 from moe_tui.errors import ReportError
-
-TAGS = ("DET", "NOUN", "PRON", "PUNCT", "SCONJ", "VERB", "PROPN")
-# (text, words [(form, tag)], pieces per word); a BOS token starts every sentence
-SENTS = [
-    ("I know that he left .", None, None),
-    ("That dog runs .", None, None),
-    ("Give me that .", None, None),
-    ("Thatcher said that .", None, [["Th", "atcher"], ["Ġsaid"], ["Ġthat"], ["Ġ."]]),
-]
-WORD_TAGS = [
-    ["PRON", "VERB", "SCONJ", "PRON", "VERB", "PUNCT"],
-    ["DET", "NOUN", "VERB", "PUNCT"],
-    ["VERB", "PRON", "PRON", "PUNCT"],
-    ["PROPN", "VERB", "SCONJ", "PUNCT"],
-]
-N_EXPERTS, K, LAYERS = 4, 2, [1, 2]
-
-
-def expected_experts(t: int, li: int) -> list[int]:
-    """The routing of global token ``t`` at MoE layer position ``li`` (how the fixture is built)."""
-    return [(t + li) % N_EXPERTS, (t + li + 1) % N_EXPERTS]
-
-
-def build_run(root, *, shift: int = 0, name: str = "0000000000000c0c", token_ids=None):
-    from moe_tui.cache.store import RunStore, write_run
-
-    records, offs, widx, pos, special, offsets = [], [0], [], [], [], []
-    for (text, _, pieces), tags in zip(SENTS, WORD_TAGS):
-        words = text.split()
-        spans, c = [], 0
-        for w in words:
-            s = text.index(w, c)
-            spans.append((s, s + len(w)))
-            c = s + len(w)
-        pieces = pieces or [[("Ġ" if i else "") + w] for i, w in enumerate(words)]
-        toks = ["<s>"]
-        widx.append(-1)
-        pos.append(-1)
-        special.append(True)
-        offsets.append((0, 0))
-        for wi, ps in enumerate(pieces):
-            for p in ps:
-                toks.append(p)
-                widx.append(wi)
-                pos.append(TAGS.index(tags[wi]))
-                special.append(False)
-                offsets.append(spans[wi])
-        records.append({"id": f"s{len(records)}", "text": text, "tokens": toks,
-                        "words": [[w, t, a, b] for w, t, (a, b) in zip(words, tags, spans)]})
-        offs.append(offs[-1] + len(toks))
-    T = offs[-1]
-    experts = np.array([[expected_experts(t, li) for li in range(len(LAYERS))] for t in range(T)], dtype=np.uint8)
-    if shift:  # a second run that differs at every token whose index is a multiple of 3, at layer position 1
-        experts[::3, 1, 1] = (experts[::3, 1, 1] + 1) % N_EXPERTS
-        experts[::3, 1, 1] = np.where(experts[::3, 1, 1] == experts[::3, 1, 0], (experts[::3, 1, 1] + 1) % N_EXPERTS,
-                                      experts[::3, 1, 1])
-    arrays = {"token_ids": np.asarray(token_ids if token_ids is not None else np.arange(T), dtype=np.int32),
-              "sentence_offsets": np.array(offs, dtype=np.int64), "word_index": np.array(widx, dtype=np.int32),
-              "pos": np.array(pos, dtype=np.int16), "special": np.array(special), "crossing": np.zeros(T, bool),
-              "offsets": np.array(offsets, dtype=np.int32), "experts": experts,
-              "weights": np.full((T, len(LAYERS), K), 0.5, np.float16)}
-    extra = {"model": {"name_or_path": "org/m", "moe_layers": LAYERS, "num_experts": N_EXPERTS, "top_k": K},
-             "tagset": {"name": "x", "tags": list(TAGS)}}
-    return RunStore(root).open(write_run(root / name, {"n": name}, arrays, records, extra))
+from tests.runs import WORD_RUN_EXPERTS as N_EXPERTS
+from tests.runs import WORD_RUN_K as K
+from tests.runs import WORD_RUN_SENTENCES as SENTS
+from tests.runs import WORD_RUN_TAGS as TAGS
+from tests.runs import WORD_RUN_WORD_TAGS as WORD_TAGS
+from tests.runs import word_run as build_run
+from tests.runs import word_run_experts as expected_experts
 
 
 @pytest.fixture
@@ -212,9 +155,27 @@ def test_expert_card_against_a_loop(run, tmp_path):
         expert_card(run, layer=1, expert=9)
 
 
+def test_unused_rank_counts_for_no_expert(tmp_path):
+    """Per-layer top-k: at layer 1 the even tokens use only their rank-0 expert (rank 1 holds the sentinel)."""
+    run = build_run(tmp_path, unused_rank=True)
+    conc = concordance(run, "that", layer=1)          # tokens 3, 8, 15, 21: token 8 uses one expert
+    assert [conc.experts_text(i) for i in range(len(conc))] == ["3 0", "0", "3 0", "1 2"]
+    groups = {g.tag: g.expert_counts.tolist() for g in conc.pos_groups()}
+    assert groups == {"SCONJ": [1, 1, 1, 1], "DET": [1, 0, 0, 0], "PRON": [1, 0, 0, 1]}
+    assert sum(sum(v) for v in groups.values()) == 2 * 4 - 1
+    analysed = [t for t in range(23) if t not in (0, 7, 12, 17)]
+    card = expert_card(run, layer=1, expert=0, min_count=1)
+    used = {t: expected_experts(t, 0)[:1] if t % 2 == 0 else expected_experts(t, 0) for t in analysed}
+    mine = [t for t in analysed if 0 in used[t]]
+    total = sum(len(v) for v in used.values())
+    assert card.assignments == len(mine) and card.total_assignments == total < 2 * len(analysed)
+    assert card.load_share == pytest.approx(len(mine) / total)
+    assert sum(card.pos.count) == len(mine)
+
+
 def test_run_pair_checks_and_disagreement(tmp_path):
     a = build_run(tmp_path)
-    b = build_run(tmp_path, shift=1, name="0000000000000c0d")
+    b = build_run(tmp_path, shift=1, model="org/m-b")
     check_pair(a, b)
     table = layer_disagreement(a, b, chunk_tokens=5)
     analysed = [t for t in range(23) if t not in (0, 7, 12, 17)]
@@ -223,6 +184,6 @@ def test_run_pair_checks_and_disagreement(tmp_path):
     assert table["rows"][1][0] == 2 and table["rows"][1][2] == len(differ)
     assert table["rows"][1][3] == pytest.approx(len(differ) / len(analysed))
     assert table["rows"][1][4] == 0   # the rank-0 expert never changed
-    other = build_run(tmp_path, name="0000000000000c0e", token_ids=np.arange(23)[::-1])
+    other = build_run(tmp_path, model="org/m-c", token_ids=np.arange(23)[::-1])
     with pytest.raises(ReportError, match="tokenize the corpus differently"):
         check_pair(a, other)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import pytest
 
 from moe_tui.core.corpus import Corpus, Sentence, Word, read_corpus
 from moe_tui.core.tagsets import PTB_TO_UPOS, TAGSETS, map_tag
 from moe_tui.errors import CorpusError
-
-EWT_DEV = Path(__file__).resolve().parents[3] / "shared/data/ud_english_ewt/en_ewt-ud-dev.conllu"
+from tests.conftest import EWT_DEV
 
 
 def row(i, form, upos="NOUN", xpos="NN", misc="_"):
@@ -162,13 +160,87 @@ def test_ptb_file(tmp_path):
     c = read_corpus(write(tmp_path, text, "c.txt"))
     assert c.format == "ptb" and c.pos_column == "xpos" and len(c.sentences) == 2
     s = c.sentences[0]
-    assert s.text == "The cat can sit ."
+    assert s.text == "The cat can sit."
     assert spans(s) == [("The", "DET", "The"), ("cat", "NOUN", "cat"), ("can", "VERB", "can"),
                         ("sit", "VERB", "sit"), (".", "PUNCT", ".")]
     with pytest.raises(CorpusError, match=r"c2.txt:2: unknown Penn tag 'ZZ'"):
         read_corpus(write(tmp_path, "a\tDT\nb\tZZ\n", "c2.txt"))
     with pytest.raises(CorpusError, match=r"c3.txt:1: expected 2 columns"):
         read_corpus(write(tmp_path, "a\tDT\tx\n", "c3.txt"))
+
+
+PTB_ESCAPED = (
+    "He\tPRP\nsaid\tVBD\n-LRB-\t-LRB-\nnot\tRB\nto\tTO\nDC\tNNP\n-RRB-\t-RRB-\n``\t``\nit\tPRP\n"
+    "'s\tVBZ\n-LCB-\t-LRB-\nfine\tJJ\n-RCB-\t-RRB-\n-LSB-\t-LRB-\n1\\/2\tCD\n-RSB-\t-RRB-\n''\t''\n.\t.\n\n"
+    "I\tPRP\ndo\tVBP\nn't\tRB\nknow\tVB\nJohn\tNNP\n's\tPOS\nlong\tJJ\n-\tHYPH\nterm\tNN\nplan\tNN\n,\t,\n"
+    "`\t``\nsaid\tVBD\n'\t''\nthe\tDT\nparents\tNNS\n'\tPOS\ndog\tNN\n:\t:\n$\t$\n5\tCD\n!\t.\n"
+)
+ESCAPES = {"-LRB-", "-RRB-", "-LSB-", "-RSB-", "-LCB-", "-RCB-", "``", "''", "`", "\\/", "\\*"}
+
+
+def test_ptb_escapes_undone_and_text_rebuilt(tmp_path):
+    c = read_corpus(write(tmp_path, PTB_ESCAPED, "onto.txt"), format="ptb")
+    a, b = c.sentences
+    assert a.text == 'He said (not to DC) "it\'s {fine} [1/2]".'
+    assert b.text == "I don't know John's long-term plan, 'said' the parents' dog: $5!"
+    for s in (a, b):
+        for w in s.words:
+            assert s.text[w.start : w.end] == w.form  # every span exact
+            assert not any(e in w.form for e in ESCAPES), w.form
+        assert not any(e in s.text for e in ESCAPES)
+    assert [w.form for w in a.words][2:7] == ["(", "not", "to", "DC", ")"]
+    assert [(w.form, w.upos) for w in b.words][1:3] == [("do", "VERB"), ("n't", "ADV")]
+
+
+@pytest.mark.slow
+def test_ptb_input_reaches_the_tokenizer_as_text(tmp_path):
+    from moe_tui.core.align import align_corpus
+    from tests.factories_tok import byte_bpe_tokenizer
+
+    c = read_corpus(write(tmp_path, PTB_ESCAPED, "onto.txt"), format="ptb")
+    tok = byte_bpe_tokenizer([s.text for s in c.sentences] * 20, vocab_size=300)
+    aligned, _ = align_corpus(c, tok)
+    for s, al in zip(c.sentences, aligned):
+        decoded = tok.decode(al.input_ids, skip_special_tokens=True)
+        assert decoded.strip() == s.text
+        assert not any(e in decoded for e in ("-LRB-", "-RRB-", "-LCB-", "-RSB-", "``", "''"))
+
+
+@pytest.mark.slow
+def test_ptb_rebuilds_ewt_text():
+    """UD English EWT dev + test written as PTB lines, rebuilt, compared with each sentence's ``# text``."""
+    from benchmarks.measure_corpus import ptb_roundtrip
+    from tests.conftest import EWT_DEV, EWT_TEST
+
+    res = ptb_roundtrip([EWT_DEV, EWT_TEST])
+    assert res["sentences"] == 4078
+    assert res["identical"] / res["sentences"] >= 0.90, res
+    assert res["joined_identical"] / res["sentences"] < 0.25  # what " ".join of the PTB tokens gets
+    assert res["escapes_left"] == 0
+
+
+def test_afx_is_adj_as_in_the_ud_table(tmp_path):
+    assert PTB_TO_UPOS["AFX"] == "ADJ"
+    c = read_corpus(write(tmp_path, "pre\tAFX\n-\tHYPH\nwar\tNN\n", "afx.txt"))
+    assert [(w.form, w.upos) for w in c.sentences[0].words] == [("pre", "ADJ"), ("-", "PUNCT"), ("war", "NOUN")]
+    assert c.sentences[0].text == "pre-war"
+
+
+def test_paper_recipe_upos_vs_xpos_on_ewt_dev():
+    """README's figure: UPOS and --pos-column xpos differ on ~4% of EWT dev words after folding to paper15,
+    mostly possessive determiners (PRON vs DET) and negation (PART vs ADV)."""
+    from benchmarks.measure_corpus import pos_column_difference
+    from tests.conftest import EWT_DEV
+
+    d = pos_column_difference(EWT_DEV)
+    assert d["words"] == 25147
+    assert 0.035 < d["differ"] / d["words"] < 0.05  # 4.12% (1,037 words) with this reader, as README states
+    top = [p for p, _ in d["pairs"].most_common(2)]
+    assert top == [("PRON", "DET"), ("PART", "ADV")]
+    for w in ("my", "your", "their"):
+        assert d["forms"][(w, "PRON", "DET")] > 0
+    assert d["forms"][("not", "PART", "ADV")] > 0 and d["forms"][("n't", "PART", "ADV")] > 0
+    assert d["forms"][("which", "PRON", "DET")] > 0 and d["forms"][("that", "PRON", "DET")] > 0
 
 
 def test_format_auto_by_content(tmp_path):

@@ -14,6 +14,11 @@ from tests.factories_model import ewt_tiny_model
 N_SENT = 24
 
 
+def collect(events: list):
+    """A progress callback that keeps each event in its JSON wire form (a dict, as --progress json prints it)."""
+    return lambda ev: events.append(ev.to_dict())
+
+
 @pytest.fixture(scope="module")
 def tiny_mixtral():
     """A tiny Mixtral with a byte-level BPE tokenizer trained on EWT text (real subword splits)."""
@@ -36,7 +41,7 @@ def test_make_plan_longest_first_and_caps():
 
 def test_extract_writes_a_complete_run(tiny_mixtral, tmp_path):
     events = []
-    run_dir = extract(_opts(tiny_mixtral, tmp_path), progress=events.append)
+    run_dir = extract(_opts(tiny_mixtral, tmp_path), progress=collect(events))
     run = RunStore(tmp_path).open(run_dir.name)
     m = run.manifest
     assert m["model"]["model_type"] == "mixtral" and m["model"]["moe_layers"] == [0, 1, 2, 3]
@@ -97,7 +102,7 @@ def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
 
     monkeypatch.setattr(moe_tui.core.models, "load_model", no_load)
     events = []
-    assert extract(_opts(tiny_mixtral, tmp_path, batch_size=3), progress=events.append) == first
+    assert extract(_opts(tiny_mixtral, tmp_path, batch_size=3), progress=collect(events)) == first
     assert {"event": "stage", "stage": "cache-hit"} in events
 
 
@@ -132,7 +137,7 @@ def test_cancelled_extraction_resumes_to_the_same_run(tiny_mixtral, tmp_path):
     [info] = store.list_runs()
     assert info.status == "partial"
     events = []
-    resumed = extract(_opts(tiny_mixtral, tmp_path / "cut"), progress=events.append)
+    resumed = extract(_opts(tiny_mixtral, tmp_path / "cut"), progress=collect(events))
     first = [e for e in events if e["event"] == "progress"][0]
     assert first["sentences_done"] > 10  # the kept shards were not redone
     assert _npy_bytes(resumed) == _npy_bytes(ref)
@@ -156,7 +161,7 @@ def test_oom_halves_the_batch_and_keeps_routes(tiny_mixtral, tmp_path, monkeypat
     monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", flaky)
     events = []
     run = RunStore(tmp_path / "big").open(
-        extract(_opts(tiny_mixtral, tmp_path / "big", batch_size=8), progress=events.append).name)
+        extract(_opts(tiny_mixtral, tmp_path / "big", batch_size=8), progress=collect(events)).name)
     notices = [e["message"] for e in events if e["event"] == "notice"]
     assert notices == ["out of memory on a batch of 8 sentences: batch halved to 4",
                        "out of memory on a batch of 4 sentences: batch halved to 2"]

@@ -131,6 +131,10 @@ def test_global_spec_excludes_x_sym_and_absent_pos():
     assert M.global_spec(mean, tags) == 60.0  # (50 + 70) / 2
     tokens = np.array([5, 1, 1, 0, 0])  # VERB has no tokens -> dropped too
     assert M.global_spec(mean, tags, tokens) == 50.0
+    # the tags averaged, in tag order
+    assert M.global_spec_tags(mean, tags) == ("NOUN", "VERB")
+    assert M.global_spec_tags(mean, tags, tokens) == ("NOUN",)
+    assert M.global_spec_tags(np.full(5, np.nan), tags) == ()
 
 
 def test_absent_pos_gives_nan_spec_and_minus_one_argmax():

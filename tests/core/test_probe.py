@@ -75,13 +75,19 @@ def test_probe_beats_baseline_when_routes_encode_pos_and_forms_are_ambiguous():
     assert base.accuracy < 0.6  # forms are seen with all 3 POS
 
 
-def test_probe_is_deterministic_and_early_stopping_option():
+@pytest.mark.parametrize("engine", ["torch", "sklearn"])
+def test_probe_is_deterministic_and_early_stopping_option(engine):
     experts, pos, _, _ = synthetic(T=300, noise=0.3)
-    a = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST)
-    b = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST)
+    a = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST, engine=engine)
+    b = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, mlp_kwargs=FAST, engine=engine)
     np.testing.assert_array_equal(a.y_pred, b.y_pred)
-    c = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST)
-    assert 0 <= c.accuracy <= 1
+    assert a.engine == engine and a.n_iter == 30 and a.converged is False   # 30 epochs are not enough here
+    if engine == "sklearn":
+        c = Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST, engine=engine)
+        assert 0 <= c.accuracy <= 1
+    else:  # the torch engine has no validation split: it says so instead of silently ignoring the option
+        with pytest.raises(ValueError, match="sklearn"):
+            Pr.run_probe(experts, pos, 3, seed=1, max_iter=30, early_stopping=True, mlp_kwargs=FAST, engine=engine)
 
 
 def test_single_class_training_does_not_crash():
@@ -158,31 +164,40 @@ def test_control_task_selectivity_positive_when_routes_encode_pos():
     assert res["selectivity"] == pytest.approx(res["real"] - res["control"])
 
 
-def test_hamming_same_form_by_hand():
-    # form "a": t0 POS0 path [0,0,0]; t1 POS0 path [0,1,0]; t2 POS1 path [1,1,1]
-    # same-POS pairs: (t0,t1) -> 1 differing layer          -> mean 1
+def test_hamming_same_key_by_hand():
+    # key "a": t0 POS0 path [0,0,0]; t1 POS0 path [0,1,0]; t2 POS1 path [1,1,1]
+    # same-POS pairs: (t0,t1) -> 1 differing position        -> mean 1
     # diff-POS pairs: (t0,t2) -> 3 ; (t1,t2) -> 2            -> mean 2.5
-    # form "b": single token, no pair
+    # key "b": single token, no pair
     top1 = np.array([[0, 0, 0], [0, 1, 0], [1, 1, 1], [2, 2, 2]])
     forms = np.array(["a", "a", "a", "b"])
     pos = np.array([0, 0, 1, 0])
-    h = C.hamming_same_form(top1, forms, pos, 2, 3)
+    h = C.hamming_same_key(top1, forms, pos, 2, 3)
     assert h["same_pos"] == pytest.approx(1.0)
     assert h["diff_pos"] == pytest.approx(2.5)
     assert h["pairs_same_pos"] == 1 and h["pairs_diff_pos"] == 2
 
 
-def test_ambiguous_forms_probe_beats_baseline():
+def test_ambiguous_tokens_probe_beats_baseline():
+    """Routes encode POS and every token id is seen with every POS: on the ambiguous token ids the routing
+    probe beats both count-based predictors, and the top-k paths of one token id agree within a POS and
+    differ in every (layer, rank) slot across POS."""
     experts, pos, forms, _ = synthetic(T=900)
+    token_ids = np.array([int(f[1:]) for f in forms])
     split = Pr.split_indices(len(pos), seed=0)
     real = Pr.run_probe(experts, pos, 3, split=split, max_iter=200, mlp_kwargs=FAST)
     base = Pr.form_baseline(forms, pos, 3, *split)
-    amb = C.ambiguous_mask(forms, pos, 3)
-    assert amb.all()  # every form seen with >= 2 POS
-    res = C.ambiguous_forms(experts, forms, pos, 3, 8, probe=real, baseline=base)
-    assert res["ambiguous_probe"] > res["ambiguous_baseline"] + 0.3
-    assert res["hamming_same_pos"] == 0.0  # routes are a function of POS here
-    assert res["hamming_diff_pos"] == 4.0  # every layer differs between POS
+    tid = C.token_identity_probe(token_ids, pos, 3, split)
+    amb = C.ambiguous_mask(token_ids, pos, 3)
+    assert amb.all()  # every token id seen with >= 2 POS
+    res = C.ambiguous_tokens(token_ids, pos, 3, probe=real, token_identity=tid, form_baseline=base)
+    assert res["ambiguous_probe"] > res["ambiguous_form_baseline"] + 0.3
+    assert res["ambiguous_probe"] > res["ambiguous_token_identity"] + 0.3
+    assert res["ambiguous_test_tokens"] == 300 and res["ambiguous_token_ids"] == 30
+    ctx = C.context_effect(experts, token_ids, pos, 3, 8, n_permutations=50, seed=0)
+    assert ctx["same_pos"] == 0.0  # routes are a function of POS here
+    assert ctx["diff_pos"] == 8.0  # every (layer, rank) slot differs between POS: 4 layers x top-2
+    assert ctx["p_value"] == pytest.approx(1 / 51)
     assert not C.ambiguous_mask(np.array(["x", "x", "y"]), np.array([0, 0, 1]), 2).any()
 
 

@@ -146,14 +146,30 @@ class DeepseekForCausalLM(DeepseekPreTrainedModel):
 
 @pytest.fixture(scope="module")
 def remote_dir(tmp_path_factory):
+    return _build_remote(tmp_path_factory.mktemp("deepseek_remote"), MODELING, "moe_tui_test_remote_deepseek")
+
+
+# a gate that keeps its projection in a submodule: moe-tui cannot read its logits (no (E, H) weight of its own)
+MODELING_OPAQUE_GATE = MODELING.replace(
+    "        self.weight = nn.Parameter(torch.randn(config.n_routed_experts, config.hidden_size))",
+    "        self.score = nn.Linear(config.hidden_size, config.n_routed_experts, bias=False)",
+).replace("scores = F.linear(h, self.weight).softmax(dim=-1)", "scores = self.score(h).softmax(dim=-1)")
+
+
+@pytest.fixture(scope="module")
+def opaque_gate_dir(tmp_path_factory):
+    return _build_remote(tmp_path_factory.mktemp("deepseek_opaque"), MODELING_OPAQUE_GATE,
+                         "moe_tui_test_remote_opaque")
+
+
+def _build_remote(d, modeling: str, pkg: str):
     import importlib.util
     import sys
 
     from safetensors.torch import save_file
 
-    d = tmp_path_factory.mktemp("deepseek_remote")
     (d / "configuration_deepseek.py").write_text(textwrap.dedent(CONFIGURATION))
-    (d / "modeling_deepseek.py").write_text(textwrap.dedent(MODELING))
+    (d / "modeling_deepseek.py").write_text(textwrap.dedent(modeling))
     config = {
         "model_type": "deepseek",
         "architectures": ["DeepseekForCausalLM"],
@@ -168,7 +184,6 @@ def remote_dir(tmp_path_factory):
     }
     (d / "config.json").write_text(json.dumps(config))
     # build the weights by importing the written modules as a package
-    pkg = "moe_tui_test_remote_deepseek"
     spec = importlib.util.spec_from_file_location(pkg, d / "__init__.py", submodule_search_locations=[str(d)])
     (d / "__init__.py").write_text("")
     mod = importlib.util.module_from_spec(spec)
@@ -232,3 +247,54 @@ def test_remote_code_loads_and_capture_matches_gate(remote_dir):
                 assert wt[t, slot, r] == pytest.approx(want[int(ex[t, slot, r])], abs=2e-3)
     meta = inspect_model(remote_dir, trust_remote_code=True)
     assert meta.moe_layers == [1, 2]
+
+
+def test_remote_code_rank_follows_gate_logits(remote_dir):
+    """The remote gate returns (topk_idx, topk_weight, aux) in no order (sorted=False). Rank 0 must be the
+    selected expert with the highest gate logit, recomputed here in float64 from the gate's weight and input
+    (left- and right-padded rows)."""
+    lm = load_model(remote_dir, device="cpu", trust_remote_code=True)
+    seen = {}
+    handles = [s.module.register_forward_pre_hook(lambda m, a, slot=slot: seen.__setitem__(slot, a[0].clone()))
+               for slot, s in enumerate(lm.routers)]
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(4, 100, (3, 10), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding
+    mask[2, 7:] = 0  # right padding
+    try:
+        with RouteCapture(lm) as cap:
+            experts, _ = cap.run(ids, mask)
+            info = cap.routers_info()
+    finally:
+        for h in handles:
+            h.remove()
+    assert [(i["logits"], i["rank_by"]) for i in info] == [(True, "logit")] * 2
+    valid = mask.reshape(-1).bool().numpy()
+    ex = experts.reshape(30, 2, 2).astype(np.int64)
+    for slot, site in enumerate(lm.routers):
+        x = seen[slot].double().reshape(-1, 32)
+        logits = torch.nn.functional.linear(x, site.module.weight.double()).numpy()
+        sel = np.take_along_axis(logits, ex[:, slot], axis=1)[valid]
+        assert np.all(sel[:, 0] >= sel[:, 1])
+        assert np.array_equal(np.sort(ex[valid, slot], axis=1), np.sort(np.argsort(-logits[valid], axis=1)[:, :2], axis=1))
+
+
+def test_router_without_readable_logits_is_ranked_by_weight_and_says_so(opaque_gate_dir, tmp_path):
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.extract import ExtractOptions, extract
+
+    assert "self.score = nn.Linear" in MODELING_OPAQUE_GATE and "self.score(h)" in MODELING_OPAQUE_GATE
+    data = tmp_path / "c.txt"
+    data.write_text("".join(f"{w}\tNN\n" for w in "the cat sat on the big red mat".split()) + ".\t.\n\n"
+                    + "".join(f"{w}\tNN\n" for w in "she reads a good book".split()) + "\n")
+    run = RunStore(tmp_path / "c").open(extract(ExtractOptions(
+        model=str(opaque_gate_dir), data=str(data), trust_remote_code=True, save_logits=True,
+        cache_dir=str(tmp_path / "c"), device="cpu", dtype="float32")).name)
+    routing = run.manifest["routing"]
+    assert [(r["layer"], r["logits"], r["rank_by"]) for r in routing["routers"]] == [(1, False, "weight"),
+                                                                                   (2, False, "weight")]
+    assert routing["logits"]["layers_without_logits"] == [1, 2]
+    assert np.isnan(np.asarray(run.logits, dtype=np.float32)).all()
+    w = np.asarray(run.weights, dtype=np.float32)
+    assert (w[..., 0] >= w[..., 1]).all()

@@ -8,7 +8,17 @@ import math
 import numpy as np
 import pytest
 
-from moe_tui.core.report import ReportOptions, RunView, format_cell, report_tables, write_report
+from moe_tui.core.probe import VARIANTS as probe_features
+from moe_tui.core.report import (
+    CONTROL_ROWS,
+    PROBE_ROWS,
+    PROBE_VARIANTS,
+    ReportOptions,
+    RunView,
+    format_cell,
+    report_tables,
+    write_report,
+)
 from moe_tui.errors import ReportError
 
 TAGS = ("NOUN", "VERB", "X")
@@ -26,6 +36,11 @@ def make_view(run_id="run_a", model="org/tiny-moe", T=240, seed=0) -> RunView:
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
 
 
+def summ_spec(d):
+    """The global Spec cell of summary.csv in report folder ``d``."""
+    return read(d / "summary.csv")[1][5]
+
+
 def read(path):
     with open(path, newline="") as fh:
         return list(csv.reader(fh))
@@ -33,7 +48,7 @@ def read(path):
 
 def test_from_run_uses_mask_words_and_offsets(tmp_path):
     # two sentences; token 0 and 4 are special (pos -1); a real run written by the run writer
-    from moe_tui.cache.store import RunStore, write_run
+    from tests.runs import write_run
 
     sentences = [{"id": "s1", "text": "The Dog", "words": [["The", "DET", 0, 3], ["Dog", "NOUN", 4, 7]],
                   "tokens": ["<s>", "The", "D", "og"]},
@@ -46,11 +61,10 @@ def test_from_run_uses_mask_words_and_offsets(tmp_path):
               "sentence_offsets": np.array([0, 4, 6], dtype=np.int64),
               "token_ids": np.array([1, 10, 11, 12, 1, 13], dtype=np.int32),
               "crossing": np.zeros(6, bool), "offsets": np.zeros((6, 2), np.int32)}
-    extra = {"model": {"name_or_path": "org/m", "moe_layers": [0, 2], "num_experts": 4, "top_k": 1},
-             "tagset": {"name": "x", "tags": ["DET", "NOUN", "VERB"]}}
-    run = RunStore(tmp_path).open(write_run(tmp_path / "abc", {"t": 1}, arrays, sentences, extra))
+    run = write_run(tmp_path, arrays, sentences, tags=("DET", "NOUN", "VERB"), moe_layers=[0, 2], num_experts=4,
+                    top_k=1, model="org/m", tagset="x")
     v = RunView.from_run(run)
-    assert v.model == "org/m" and v.run_id == "abc" and v.moe_layers == [0, 2]
+    assert v.model == "org/m" and v.run_id == run.run_id and v.moe_layers == [0, 2]
     assert v.form_strings().tolist() == ["the", "dog", "dog", "runs"]
     # integer ids of the lower-cased forms, numbered in sorted order of the forms
     assert list(v.form_vocab) == ["", "dog", "runs", "the"] and v.form_ids.tolist() == [3, 1, 1, 2]
@@ -78,7 +92,7 @@ def test_write_report_basic_columns_and_values(tmp_path):
         "kl_layer_expert.csv": ["layer", "expert", "assignments", "kl"],
         "kl_summary.csv": ["mu_min", "mu_max", "mu_mean"],
         "summary.csv": ["model", "moe_layers", "experts", "top_k", "tokens", "spec", "uniform", "delta",
-                        "mlp_top_k", "mlp_top_1", "baseline"],
+                        "mlp_top_k", "mlp_top_1", "baseline", "global_pos"],
     }
     for name, cols in expected.items():
         assert read(d / name)[0] == cols, name
@@ -88,7 +102,8 @@ def test_write_report_basic_columns_and_values(tmp_path):
     assert {r[0] for r in spec_layer[1:]} == {"1", "3", "5"}  # decoder-layer indices
     summary = read(d / "summary.csv")[1]
     assert summary[:5] == ["org/tiny-moe", "3", "8", "2", "240"]
-    assert summary[8:] == ["", "", ""]  # probe columns empty without --probe
+    assert summary[8:11] == ["", "", ""]  # probe columns empty without --probe
+    assert summary[11] == "NOUN VERB"  # the tags the global Spec averages: X left out
     # unrounded repr floats, identical to the returned tables
     spec = res["runs"]["run_a"]["summary"]["rows"][0][5]
     assert summary[5] == repr(spec) and float(summary[6]) == 25.0
@@ -105,23 +120,37 @@ def test_write_report_probe_controls_and_compare(tmp_path):
     res = write_report([a, b], tmp_path, probe=True, controls=True, options=FAST,
                        progress=lambda s, i, n: seen.append(s))
     d = tmp_path / "run_a"
-    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens"]
+    assert read(d / "probe.csv")[0] == ["variant", "accuracy", "train_tokens", "test_tokens", "accuracy_sd", "seeds",
+                                        "n_iter", "converged", "engine", "device"]
     assert [r[0] for r in read(d / "probe.csv")[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
+    assert list(PROBE_ROWS) == ["top_k", "top_1", "onehot_top_k", "baseline"]   # the one list the TUI uses too
+    assert set(PROBE_VARIANTS) <= set(probe_features)                        # each one a feature the probe builds
     for v in ("top_k", "top_1", "onehot_top_k", "baseline"):
         c = read(d / f"confusion_{v}.csv")
         assert c[0] == ["true", "pred", "count"] and len(c) == 1 + 9
         assert sum(int(r[2]) for r in c[1:]) == 80  # 1/3 of 240 test tokens
     abl = read(d / "ablation.csv")
-    assert abl[0] == ["side", "removed", "accuracy"] and len(abl) == 1 + 4
+    assert abl[0] == ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"] and len(abl) == 1 + 4
     ts = read(d / "tsne.csv")
     assert ts[0] == ["token", "x", "y", "pos"] and len(ts) == 41
-    assert read(d / "spec_null.csv")[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess"]
+    null = read(d / "spec_null.csv")
+    assert null[0] == ["layer", "pos", "spec", "null_mean", "null_p95", "excess", "p_value", "q_value"]
+    for r in null[1:]:  # p in [1/(1+R), 1] (R = 5); q >= p; both empty where the POS has no token
+        if r[2]:
+            assert 1 / 6 <= float(r[6]) <= 1.0 and float(r[6]) <= float(r[7]) <= 1.0
+        else:
+            assert r[6] == r[7] == ""
     ctrl = {r[0]: r[1] for r in read(d / "controls.csv")[1:]}
-    assert read(d / "controls.csv")[0] == ["variant", "accuracy"]
-    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_baseline",
-                "hamming_same_pos", "hamming_diff_pos", "spec_ci_low", "spec_ci_high", "top_k_ci_low",
-                "top_k_ci_high", "baseline_ci_low", "baseline_ci_high"):
+    assert read(d / "controls.csv")[0] == ["quantity", "value"]
+    assert [r[0] for r in read(d / "controls.csv")[1:]] == list(CONTROL_ROWS) + [
+        f"{v}_ci_{end}" for v in (*PROBE_VARIANTS, "baseline") for end in ("low", "high")]
+    for key in ("token_identity", "control_task", "selectivity", "ambiguous_probe", "ambiguous_token_identity",
+                "ambiguous_form_baseline", "hamming_same_token_same_pos", "hamming_same_token_diff_pos",
+                "context_effect_p", "spec_ci_low", "spec_ci_high", "top_k_ci_low", "top_k_ci_high",
+                "baseline_ci_low", "baseline_ci_high"):
         assert key in ctrl, key
+    assert int(ctrl["ambiguous_test_tokens"]) > 0 and int(ctrl["ambiguous_token_ids"]) > 0   # integers
+    assert float(ctrl["spec_ci_low"]) <= float(summ_spec(d)) <= float(ctrl["spec_ci_high"])
     summ = read(d / "summary.csv")[1]
     assert all(summ[i] != "" for i in (8, 9, 10))
     assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers
@@ -185,3 +214,38 @@ def test_values_match_metrics(tmp_path):
             assert float(r[3]) == spec[li, p]
         else:
             assert math.isnan(spec[li, p])
+
+
+def test_probe_seeds_engine_columns_and_cancel(tmp_path):
+    """--probe-seeds 2: accuracy is the mean of the two seeds' probes and accuracy_sd their spread; the
+    engine and convergence are recorded; a progress callback that raises Cancelled stops the training."""
+    from dataclasses import replace
+
+    import pytest as _pytest
+
+    from moe_tui.core.report import compute_probes
+    from moe_tui.errors import Cancelled
+
+    v = make_view()
+    opts = replace(FAST, probe_seeds=2)
+    write_report([v], tmp_path, probe=True, options=opts)
+    rows = {r[0]: r for r in read(tmp_path / "run_a" / "probe.csv")[1:]}
+    stats = compute_probes(v, opts, ["top_k", "baseline"])
+    accs = [r.accuracy for r in stats["top_k"].runs]
+    assert float(rows["top_k"][1]) == _pytest.approx(np.mean(accs))
+    assert float(rows["top_k"][4]) == _pytest.approx(np.std(accs, ddof=1))
+    assert rows["top_k"][5:] == ["2", "30", "false", "torch", "cpu"]   # max_iter 30: stopped there, not converged
+    assert rows["baseline"][6:] == ["", "", "", ""]                     # count-based: no epochs, no engine
+    abl = read(tmp_path / "run_a" / "ablation.csv")
+    assert all(r[4] == "30" and r[5] == "false" for r in abl[1:])
+
+    calls = []
+
+    def cancel(stage, done, total):
+        calls.append(stage)
+        if "probes" in stage:
+            raise Cancelled("probe cancelled")
+
+    with _pytest.raises(Cancelled):
+        report_tables(make_view(run_id="run_c"), probe=True, options=FAST, progress=cancel)
+    assert "probes" in calls[-1]

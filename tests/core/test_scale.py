@@ -24,6 +24,11 @@ pytestmark = pytest.mark.slow  # seconds per test: child processes, training, fu
 N_SENT = 12
 
 
+def collect(events: list):
+    """A progress callback that keeps each event in its JSON wire form (a dict, as --progress json prints it)."""
+    return lambda ev: events.append(ev.to_dict())
+
+
 @pytest.fixture(scope="module")
 def tiny():
     return ewt_tiny_model("mixtral")
@@ -124,13 +129,13 @@ def test_dead_rank_leaves_shards_that_a_relaunch_resumes(tiny, ref, tmp_path, mo
     assert shards == ["shard-00000.npz", "shard-00002.npz"]  # rank 0's: 0 and 2 of 4
     monkeypatch.setenv("RANK", "1")
     events = []
-    assert extract(_opts(tiny, cache, distributed=True), progress=events.append) == cache / ref.name
+    assert extract(_opts(tiny, cache, distributed=True), progress=collect(events)) == cache / ref.name
     assert not RunStore(cache).is_complete(ref.name)  # rank 1 never finalizes
     assert len(list((cache / ref.name / "shards").glob("shard-*.npz"))) == 4
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k)
     events = []
-    run_dir = extract(_opts(tiny, cache), progress=events.append)  # relaunch, any world size
+    run_dir = extract(_opts(tiny, cache), progress=collect(events))  # relaunch, any world size
     assert not [e for e in events if e["event"] == "progress"]  # nothing redone
     assert _files(run_dir) == _files(ref)
 
@@ -155,6 +160,16 @@ def test_diff_fp32_vs_bf16_identical_and_other_corpus(tiny, ref, capsys):
     out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
     share = float(out["share_differing"])
     assert 0.0 < share < 1.0, share
+    assert main(["diff", str(ref), str(bf16), "--by", "layer"]) == 0
+    by_layer = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert by_layer[0][:4] == ["layer", "token_layers", "differing_sets", "share_differing"]
+    # the per-layer counts add up to the overall count
+    assert sum(int(r[2]) for r in by_layer[1:]) == int(out["differing_sets"])
+    assert main(["diff", str(ref), str(bf16), "--by", "pos", "--out", str(ref.parent / "by_pos.csv")]) == 0
+    by_pos = (ref.parent / "by_pos.csv").read_text().splitlines()
+    assert by_pos[0].startswith("pos,tokens,token_layers,differing_sets")
+    assert sum(int(r.split(",")[3]) for r in by_pos[1:]) == int(out["differing_sets"])
+    capsys.readouterr()
     assert main(["diff", str(ref), str(ref)]) == 0
     out = dict(line.split("\t") for line in capsys.readouterr().out.splitlines())
     assert float(out["share_differing"]) == 0.0 and out["differing_sets"] == "0"

@@ -1,31 +1,38 @@
-"""Pilot tests: drive the app with keys against in-memory runs (no torch, no model)."""
+"""Pilot tests: drive the app with keys against small real runs (no torch, no model)."""
 
 from __future__ import annotations
 
 import csv
+import re
 from contextlib import suppress
 
 import pytest
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from moe_tui.cache.store import RunStore
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.screens.grid import GridScreen
 from moe_tui.tui.screens.home import HomeScreen
 from moe_tui.tui.screens.modals import ErrorModal, HelpScreen, TooSmallScreen
 from moe_tui.tui.settings import Settings
 from moe_tui.tui.widgets.routing_grid import RoutingGrid
-from tests.tui_fakes import FakeStore, fake_inspect, fake_run, screen_text
+from tests.runs import model_facts
+from tests.tui.helpers import screen_text
 
 SIZE = (120, 40)
 
 
-def make_app(tmp_path, run=None, **kw) -> MoeTuiApp:
-    run = run or fake_run()
+def make_app(tmp_path, run, **kw) -> MoeTuiApp:
+    """The app over the cache root of ``run`` (a session fixture run, alone in its root)."""
     settings = kw.pop("settings", None) or Settings(export_dir=str(tmp_path / "exports"))
     return MoeTuiApp(models=kw.pop("models", [str(tmp_path / "model-a")]), settings=settings,
-                     inspect_fn=kw.pop("inspect_fn", fake_inspect),
-                     run_store=kw.pop("run_store", lambda: FakeStore({run.run_id: run})),
+                     inspect_fn=kw.pop("inspect_fn", model_facts),
+                     run_store=kw.pop("run_store", lambda: RunStore(run.path.parent)),
                      scan_hf_cache=False, **kw)
+
+
+def empty_store(tmp_path) -> RunStore:
+    return RunStore(tmp_path / "no-runs")
 
 
 async def wait_workers(app) -> None:
@@ -48,7 +55,7 @@ async def open_grid(app, pilot) -> GridScreen:
     return app.screen
 
 
-async def test_model_pane_shows_facts_after_thread_inspect(tmp_path):
+async def test_model_pane_shows_facts_after_thread_inspect(tmp_path, tiny_run):
     calls = []
 
     def slow_inspect(path):
@@ -56,9 +63,9 @@ async def test_model_pane_shows_facts_after_thread_inspect(tmp_path):
 
         calls.append(path)
         time.sleep(0.2)
-        return fake_inspect(path)
+        return model_facts(path)
 
-    app = make_app(tmp_path, inspect_fn=slow_inspect)
+    app = make_app(tmp_path, tiny_run, inspect_fn=slow_inspect)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.05)
         details = app.screen.query_one("#model-details")
@@ -73,11 +80,11 @@ async def test_model_pane_shows_facts_after_thread_inspect(tmp_path):
 
 
 @pytest.mark.slow
-async def test_model_typed_into_input_is_added_and_inspect_error_shown(tmp_path):
+async def test_model_typed_into_input_is_added_and_inspect_error_shown(tmp_path, tiny_run):
     def failing(path):
         raise ValueError("no config.json in [bold]x[/bold]")
 
-    app = make_app(tmp_path, inspect_fn=failing)
+    app = make_app(tmp_path, tiny_run, inspect_fn=failing)
     async with app.run_test(size=SIZE) as pilot:
         await wait_workers(app)
         app.screen.query_one("#model-path").focus()
@@ -91,11 +98,11 @@ async def test_model_typed_into_input_is_added_and_inspect_error_shown(tmp_path)
 
 
 @pytest.mark.slow
-async def test_corpus_picker_completion_and_trust_warning(tmp_path):
+async def test_corpus_picker_completion_and_trust_warning(tmp_path, tiny_run):
     corpus = tmp_path / "corpora" / "tiny-dev.conllu"
     corpus.parent.mkdir()
     corpus.write_text("# text = a\n1\ta\ta\tDET\tDT\t_\t0\troot\t_\t_\n\n")
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, tiny_run)
     async with app.run_test(size=SIZE) as pilot:
         await wait_workers(app)
         await pilot.press("f6")
@@ -106,18 +113,18 @@ async def test_corpus_picker_completion_and_trust_warning(tmp_path):
         assert inp._suggestion == str(corpus)
         await pilot.press("right")          # accept the suggestion
         assert inp.value == str(corpus)
-        app.screen.query_one("#opt-trust").value = True
+        app.screen.query_one("#opt-trust-remote-code").value = True
         await pilot.pause()
         assert "trust remote code runs Python" in screen_text(app)
-        fields = app.screen.extract_request_fields()
+        fields = app.screen.extract_form()
         assert fields["data"] == str(corpus) and fields["trust_remote_code"] is True
         assert fields["tagset"] == "upos" and fields["batch_size"] == 16
 
 
 @pytest.mark.slow
-async def test_open_run_grid_navigation_side_panel(tmp_path):
-    run = fake_run()
-    app = make_app(tmp_path, run=run)
+async def test_open_run_grid_navigation_side_panel(tmp_path, tiny_run):
+    run = tiny_run
+    app = make_app(tmp_path, run)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_grid(app, pilot)
         grid = screen.query_one(RoutingGrid)
@@ -153,9 +160,9 @@ async def test_open_run_grid_navigation_side_panel(tmp_path):
 
 
 @pytest.mark.slow
-async def test_grid_toggles_highlight_and_export(tmp_path):
-    run = fake_run()
-    app = make_app(tmp_path, run=run)
+async def test_grid_toggles_highlight_and_export(tmp_path, tiny_run):
+    run = tiny_run
+    app = make_app(tmp_path, run)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_grid(app, pilot)
         grid = screen.query_one(RoutingGrid)
@@ -199,8 +206,8 @@ async def test_grid_toggles_highlight_and_export(tmp_path):
 
 
 @pytest.mark.slow
-async def test_search_filters_sentences(tmp_path):
-    app = make_app(tmp_path)
+async def test_search_filters_sentences(tmp_path, tiny_run):
+    app = make_app(tmp_path, tiny_run)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_grid(app, pilot)
         await pilot.press("slash")
@@ -224,11 +231,11 @@ async def test_search_filters_sentences(tmp_path):
 
 
 @pytest.mark.slow
-async def test_help_lists_every_registry_key_and_keymap(tmp_path):
+async def test_help_lists_every_registry_key_and_keymap(tmp_path, tiny_run):
     from moe_tui.tui.actions import ACTIONS
 
     settings = Settings(keymap={"grid.export": "ctrl+e"}, export_dir=str(tmp_path))
-    app = make_app(tmp_path, settings=settings)
+    app = make_app(tmp_path, tiny_run, settings=settings)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_grid(app, pilot)
         await pilot.press("question_mark")
@@ -252,8 +259,8 @@ async def test_help_lists_every_registry_key_and_keymap(tmp_path):
 
 
 @pytest.mark.slow
-async def test_command_palette_runs_registry_actions(tmp_path):
-    app = make_app(tmp_path)
+async def test_command_palette_runs_registry_actions(tmp_path, tiny_run):
+    app = make_app(tmp_path, tiny_run)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_grid(app, pilot)
         await pilot.press("ctrl+p")
@@ -266,8 +273,8 @@ async def test_command_palette_runs_registry_actions(tmp_path):
         assert screen.query_one(RoutingGrid).show_all_k
 
 
-async def test_open_corrupt_run_shows_copyable_error(tmp_path):
-    app = make_app(tmp_path, run_store=lambda: FakeStore({}))
+async def test_open_corrupt_run_shows_copyable_error(tmp_path, tiny_run):
+    app = make_app(tmp_path, tiny_run, run_store=lambda: empty_store(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         await wait_workers(app)
         app.open_run("deadbeef[red]x")
@@ -285,8 +292,8 @@ async def test_open_corrupt_run_shows_copyable_error(tmp_path):
         assert isinstance(app.screen, HomeScreen)
 
 
-async def test_too_small_terminal_message(tmp_path):
-    app = make_app(tmp_path)
+async def test_too_small_terminal_message(tmp_path, tiny_run):
+    app = make_app(tmp_path, tiny_run)
     async with app.run_test(size=(60, 20)) as pilot:
         await pilot.pause()
         await pilot.pause()
@@ -303,7 +310,7 @@ async def test_animation_off_by_default_and_theme_saved(tmp_path, monkeypatch):
 
     cfg = tmp_path / "cfg" / "config.json"
     monkeypatch.setenv("MOE_TUI_CONFIG", str(cfg))
-    app = MoeTuiApp(inspect_fn=fake_inspect, run_store=lambda: FakeStore({}), scan_hf_cache=False)
+    app = MoeTuiApp(inspect_fn=model_facts, run_store=lambda: empty_store(tmp_path), scan_hf_cache=False)
     async with app.run_test(size=SIZE) as pilot:
         assert app.animation_level == "none"
         app.theme = "nord"
@@ -315,8 +322,72 @@ async def test_broken_settings_file_shows_error_and_uses_defaults(tmp_path, monk
     cfg = tmp_path / "config.json"
     cfg.write_text("{not json")
     monkeypatch.setenv("MOE_TUI_CONFIG", str(cfg))
-    app = MoeTuiApp(inspect_fn=fake_inspect, run_store=lambda: FakeStore({}), scan_hf_cache=False)
+    app = MoeTuiApp(inspect_fn=model_facts, run_store=lambda: empty_store(tmp_path), scan_hf_cache=False)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, ErrorModal)
         assert "invalid settings" in screen_text(app)
+
+
+async def test_runs_tab_shows_provenance(tmp_path):
+    import numpy as np
+
+    from tests.runs import UPOS, synthetic_arrays, write_run
+
+    root = tmp_path / "runs"
+    arrays, records = synthetic_arrays()
+    arrays["logits"] = np.zeros((*arrays["experts"].shape[:2], 8), dtype=np.float16)
+    prov = {"python": "3.11.9", "torch": "2.13.0+cpu", "transformers": "5.24.0", "tokenizers": "0.23.3",
+            "accelerate": "1.15.0", "model": {"name_or_path": "org/m", "revision": None, "commit_hash": "c0ffee12" * 5}}
+    run = write_run(root, arrays, records, tags=UPOS, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                    model="org/m", manifest_extra={"provenance": prov})
+    arrays.pop("logits")  # made before provenance was recorded, without logits
+    old = write_run(root, arrays, records, tags=UPOS, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                    model="org/old")
+    app = make_app(tmp_path, run)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await wait_workers(app)
+        await pilot.press("f7")
+        await pilot.pause()
+        table = app.screen.query_one("#runs-table")
+        row = [r.run_id for r in app.screen.runs].index(run.run_id)
+        table.move_cursor(row=row)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "made with python 3.11.9 · torch 2.13.0+cpu · transformers 5.24.0 · tokenizers 0.23.3 · " \
+               "accelerate 1.15.0" in text
+        assert f"model commit {'c0ffee12' * 5}" in text and "logits saved" in text
+        table.move_cursor(row=[r.run_id for r in app.screen.runs].index(old.run_id))
+        await pilot.pause()
+        text = screen_text(app)
+        assert "provenance not recorded" in text and "no logits" in text
+
+
+async def test_grid_shows_an_unused_rank_as_no_expert(tmp_path):
+    """Per-layer top-k: the sentinel id (255) in a rank a layer does not use is drawn as a dim '·' of the width of
+    an id, and is neither in the legend nor in the token's path."""
+    import numpy as np
+
+    from tests.runs import UPOS, synthetic_arrays, write_run
+
+    arrays, recs = synthetic_arrays(n_layers=3, n_experts=8, top_k=2)
+    arrays["experts"] = arrays["experts"].copy()
+    arrays["experts"][:, 1, 1] = 255
+    arrays["weights"] = arrays["weights"].copy()
+    arrays["weights"][:, 1, 1] = 0
+    run = write_run(tmp_path / "runs", arrays, recs, tags=UPOS, moe_layers=[1, 2, 3], num_experts=8, top_k=2)
+    app = make_app(tmp_path, run)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_grid(app, pilot)
+        grid = screen.query_one(RoutingGrid)
+        await pilot.press("t")               # all k ids per cell
+        await pilot.pause()
+        text = screen_text(app)
+        first = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"│(L\d)\s+(\S+) (\S+)", text)}
+        e = np.asarray(run.experts)
+        assert first["L1"] == (str(e[0, 0, 0]), str(e[0, 0, 1]))           # the <s> token's two experts
+        assert first["L2"] == (str(e[0, 1, 0]), "·") and "255" not in text
+        assert f"L2     {e[0, 1, 0]} " in text                              # its path: the one expert only
+        assert len(grid._expert_seg(2, 1, 255, 0).text) == len(grid._expert_seg(2, 1, 3, 0).text)
+        assert 255 not in screen._sentence_experts(2)

@@ -26,6 +26,7 @@ async def test_demo_extracts_and_opens_the_grid():
                 break
         assert type(app.screen).__name__ == "GridScreen", app.screen
         assert grid_shown()
+        await pilot.pause()          # let the grid finish mounting before the app closes
     [info] = RunStore().list_runs()
     run = RunStore().open(info.run_id)
     assert run.manifest["model"]["name_or_path"] == str(demo_model_path())

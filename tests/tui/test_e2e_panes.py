@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from tests.tui.test_store import write_real_run
-from tests.tui_fakes import TmuxApp, fake_run
+from tests.runs import synthetic_run
+from tests.tui.helpers import TmuxApp
 
 TMUX = shutil.which("tmux")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install -y tmux)")]
@@ -23,7 +23,7 @@ def test_e2e_probe_pane_run_and_export(tmp_path):
     cfg = tmp_path / "cfg" / "config.json"
     cfg.parent.mkdir(parents=True)
     cfg.write_text(json.dumps({"export_dir": str(exports)}))
-    run_id = write_real_run(cache, fake_run())
+    run_id = synthetic_run(cache).run_id
     env = {"MOE_TUI_CACHE": str(cache), "MOE_TUI_CONFIG": str(cfg), "HF_HOME": str(tmp_path / "hf"),
            "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color", "MOE_TUI_REPORT_OPTIONS": json.dumps(FAST)}
     with TmuxApp(TMUX, env) as app:
@@ -40,6 +40,6 @@ def test_e2e_probe_pane_run_and_export(tmp_path):
         path = exports / f"moe-tui-{run_id}-probe.csv"
         assert path.exists()
         lines = path.read_text().splitlines()
-        assert lines[0] == "variant,accuracy,train_tokens,test_tokens"
+        assert lines[0] == "variant,accuracy,train_tokens,test_tokens,accuracy_sd,seeds,n_iter,converged,engine,device"
         assert [ln.split(",")[0] for ln in lines[1:]] == ["top_k", "top_1", "onehot_top_k", "baseline"]
         app.quit()

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.tui.test_store import write_real_run
-from tests.tui_fakes import TmuxApp, fake_run
+from tests.runs import synthetic_run
+from tests.tui.helpers import TmuxApp
 
 TMUX = shutil.which("tmux")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install -y tmux)")]
@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(TMUX is None, reason="tmux is
 
 def test_e2e_open_run_move_help_quit(tmp_path):
     cache = tmp_path / "runs"
-    run_id = write_real_run(cache, fake_run())
+    run_id = synthetic_run(cache).run_id
     env = {"MOE_TUI_CACHE": str(cache), "MOE_TUI_CONFIG": str(tmp_path / "cfg" / "config.json"),
            "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color"}
     with TmuxApp(TMUX, env) as app:
@@ -41,7 +41,7 @@ def test_e2e_open_run_move_help_quit(tmp_path):
 def test_e2e_moe_tui_open_starts_on_the_grid(tmp_path):
     """`ssh node moe-tui open <run>`: the console script, a run id prefix, straight to the routing grid."""
     cache = tmp_path / "runs"
-    run_id = write_real_run(cache, fake_run())
+    run_id = synthetic_run(cache).run_id
     env = {"MOE_TUI_CONFIG": str(tmp_path / "cfg" / "config.json"), "HF_HOME": str(tmp_path / "hf"),
            "HF_HUB_OFFLINE": "1", "TERM": "xterm-256color",
            "COLUMNS": "120", "LINES": "40"}  # the pane's size (the test process's own COLUMNS would win)

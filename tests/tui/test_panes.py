@@ -1,4 +1,4 @@
-"""Pilot tests of the analysis panes (specialisation, KL, probe, compare) on in-memory fake runs.
+"""Pilot tests of the analysis panes (specialisation, KL, probe, compare) on small real runs.
 
 Every export is checked against ``moe_tui.core.report.write_report`` (what ``moe-tui report`` writes) byte for byte.
 """
@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from moe_tui.cache.store import RunStore
 from moe_tui.tui import actions
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
-from tests.tui_fakes import FakeStore, fake_inspect, fake_run, screen_text
+from tests.runs import model_facts
+from tests.tui.helpers import screen_text
 
 SIZE = (120, 36)
 REPO = Path(__file__).resolve().parents[2]
@@ -30,11 +32,12 @@ def fast_options():
                          tsne_samples=200, ablation_removed=(0, 3))
 
 
-def make_app(tmp_path, runs=None) -> MoeTuiApp:
-    runs = runs or [fake_run()]
+def make_app(tmp_path, runs) -> MoeTuiApp:
+    """The app over the cache root of ``runs`` (session fixture runs, alone in their root)."""
+    root = runs[0].path.parent
+    assert {r.path.parent for r in runs} == {root}
     app = MoeTuiApp(models=[str(tmp_path / "model-a")], settings=Settings(export_dir=str(tmp_path / "exports")),
-                    inspect_fn=fake_inspect, run_store=lambda: FakeStore({r.run_id: r for r in runs}),
-                    scan_hf_cache=False)
+                    inspect_fn=model_facts, run_store=lambda: RunStore(root), scan_hf_cache=False)
     app.report_options = fast_options()
     return app
 
@@ -48,13 +51,18 @@ async def until(pilot, cond, timeout: float = 30.0, step: float = 0.02) -> None:
     raise AssertionError(f"condition not met after {timeout}s:\n{screen_text(pilot.app)}")
 
 
-async def open_from_home(pilot, key: str, kind: str):
+async def open_from_home(pilot, key: str, kind: str, run_id: str | None = None):
+    """Home -> Runs tab -> (the row of ``run_id``, else the first) -> ``key``: the pane of that run."""
     app = pilot.app
     await pilot.pause()
     with suppress(WorkerCancelled, WorkerFailed):
         await app.workers.wait_for_complete()
     await pilot.press("f7")
     await until(pilot, lambda: bool(getattr(app.screen, "runs", None)))
+    if run_id is not None:
+        row = [r.run_id for r in app.screen.runs].index(run_id)
+        app.screen.query_one("#runs-table").move_cursor(row=row)
+        await pilot.pause()
     await pilot.press(key)
     await until(pilot, lambda: getattr(app.screen, "KIND", "") == kind)
     screen = app.screen
@@ -77,14 +85,18 @@ def exported(app_screen) -> bytes:
 
 
 @pytest.mark.slow
-async def test_spec_pane_sort_export_plot_and_jump_to_grid(tmp_path):
-    run = fake_run()
+async def test_spec_pane_sort_export_plot_and_jump_to_grid(tmp_path, tiny_run):
+    run = tiny_run
     app = make_app(tmp_path, [run])
     ref = reference(tmp_path, [run]) / run.run_id
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_from_home(pilot, "s", "spec")
         text = screen_text(app)
         assert "global Spec" in text and "mean_spec" in text
+        # beside the global Spec: how many tags it averages, and (end of the title) which
+        title = str(screen.query_one("#pane-title").content)
+        gpos = " ".join(t for t in run.tags if t in {"ADJ", "ADP", "ADV", "DET", "NOUN", "PRON", "PUNCT", "VERB"})
+        assert "(8 POS)" in text and title.endswith(f"global POS: {gpos}")
         m = screen.query_one("#spec-matrix")
         tags = list(run.tags)
         assert m.row_count == len(run.moe_layers) and m.headers == ["layer", *tags, "U"]
@@ -182,7 +194,7 @@ async def check_kl_pane(pilot, run, ref) -> None:
 
 
 @pytest.mark.slow
-async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
+async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch, tiny_run):
     import threading
 
     import moe_tui.core.report
@@ -203,7 +215,7 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
         return real_tables(view, progress=progress, **kw)
 
     monkeypatch.setattr(moe_tui.core.report, "report_tables", held_until_released)
-    run = fake_run()
+    run = tiny_run
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_from_home(pilot, "P", "probe")
@@ -226,6 +238,11 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
             assert stem in tabs
         text = screen_text(app)
         assert "token_identity" in text and "selectivity" in text and "control_task" in text
+        # 30 epochs stop every probe at max_iter: said beside each accuracy (the export keeps the file's order)
+        acc = screen.query_one("#probe-acc")
+        assert acc.headers[:3] == ["variant", "accuracy", "converged"]
+        assert "max_iter" in text and "stopped at max_iter" in text
+        assert "context_effect_p" in text and "hamming_same_token_diff_pos" in text
         ref = reference(tmp_path, [run], probe=True, controls=True) / run.run_id
         targets = [("#probe-acc", "probe"), ("#probe-controls", "controls"), ("#probe-ablation", "ablation"),
                    ("#probe-tsne", "tsne"), ("#probe-confusion", "confusion_top_k")]
@@ -247,14 +264,12 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-async def test_compare_pane_two_runs(tmp_path):
-    a = fake_run(seed=0, run_id="runaaaaaaaaaaaa1")
-    b = fake_run(seed=1, run_id="runbbbbbbbbbbbb2")
-    b.manifest = {**b.manifest, "model": {"name_or_path": "fake/moe-other"}}
+async def test_compare_pane_two_runs(tmp_path, two_runs):
+    a, b = two_runs
     app = make_app(tmp_path, [a, b])
     ref = reference(tmp_path, [a, b])
     async with app.run_test(size=SIZE) as pilot:
-        screen = await open_from_home(pilot, "C", "compare")
+        screen = await open_from_home(pilot, "C", "compare", a.run_id)
         sel = screen.query_one("#compare-runs")
         await until(pilot, lambda: sel.option_count == 2)
         sel.select(b.run_id)
@@ -273,6 +288,55 @@ async def test_compare_pane_two_runs(tmp_path):
         assert "fake/moe-other" in screen_text(app)
 
 
+def paper15_run(root, *, seed: int, model: str, sentences=None):
+    """A synthetic run tagged with the paper's 15 tags (its sentences use none of AUX, SCONJ)."""
+    from moe_tui.core.tagsets import TAGSETS
+    from tests.runs import UPOS, synthetic_arrays, write_run
+
+    arrays, records = synthetic_arrays(sentences=sentences, seed=seed)
+    p15 = TAGSETS["paper15"]
+    arrays["pos"] = np.array([p15.index(UPOS[p]) if p >= 0 else -1 for p in arrays["pos"]], dtype=np.int16)
+    return write_run(root, arrays, records, tags=p15, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                     model=model, tagset="paper15")
+
+
+@pytest.mark.slow
+async def test_compare_pane_paper_rows_and_refusal(tmp_path):
+    from tests.runs import SENTENCES
+
+    root = tmp_path / "runs"
+    a = paper15_run(root, seed=0, model="mistralai/Mixtral-8x7B-v0.1")
+    b = paper15_run(root, seed=1, model="fake/moe-other")
+    # same tagset, but a NUM token: its global Spec averages a tag the other two runs do not have
+    c = paper15_run(root, seed=2, model="fake/moe-third",
+                    sentences=SENTENCES + [("s5", "It has 3 legs .", ["PRON", "VERB", "NUM", "NOUN", "PUNCT"])])
+    app = make_app(tmp_path, [a, b, c])
+    ref = reference(tmp_path, [a, b])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_from_home(pilot, "C", "compare", a.run_id)
+        sel = screen.query_one("#compare-runs")
+        await until(pilot, lambda: sel.option_count == 3)
+        sel.select(b.run_id)
+        t1, t3, t5 = (screen.query_one(f"#compare-t{i}") for i in (1, 3, 5))
+        await until(pilot, lambda: t1.row_count == 3)
+        await pilot.pause()
+        # a "paper" row right after the run of the paper's Mixtral (values empty where the paper's are not held)
+        assert [r[1] for r in t1.raw_rows] == [a.run_id, "paper", b.run_id]
+        assert t1.raw_rows[1][0] == "Mixtral-8x7B-v0.1"
+        assert [r[1] for r in t3.raw_rows] == [a.run_id, "paper", b.run_id]
+        assert [r[2] for r in t5.raw_rows[:2]] == [a.run_id, "paper"] and t5.raw_rows[0][0] == t5.raw_rows[1][0]
+        # exports stay the report's CSVs (the paper rows are in paper_vs_measured.csv)
+        t1.focus()
+        await pilot.press("e")
+        assert exported(screen) == (ref / "compare_table1.csv").read_bytes()
+        # a run whose global Spec averages other tags: refused in one line, in an error dialog
+        sel.select(c.run_id)
+        await until(pilot, lambda: type(app.screen).__name__ == "ErrorModal")
+        await until(pilot, lambda: "different tags" in screen_text(app))  # drawn
+        assert "Compare failed" in screen_text(app)
+        assert f"only {c.run_id} has NUM" in app.screen.message and "\n" not in app.screen.message
+
+
 async def check_grid_to_panes_and_report(pilot, run, ref) -> None:
     app = pilot.app
     assert getattr(app.screen, "SCOPE", "") == "grid"
@@ -289,6 +353,9 @@ async def check_grid_to_panes_and_report(pilot, run, ref) -> None:
     assert out.is_absolute() and out == (Path(app.settings.export_dir) / f"moe-tui-report-{run.run_id}").resolve()
     for stem in ("pos_counts", "spec_layer", "spec_pos", "kl_layer_expert", "kl_summary", "summary"):
         assert (out / run.run_id / f"{stem}.csv").read_bytes() == (ref / f"{stem}.csv").read_bytes()
+    # the report_figures setting (on by default): the paper's figures beside the tables
+    for stem in ("fig_spec_by_layer", "fig_kl_heatmap"):
+        assert (out / run.run_id / f"{stem}.png").stat().st_size > 0 and (out / run.run_id / f"{stem}.pdf").exists()
     await pilot.press("K")
     await until(pilot, lambda: getattr(app.screen, "KIND", "") == "kl")
     await check_kl_pane(pilot, run, ref)
@@ -310,7 +377,8 @@ def test_registry_has_pane_keys_without_conflicts():
 
 
 def test_panes_import_no_sklearn_or_torch():
-    code = ("import sys, moe_tui.tui.app, moe_tui.tui.screens.analysis, moe_tui.tui.widgets.plots, moe_tui.tui.widgets.table; "
+    code = ("import sys, moe_tui.tui.app, moe_tui.tui.screens.panes, moe_tui.tui.analysis.jobs, moe_tui.tui.widgets.plots, "
+            "moe_tui.tui.widgets.table; "
             "bad = [m for m in ('sklearn', 'torch', 'transformers') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

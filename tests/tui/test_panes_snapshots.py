@@ -13,20 +13,21 @@ import pytest
 from textual.worker import WorkerCancelled, WorkerFailed
 
 import moe_tui.tui.app
+from moe_tui.cache.store import RunStore
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
+from tests.runs import model_facts
 from tests.tui.test_panes import fast_options
-from tests.tui_fakes import FakeStore, fake_inspect, fake_run
 
 SIZE = (120, 36)
 
 
 @pytest.fixture(scope="module")
-def probed():
-    """A fake run with every table of `moe-tui report --probe --controls` (fast options), computed once."""
+def probed(tiny_run):
+    """A small run with every table of `moe-tui report --probe --controls` (fast options), computed once."""
     from moe_tui.core.report import RunView, report_tables
 
-    run = fake_run()
+    run = tiny_run
     view = RunView.from_run(run)
     return run, view, report_tables(view, probe=True, controls=True, options=fast_options())
 
@@ -36,22 +37,19 @@ class PaneApp(MoeTuiApp):
 
     CSS_PATH = str(Path(moe_tui.tui.app.__file__).with_name("app.tcss"))   # relative paths resolve against this module
 
-    def __init__(self, kind: str, run, tables=None, view=None, extra_runs=()) -> None:
-        runs = {r.run_id: r for r in (run, *extra_runs)}
-        super().__init__(models=["/models/moe-tiny"], settings=Settings(), inspect_fn=fake_inspect,
-                         run_store=lambda: FakeStore(runs), scan_hf_cache=False)
+    def __init__(self, kind: str, run, tables=None, view=None) -> None:
+        super().__init__(models=["/models/moe-tiny"], settings=Settings(), inspect_fn=model_facts,
+                         run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False)
         self.report_options = fast_options()
         self.kind, self.pane_run = kind, run
         if tables is not None:
-            from moe_tui.tui.screens.analysis import get_data
-
-            data = get_data(self, run)
+            data = self.analysis_data(run)
             data.view, data.tables = view, dict(tables)
             data.probe_done = data.controls_done = True
             data.progress = ("done", 1, 1)
 
     def on_mount(self, event) -> None:
-        from moe_tui.tui.screens.analysis import PANES
+        from moe_tui.tui.screens.panes import PANES
 
         event.prevent_default()          # MoeTuiApp.on_mount would push the home screen on top
 
@@ -83,13 +81,13 @@ def test_snapshot_spec_pane(snap_compare, probed):
     assert snap_compare(PaneApp("spec", run, tables, view), terminal_size=SIZE, run_before=run_before)
 
 
-def test_snapshot_kl_pane(snap_compare):
+def test_snapshot_kl_pane(snap_compare, tiny_run):
     async def run_before(pilot):
         await settle(pilot)
         await pilot.press("down", "right", "right")
         await settle(pilot)
 
-    assert snap_compare(PaneApp("kl", fake_run()), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(PaneApp("kl", tiny_run), terminal_size=SIZE, run_before=run_before)
 
 
 def test_snapshot_probe_pane(snap_compare, probed):
@@ -97,10 +95,8 @@ def test_snapshot_probe_pane(snap_compare, probed):
     assert snap_compare(PaneApp("probe", run, tables, view), terminal_size=SIZE, run_before=settle)
 
 
-def test_snapshot_compare_pane(snap_compare):
-    a = fake_run()
-    b = fake_run(seed=1, run_id="fakerun000000002")
-    b.manifest = {**b.manifest, "model": {"name_or_path": "fake/moe-other"}}
+def test_snapshot_compare_pane(snap_compare, two_runs):
+    a, b = two_runs
 
     async def run_before(pilot):
         await settle(pilot)
@@ -117,4 +113,4 @@ def test_snapshot_compare_pane(snap_compare):
             await pilot.pause(0.02)
         await settle(pilot)
 
-    assert snap_compare(PaneApp("compare", a, extra_runs=(b,)), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(PaneApp("compare", a), terminal_size=SIZE, run_before=run_before)

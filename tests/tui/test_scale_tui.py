@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.columns import StringTable
-from moe_tui.cache.store import RunStore, write_run
+from moe_tui.cache.store import RunStore
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.screens.grid import GridScreen
 from moe_tui.tui.settings import Settings
 from moe_tui.tui.widgets.routing_grid import RoutingGrid
 from moe_tui.tui.widgets.sentence_list import SentenceList
-from tests.tui_fakes import UPOS, fake_inspect, screen_text
+from tests.runs import UPOS, model_facts, write_run
+from tests.tui.helpers import screen_text
 
 N_SENT = 6000
 WORDS = ["Alpha", "beta", "Gamma", "delta", "ÉCOLE", "straße", "x,y", "ΣΑΣ"]
@@ -42,14 +43,13 @@ def many_sentences_run(root) -> object:
               "word_index": wi, "pos": p, "special": special, "crossing": np.zeros(T, bool),
               "offsets": np.zeros((T, 2), np.int32), "experts": rng.integers(0, 8, (T, 3, 2)).astype(np.uint8),
               "weights": rng.random((T, 3, 2)).astype(np.float16)}
-    extra = {"model": {"name_or_path": "fake/many", "moe_layers": [1, 2, 3], "num_experts": 8, "top_k": 2},
-             "tagset": {"name": "upos", "tags": list(UPOS)}, "corpus": {"path": "/data/many.conllu"}}
-    run_dir = write_run(root / "0000000000000abc", {"many": N_SENT}, arrays, recs, extra)
-    return RunStore(root).open(run_dir.name), recs
+    run = write_run(root, arrays, recs, tags=UPOS, moe_layers=[1, 2, 3], num_experts=8, top_k=2, model="fake/many",
+                    corpus="/data/many.conllu")
+    return run, recs
 
 
 def make_app(tmp_path, run) -> MoeTuiApp:
-    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path)), inspect_fn=fake_inspect,
+    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path)), inspect_fn=model_facts,
                      run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False, open_run=run)
 
 

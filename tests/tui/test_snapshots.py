@@ -11,17 +11,17 @@ import pytest
 from textual.widgets import Input
 from textual.worker import WorkerCancelled, WorkerFailed
 
+from moe_tui.cache.store import RunStore
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
-from tests.tui_fakes import FakeStore, fake_inspect, fake_run
+from tests.runs import model_facts
 
 SIZE = (120, 36)
 
 
-def make_app() -> MoeTuiApp:
-    run = fake_run()
-    return MoeTuiApp(models=["/models/moe-tiny"], settings=Settings(), inspect_fn=fake_inspect,
-                     run_store=lambda: FakeStore({run.run_id: run}), scan_hf_cache=False)
+def make_app(run) -> MoeTuiApp:
+    return MoeTuiApp(models=["/models/moe-tiny"], settings=Settings(), inspect_fn=model_facts,
+                     run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False)
 
 
 async def settle(pilot) -> None:
@@ -48,30 +48,30 @@ async def to_grid(pilot) -> None:
     await settle(pilot)
 
 
-def test_snapshot_home_models(snap_compare):
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=settle)
+def test_snapshot_home_models(snap_compare, tiny_run):
+    assert snap_compare(make_app(tiny_run), terminal_size=SIZE, run_before=settle)
 
 
 @pytest.mark.slow
-def test_snapshot_grid(snap_compare):
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=to_grid)
+def test_snapshot_grid(snap_compare, tiny_run):
+    assert snap_compare(make_app(tiny_run), terminal_size=SIZE, run_before=to_grid)
 
 
 @pytest.mark.slow
-def test_snapshot_grid_all_k_highlight(snap_compare):
+def test_snapshot_grid_all_k_highlight(snap_compare, tiny_run):
     async def run_before(pilot):
         await to_grid(pilot)
         await pilot.press("t", "x")
         await settle(pilot)
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(tiny_run), terminal_size=SIZE, run_before=run_before)
 
 
 @pytest.mark.slow
-def test_snapshot_help(snap_compare):
+def test_snapshot_help(snap_compare, tiny_run):
     async def run_before(pilot):
         await to_grid(pilot)
         await pilot.press("question_mark")
         await settle(pilot)
 
-    assert snap_compare(make_app(), terminal_size=SIZE, run_before=run_before)
+    assert snap_compare(make_app(tiny_run), terminal_size=SIZE, run_before=run_before)

@@ -1,4 +1,4 @@
-"""Headless units: import hygiene, registry, settings, moe_tui.core.inspect numbers, discovery, path completion."""
+"""Headless units: import hygiene, registry and its gating, settings, run views, discovery, path completion."""
 
 from __future__ import annotations
 
@@ -6,10 +6,7 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
-
-from tests.tui_fakes import fake_run
 
 
 def test_importing_tui_app_imports_no_torch_transformers_sklearn():
@@ -28,6 +25,38 @@ def test_registry_ids_unique_and_bindings_carry_ids():
         assert all(b.id for b in bindings(scope))
     assert len(help_rows()) == len(ACTIONS) + 1
     assert "`grid.export`" in keys_markdown()
+    from tests.conftest import REPO
+
+    assert keys_markdown() in (REPO / "README.md").read_text(encoding="utf-8")   # the README's key table is current
+
+
+def test_registry_gating_names_real_kinds_and_attributes():
+    """``only`` names pane kinds that exist; ``when`` / ``unless`` name attributes of the scope's screen (or App)."""
+    from moe_tui.tui.actions import ACTIONS, check
+    from moe_tui.tui.app import MoeTuiApp
+    from moe_tui.tui.screens.panes import PANES, PaneScreen
+    from moe_tui.tui.screens.progress import ProgressScreen
+
+    targets = {"app": MoeTuiApp, "pane": PaneScreen, "progress": ProgressScreen}
+    gated = [a for a in ACTIONS if a.only or a.when or a.unless]
+    assert {a.id for a in gated} >= {"pane.jump", "pane.delta", "pane.run", "pane.cancel", "pane.variant",
+                                     "app.extract", "app.cancel", "progress.cancel"}
+    for a in gated:
+        assert set(a.only) <= set(PANES), a.id
+        for attr in filter(None, (a.when, a.unless)):
+            assert hasattr(targets[a.scope], attr), (a.id, attr)
+
+    class Probe:            # a probe pane's answers, from the registry alone
+        KIND, probe_running = "probe", False
+
+    class Spec:
+        KIND, probe_running = "spec", False
+
+    assert check(Probe, "pane", "run_probe") is True and check(Probe, "pane", "cancel_probe") is None
+    Probe.probe_running = True
+    assert check(Probe, "pane", "run_probe") is None and check(Probe, "pane", "cancel_probe") is True
+    assert check(Spec, "pane", "run_probe") is False and check(Spec, "pane", "jump") is True
+    assert check(Probe, "pane", "jump") is False and check(Probe, "pane", "export") is True
 
 
 def test_settings_roundtrip_env_path_and_toml(tmp_path, monkeypatch):
@@ -52,39 +81,10 @@ def test_settings_roundtrip_env_path_and_toml(tmp_path, monkeypatch):
     assert json.loads((p.parent / "recent.json").read_text())["corpora"][0] == "/c14"
 
 
-def test_core_inspect_numbers():
-    from moe_tui.core.inspect import (
-        LayerStatsCache,
-        expert_pos_distribution,
-        expert_share_of_pos,
-        layer_expert_pos_counts,
-        token_path,
-    )
-
-    experts = np.array([[[0, 1]], [[0, 2]], [[1, 2]], [[2, 0]]], dtype=np.uint8)   # T=4, L=1, k=2
-    pos = np.array([0, 0, 1, -1])
-    c = layer_expert_pos_counts(experts, pos, 0, 3, 2)
-    assert c.tolist() == [[2, 0], [1, 1], [1, 1]]
-    assert layer_expert_pos_counts(experts, pos, 0, 3, 2, ranks=1).tolist() == [[2, 0], [0, 1], [0, 0]]
-    np.testing.assert_allclose(expert_pos_distribution(experts, pos, 0, 1, 2), [0.5, 0.5])
-    assert expert_share_of_pos(experts, pos, 0, 0, 0) == 1.0
-    assert expert_share_of_pos(experts, pos, 0, 2, 1) == 1.0
-    cache = LayerStatsCache(experts, pos, 3, 2)
-    assert cache.share_of_pos(0, 1, 0) == 0.5
-    np.testing.assert_allclose(cache.distribution(0, 2), [0.5, 0.5])
-    # fill(): every layer in one chunked pass, the same hand-counted numbers (chunks of 3 tokens: 2 chunks)
-    filled = LayerStatsCache(experts, pos, 3, 2)
-    assert filled.fill(chunk_tokens=3) and filled.counts(0).tolist() == [[2, 0], [1, 1], [1, 1]]
-    assert not LayerStatsCache(experts, pos, 3, 2).fill(should_stop=lambda: True)
-    w = np.array([[[0.7, 0.3]]] * 4, dtype=np.float16)
-    path = token_path(experts, w, 1, [5])
-    assert path[0].layer == 5 and path[0].experts == (0, 2) and abs(path[0].weights[0] - 0.7) < 1e-3
-
-
-def test_runview_sentence_data():
+def test_runview_sentence_data(tiny_run):
     from moe_tui.tui.runview import display_token, n_sentences, sentence_data
 
-    run = fake_run()
+    run = tiny_run
     assert n_sentences(run) == 4
     d = sentence_data(run, 1)
     assert d.tokens[1] == "Dogs" and d.words[1] == "Dogs" and d.pos[1] == "NOUN" and d.pos[0] == ""

@@ -1,5 +1,5 @@
 """Word view, expert card and the grid's diff overlay, driven with Pilot on small real runs whose routing is known
-by construction (tests/core/test_concordance.py: every token's experts are a formula of its global index)."""
+by construction (tests/runs.py: word_run, every token's experts are a formula of its global index)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,14 @@ from moe_tui.tui.screens.grid import GridScreen
 from moe_tui.tui.settings import Settings
 from moe_tui.tui.widgets.routing_grid import RoutingGrid
 from moe_tui.tui.widgets.row_list import RowList
-from tests.core.test_concordance import build_run, expected_experts
-from tests.tui_fakes import fake_inspect, screen_text
+from tests.runs import model_facts
+from tests.runs import word_run as build_run
+from tests.runs import word_run_experts as expected_experts
+from tests.tui.helpers import screen_text
 
 
 def make_app(tmp_path, run, diff=None) -> MoeTuiApp:
-    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path / "out")), inspect_fn=fake_inspect,
+    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path / "out")), inspect_fn=model_facts,
                      run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False, open_run=run, diff_run=diff)
 
 
@@ -152,7 +154,7 @@ async def test_expert_card_from_the_kl_and_spec_panes(tmp_path):
 
 async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path):
     a = build_run(tmp_path / "runs")
-    b = build_run(tmp_path / "runs", shift=1, name="0000000000000c0d")
+    b = build_run(tmp_path / "runs", shift=1, model="org/m-b")
     app = make_app(tmp_path, a, diff=b)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
@@ -171,7 +173,7 @@ async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path)
         side = screen._side.plain
         analysed = [t for t in range(23) if t not in (0, 7, 12, 17)]
         share = sum(1 for t in analysed if t % 3 == 0) / len(analysed)
-        assert "diff vs run 0000000000" in side and f"{share:7.2%}" in side and "set differs" in side
+        assert f"diff vs run {b.run_id[:10]}" in side and f"{share:7.2%}" in side and "set differs" in side
         # D clears the overlay
         await pilot.press("D")
         await pilot.pause()
@@ -181,7 +183,7 @@ async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path)
 @pytest.mark.slow
 async def test_diff_picked_in_the_grid_and_refused_for_another_tokenizer(tmp_path):
     a = build_run(tmp_path / "runs")
-    build_run(tmp_path / "runs", name="0000000000000c0e", token_ids=np.arange(23)[::-1])
+    build_run(tmp_path / "runs", model="org/m-c", token_ids=np.arange(23)[::-1])
     app = make_app(tmp_path, a)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
@@ -191,9 +193,3 @@ async def test_diff_picked_in_the_grid_and_refused_for_another_tokenizer(tmp_pat
         await until(pilot, lambda: type(app.screen).__name__ == "ErrorModal", "the error dialog")
         assert "tokenize the corpus differently" in app.screen.message
 
-
-def test_readme_keys_table_is_the_registry():
-    from moe_tui.tui.actions import keys_markdown
-    from tests.conftest import REPO
-
-    assert keys_markdown() in (REPO / "README.md").read_text()

@@ -1,5 +1,5 @@
 """SVG snapshots of the word view, the expert card and the grid's diff overlay (120x36, real runs of
-tests/core/test_concordance.py; workers finished and toasts cleared before the picture).
+tests/runs.py: word_run; workers finished and toasts cleared before the picture).
 
 Update after reviewing snapshot_report.html:
 ``.venv/bin/python -m pytest tests/tui/test_word_expert_snapshots.py --snapshot-update``.
@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import Input
 from textual.worker import WorkerCancelled, WorkerFailed
 
-from tests.core.test_concordance import build_run
+from tests.runs import word_run as build_run
 from tests.tui.test_word_expert import make_app
 
 SIZE = (120, 36)
@@ -60,7 +60,7 @@ def test_snapshot_expert_card(snap_compare, tmp_path):
 @pytest.mark.slow
 def test_snapshot_grid_diff_overlay(snap_compare, tmp_path):
     a = build_run(tmp_path / "runs")
-    b = build_run(tmp_path / "runs", shift=1, name="0000000000000c0d")
+    b = build_run(tmp_path / "runs", shift=1, model="org/m-b")
     app = make_app(tmp_path, a, diff=b)
 
     async def before(pilot):

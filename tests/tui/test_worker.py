@@ -1,4 +1,4 @@
-"""The extraction driver against a fake child process that prints the CONTRACT's JSON events."""
+"""The extraction driver against a stand-in child process that prints the progress events' JSON lines."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ import time
 
 import pytest
 
+from moe_tui.cache.store import RunStore
+from moe_tui.core.events import Progress, Stage, parse_event
+from moe_tui.core.options import ExtractOptions
 from moe_tui.tui.app import MoeTuiApp
-from moe_tui.tui.messages import ExtractionDone, ExtractionFailed, ExtractionProgress
+from moe_tui.tui.messages import ExtractionDone, ExtractionEvent, ExtractionFailed
 from moe_tui.tui.screens.home import HomeScreen
 from moe_tui.tui.screens.modals import ErrorModal
 from moe_tui.tui.screens.progress import ProgressScreen
 from moe_tui.tui.settings import Settings
-from moe_tui.tui.worker import ExtractRequest, build_extract_command, drive_extraction, parse_event
-from tests.tui_fakes import FakeStore, fake_inspect, screen_text
+from moe_tui.tui.worker import build_extract_command, drive_extraction
+from tests.runs import model_facts
+from tests.tui.helpers import screen_text
 
 CHILD = r"""
 import json, os, sys, time
@@ -56,25 +60,27 @@ def child_cmd(mode: str, pidfile) -> list[str]:
 
 
 def test_parse_event_and_command():
-    assert parse_event('{"event": "stage", "stage": "x"}') == {"event": "stage", "stage": "x"}
+    assert parse_event('{"event": "stage", "stage": "x"}') == Stage("x")
+    assert parse_event('{"event": "stage", "stage": "x"}').to_dict() == {"event": "stage", "stage": "x"}
     assert parse_event("Loading weights 50%") is None
     assert parse_event("{broken") is None
-    cmd = build_extract_command(ExtractRequest(model="m", data="d.conllu", sample=100, trust_remote_code=True))
+    cmd = build_extract_command(ExtractOptions(model="m", data="d.conllu", sample=100, trust_remote_code=True))
     assert cmd[:4] == [sys.executable, "-m", "moe_tui.cli", "extract"]
     assert cmd[cmd.index("--progress") + 1] == "json"
     assert "--trust-remote-code" in cmd and cmd[cmd.index("--sample") + 1] == "100"
-    assert "--trust-remote-code" not in build_extract_command(ExtractRequest(model="m", data="d"))
+    assert "--trust-remote-code" not in build_extract_command(ExtractOptions(model="m", data="d"))
 
 
 async def test_driver_done_throttles_progress(tmp_path):
     c = Collector()
     rc = await drive_extraction(c, child_cmd("ok", tmp_path / "pid"))
     assert rc == 0
-    prog = [m for m in c.messages if isinstance(m, ExtractionProgress)]
+    prog = [m.event for m in c.messages if isinstance(m, ExtractionEvent) and isinstance(m.event, Progress)]
     assert 1 <= len(prog) < 200, "producer-side throttle"
     assert prog[-1].sentences_done == 200
     assert isinstance(c.messages[-1], ExtractionDone) and c.messages[-1].run_id == "abc123"
-    assert ExtractionProgress().can_replace(ExtractionProgress())
+    assert ExtractionEvent(Progress()).can_replace(ExtractionEvent(Progress()))
+    assert not ExtractionEvent(Progress()).can_replace(ExtractionEvent(Stage("x")))
 
 
 async def test_driver_error_keeps_message_and_stderr_tail(tmp_path):
@@ -93,12 +99,12 @@ def make_app(tmp_path, mode):
     pidfile = tmp_path / "pid"
     seen = []
 
-    def cmd(req: ExtractRequest):
+    def cmd(req: ExtractOptions):
         seen.append(req)
         return child_cmd(mode, pidfile)
 
-    app = MoeTuiApp(models=[str(tmp_path / "m")], data=str(corpus), settings=Settings(), inspect_fn=fake_inspect,
-                    run_store=lambda: FakeStore({}), scan_hf_cache=False, extract_command=cmd)
+    app = MoeTuiApp(models=[str(tmp_path / "m")], data=str(corpus), settings=Settings(), inspect_fn=model_facts,
+                    run_store=lambda: RunStore(tmp_path / "runs"), scan_hf_cache=False, extract_command=cmd)
     return app, pidfile, seen
 
 

@@ -4,11 +4,9 @@ worker that only posts messages; the card is a line-rendered scrolling pane."""
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from rich.style import Style
@@ -21,7 +19,7 @@ from textual.worker import get_current_worker
 
 from moe_tui.core.expert_card import ExpertCard, expert_card
 from moe_tui.tui import actions
-from moe_tui.tui.runview import run_title
+from moe_tui.tui.runview import run_title, word_ids_for
 from moe_tui.tui.widgets.palette import expert_style, pos_style
 from moe_tui.tui.widgets.text_panel import ScrollingTextBox, TextBox
 
@@ -48,12 +46,11 @@ class ExpertScreen(Screen):
     BINDINGS = actions.bindings("expert")
     AUTO_FOCUS = "#card"
 
-    def __init__(self, run, layer_idx: int, expert: int, *, grid=None) -> None:
+    def __init__(self, run, layer_idx: int, expert: int) -> None:
         super().__init__()
         self.run = run
         self.layer_idx = int(layer_idx)
         self.expert = int(expert)
-        self.grid_screen = grid
         self.card: ExpertCard | None = None
         self.generation = 0
         self.moe_layers = [int(x) for x in run.moe_layers]
@@ -81,8 +78,6 @@ class ExpertScreen(Screen):
                             exclusive=True, group="card", exit_on_error=False, description="expert card")
 
     def _job(self, generation: int, layer_idx: int, expert: int) -> None:
-        from moe_tui.tui.screens.word import word_ids_for
-
         worker = get_current_worker()
         try:
             card = expert_card(self.run, layer=self.moe_layers[layer_idx], expert=expert,
@@ -119,7 +114,7 @@ class ExpertScreen(Screen):
         u = 1.0 / c.n_experts
         lines: list[list] = [
             [("load", _BU)],
-            [(f"  {c.assignments:,} of {c.n_tokens * c.top_k:,} top-{c.top_k} assignments: ", None),
+            [(f"  {c.assignments:,} of {c.total_assignments:,} top-{c.top_k} assignments: ", None),
              (f"{c.load_share:.2%}", _B), (f" of the layer's load (uniform {u:.2%}, ×{c.load_share / u:.2f})", None)],
             [(f"  top-1 for {c.top1:,} of {c.n_tokens:,} tokens: ", None), (f"{c.top1_share:.2%}", _B)],
             [],
@@ -174,7 +169,7 @@ class ExpertScreen(Screen):
         from moe_tui.core.expert_card import write_expert_card
         from moe_tui.errors import MoeTuiError
 
-        base = Path(self.app.settings.export_dir or os.getcwd()).expanduser()
+        base = self.app.export_dir()
         run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(self.run, "run_id", "run")))
         path = base / f"moe-tui-{run_id}-expert-L{self.card.layer}-E{self.card.expert}.csv"
         try:

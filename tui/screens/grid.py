@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from moe_tui.core.inspect import LayerStatsCache
+from moe_tui.core.explore import LayerStatsCache
 from moe_tui.tui import actions
 from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data, sentence_texts
 from moe_tui.tui.widgets.palette import expert_style, pos_style
@@ -322,33 +322,27 @@ class GridScreen(Screen):
 
     # ---- word view, expert card, diff ----------------------------------------------------------------------
     def action_word_view(self, typed: bool = False) -> None:
-        from moe_tui.tui.screens.word import WordScreen
-
         layer, tok = self.grid.cursor
-        query, by = "", "form"
+        query = ""
         if not typed and self.data is not None and self.data.n_tokens:
             if int(self.data.pos_ids[tok]) < 0:
                 self.notify("This token is not analysed (special or unaligned): type a word", timeout=3)
             else:
                 query = self.data.words[tok]
-        self.app.push_screen(WordScreen(self.run, query, by=by, layer_idx=layer, grid=self))
+        self.app.show_word(self.run, query, by="form", layer_idx=layer)
 
     def action_expert_card(self) -> None:
-        from moe_tui.tui.screens.expert import ExpertScreen
-
         if self.data is None or not self.data.n_tokens:
             return
         layer, tok = self.grid.cursor
         expert = self.grid.highlight if self.grid.highlight is not None else int(self.data.experts[tok, layer, 0])
-        self.app.push_screen(ExpertScreen(self.run, layer, expert, grid=self))
+        self.app.show_expert(self.run, layer, expert)
 
     def action_diff_run(self) -> None:
         if self.diff_run is not None:
             self.set_diff(None)
             self.notify("Diff overlay cleared", timeout=2)
             return
-        from moe_tui.tui.screens.modals import RunPickScreen
-
         try:
             runs = [r for r in self.app.run_store().list_runs()
                     if r.status == "complete" and r.run_id != str(getattr(self.run, "run_id", ""))
@@ -360,8 +354,7 @@ class GridScreen(Screen):
             self.notify("No other cached run holds as many tokens as this one (same corpus and tokenizer)",
                         severity="warning", timeout=5)
             return
-        self.app.push_screen(RunPickScreen(runs, "Diff against which run? (same corpus and tokenizer)"),
-                             self._diff_picked)
+        self.app.pick_run(runs, "Diff against which run? (same corpus and tokenizer)", self._diff_picked)
 
     def _diff_picked(self, run_id: str | None) -> None:
         if run_id:
@@ -513,6 +506,8 @@ class GridScreen(Screen):
         if got is None:
             assert self.data is not None
             e = np.asarray(self.data.experts[:, :, :ranks]).ravel()
+            n = int(self.run.num_experts)
+            e = e[e < n]  # a rank a layer does not use holds a sentinel id: not an expert
             got = np.flatnonzero(np.bincount(e.astype(np.int64), minlength=1)).tolist() if e.size else []
             if len(self._legend_ids) > 64:
                 self._legend_ids.clear()
@@ -543,13 +538,14 @@ class GridScreen(Screen):
         assert d is not None
         e = d.experts[tok].tolist()
         w = d.weights[tok].astype("float32").tolist()
+        n_experts = int(self.run.num_experts)
         k = len(e[0]) if e else 0
         # "▶L12 " + items 8 wide: two spaces apart when a layer fits on one line, else one, packed, then wrapped
         sep = "  " if 6 + k * 10 - 2 <= width else " "
         per_line = max(1, (width - 6 + len(sep)) // (8 + len(sep)))
         out = []
         for li, layer in enumerate(self.moe_layers):
-            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li])]
+            items = [f"{x:>3} {y:.2f}" for x, y in zip(e[li], w[li]) if x < n_experts]  # sentinels: no expert
             lines = ["L" + f"{layer:<3} " + sep.join(items[:per_line])]
             for a in range(per_line, len(items), per_line):
                 lines.append(" " * 5 + sep.join(items[a:a + per_line]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import on, work
@@ -26,6 +27,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
+if TYPE_CHECKING:  # pragma: no cover
+    from moe_tui.cache.store import RunInfo
+    from moe_tui.core.models import ModelFacts
+
+from moe_tui.core.options import OptionSpec, form_fields
 from moe_tui.tui import actions
 from moe_tui.tui.discovery import ModelEntry, discover_models
 from moe_tui.tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
@@ -69,27 +75,49 @@ def _fmt_params(n) -> str:
     return str(n)
 
 
-def facts_text(facts) -> Text:
-    g = lambda name, default="?": getattr(facts, name, None) if getattr(facts, name, None) is not None else default  # noqa: E731
-    moe = g("moe_layers", [])
+def facts_text(facts: ModelFacts) -> Text:
+    moe = facts.moe_layers
     t = Text()
     rows = [
-        ("architecture", f"{g('architecture_class')} ({g('model_type')})"),
-        ("decoder layers", str(g("num_layers"))),
+        ("architecture", f"{facts.architecture_class} ({facts.model_type})"),
+        ("decoder layers", str(facts.num_layers)),
         ("MoE layers", f"{len(moe)}" + (f"  ({moe[0]}…{moe[-1]})" if moe else "")),
-        ("experts N", str(g("num_experts"))),
-        ("top-k", str(g("top_k"))),
-        ("shared experts", str(g("shared_experts", 0))),
-        ("params", _fmt_params(g("params", None))),
-        ("dtype on disk", str(g("dtype_on_disk"))),
+        ("experts N", str(facts.num_experts)),
+        ("top-k", str(facts.top_k)),
+        ("shared experts", str(facts.shared_experts)),
+        ("params", _fmt_params(facts.params)),
+        ("dtype on disk", str(facts.dtype_on_disk if facts.dtype_on_disk is not None else "?")),
     ]
     for k, v in rows:
         t.append(f"{k:>15}  ", style="bold")
         t.append(v + "\n")
-    notes = g("notes", []) or []
-    for n in notes:
+    for n in facts.notes:
         t.append(f"\n• {n}", style="italic")
     return t
+
+
+def option_id(spec: OptionSpec) -> str:
+    """The Home form widget id of an extraction option (``opt-batch-size``)."""
+    return "opt-" + spec.name.replace("_", "-")
+
+
+def option_widgets(defaults) -> ComposeResult:
+    """The Home form: one labelled widget per extraction option marked for the form
+    (:func:`moe_tui.core.options.form_fields`), valued from the user's settings where the option is one."""
+    for s in form_fields():
+        value = getattr(defaults, s.name) if s.setting else s.default
+        if s.type is bool:
+            yield Checkbox(s.form, value=bool(value), id=option_id(s))
+            continue
+        yield Label(s.form)
+        if s.form_choices:
+            choices = list(s.form_choices)
+            if value not in [v for _, v in choices]:  # a setting outside the offered values (e.g. cuda:1)
+                choices.append((str(value), value))
+            yield Select(choices, value=value, allow_blank=False, id=option_id(s))
+        else:
+            yield Input(value="" if value is None else str(value), type="integer" if s.type is int else "text",
+                        id=option_id(s))
 
 
 class HomeScreen(Screen):
@@ -102,12 +130,11 @@ class HomeScreen(Screen):
         self.facts: dict[str, object] = {}
         self.facts_error: dict[str, str] = {}
         self.highlighted_model: str | None = None
-        self.runs: list = []
+        self.runs: list[RunInfo] = []
         self._inspecting: str | None = None
 
     def compose(self) -> ComposeResult:
         app = self.app
-        opts = app.settings.extract
         with TabbedContent(id="tabs", initial="models"):
             with TabPane("Models", id="models"):
                 with Horizontal():
@@ -126,24 +153,12 @@ class HomeScreen(Screen):
                         yield Label("Recent corpora")
                         yield OptionList(id="recent-corpora")
                     with VerticalScroll(id="extract-options"):
-                        yield Label("tagset")
-                        yield Select([("upos (17 UD tags)", "upos"), ("paper15", "paper15")], value=opts.tagset,
-                                     allow_blank=False, id="opt-tagset")
-                        yield Label("sample size (sentences, empty = all)")
-                        yield Input(value=str(opts.sample or ""), type="integer", id="opt-sample")
-                        yield Label("batch size (sentences)")
-                        yield Input(value=str(opts.batch_size), type="integer", id="opt-batch")
-                        yield Label("dtype")
-                        yield Select([(d, d) for d in ("auto", "bfloat16", "float16", "float32")], value=opts.dtype,
-                                     allow_blank=False, id="opt-dtype")
-                        yield Label("device")
-                        yield Select([(d, d) for d in ("auto", "cuda", "cpu")], value=opts.device, allow_blank=False,
-                                     id="opt-device")
-                        yield Checkbox("trust remote code", value=False, id="opt-trust")
+                        yield from option_widgets(app.settings.extract)
                         yield Static("", id="trust-warning")
                         yield Button("Run extraction (ctrl+r)", id="run-extract", variant="primary")
             with TabPane("Runs", id="runs"):
                 yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="run-details")
         yield Static("", id="status-line")
         yield Footer()
 
@@ -167,12 +182,19 @@ class HomeScreen(Screen):
         self.refresh_models()
         self.refresh_runs()
 
+    def highlighted_run_id(self) -> str | None:
+        """The run under the Runs table's cursor (None when there is none)."""
+        row = self.query_one("#runs-table", DataTable).cursor_row
+        if not self.runs or row is None or not (0 <= row < len(self.runs)):
+            return None
+        return self.runs[row].run_id
+
     def action_open_run(self) -> None:
-        t = self.query_one("#runs-table", DataTable)
-        if not self.runs or t.cursor_row is None or not (0 <= t.cursor_row < len(self.runs)):
+        run_id = self.highlighted_run_id()
+        if run_id is None:
             self.notify("No cached run selected", severity="warning")
             return
-        self.app.open_run(_run_id(self.runs[t.cursor_row]))
+        self.app.open_run(run_id)
 
     # ---- models --------------------------------------------------------------------------------------------
     def refresh_models(self) -> None:
@@ -264,7 +286,7 @@ class HomeScreen(Screen):
     def _recent_corpus(self, event: OptionList.OptionSelected) -> None:
         self.query_one("#corpus-path", Input).value = event.option.id or ""
 
-    @on(Checkbox.Changed, "#opt-trust")
+    @on(Checkbox.Changed, "#opt-trust-remote-code")
     def _trust_changed(self, event: Checkbox.Changed) -> None:
         warn = self.query_one("#trust-warning", Static)
         if event.value:
@@ -278,21 +300,25 @@ class HomeScreen(Screen):
     def _run_pressed(self) -> None:
         self.app.action_run_extraction()
 
-    def extract_request_fields(self) -> dict:
-        """Current form values (validated by the App)."""
-        def int_or_none(sel: str) -> int | None:
-            v = self.query_one(sel, Input).value.strip()
-            return int(v) if v else None
+    def extract_form(self) -> dict:
+        """The corpus path and the form's option values (``ExtractOptions`` field -> value).
 
-        return {
-            "data": os.path.expanduser(self.query_one("#corpus-path", Input).value.strip()),
-            "tagset": self.query_one("#opt-tagset", Select).value,
-            "sample": int_or_none("#opt-sample"),
-            "batch_size": int_or_none("#opt-batch") or 16,
-            "dtype": self.query_one("#opt-dtype", Select).value,
-            "device": self.query_one("#opt-device", Select).value,
-            "trust_remote_code": self.query_one("#opt-trust", Checkbox).value,
-        }
+        Raises ValueError for a value that is not valid (shown to the user by the App)."""
+        values = {"data": os.path.expanduser(self.query_one("#corpus-path", Input).value.strip())}
+        for s in form_fields():
+            w = self.query_one(f"#{option_id(s)}")
+            if isinstance(w, Input):
+                text = w.value.strip()
+                if not text:
+                    values[s.name] = None if s.optional else s.default
+                    continue
+                value = int(text) if s.type is int else text
+                if s.positive and value <= 0:
+                    raise ValueError(f"{s.form} must be > 0")
+                values[s.name] = value
+            else:
+                values[s.name] = w.value
+        return values
 
     def _sync_extracting(self, running: bool) -> None:
         self.query_one("#run-extract", Button).disabled = running
@@ -322,25 +348,44 @@ class HomeScreen(Screen):
         t = self.query_one("#runs-table", DataTable)
         t.clear()
         for r in self.runs:
-            t.add_row(_run_id(r), _short(str(_field(r, "model")), 36), _short(str(_field(r, "corpus")), 36),
-                      str(_field(r, "tokens")), str(_field(r, "created"))[:19])
+            t.add_row(r.run_id, _short(r.model, 36), _short(r.corpus, 36), str(r.tokens), r.created[:19])
+        self._show_run_details(t.cursor_row if self.runs else None)
         if msg.error:
             self.query_one("#status-line", Static).update(Text(f"runs: {msg.error}", style="red"))
+
+    @on(DataTable.RowHighlighted, "#runs-table")
+    def _run_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._show_run_details(event.cursor_row)
+
+    def _show_run_details(self, row: int | None) -> None:
+        details = self.query_one("#run-details", Static)
+        if row is None or not (0 <= row < len(self.runs)):
+            details.update("")
+            return
+        details.update(run_details_text(self.runs[row]))
 
     @on(DataTable.RowSelected, "#runs-table")
     def _run_selected(self, event: DataTable.RowSelected) -> None:
         if 0 <= event.cursor_row < len(self.runs):
-            self.app.open_run(_run_id(self.runs[event.cursor_row]))
+            self.app.open_run(self.runs[event.cursor_row].run_id)
 
 
-def _field(r, name: str):
-    if isinstance(r, dict):
-        return r.get(name, "")
-    return getattr(r, name, "")
+def run_details_text(r) -> Text:
+    """A run's provenance for the Runs tab: the library versions it was made with, its model commit, logits."""
+    prov = r.provenance or {}
+    text = Text()
+    text.append(f"run {r.run_id}", style="bold")
+    text.append("  logits saved" if r.logits else "  no logits (extract again with --save-logits)")
+    if not prov:
+        text.append("\nprovenance not recorded (a run made before moe-tui kept it)")
+        return text
+    versions = " · ".join(f"{k} {prov[k]}" for k in ("python", "torch", "transformers", "tokenizers", "accelerate")
+                          if prov.get(k))
+    text.append(f"\nmade with {versions}")
+    commit = (prov.get("model") or {}).get("commit_hash")
+    text.append(f"\nmodel commit {commit}" if commit else "\nmodel commit unknown (a local folder)")
+    return text
 
-
-def _run_id(r) -> str:
-    return str(_field(r, "run_id"))
 
 
 def _short(s: str, n: int) -> str:

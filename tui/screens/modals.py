@@ -78,9 +78,7 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("scope", "keys", "action", "binding id")
-        keymap = getattr(self.app, "settings", None)
-        keymap = keymap.keymap if keymap is not None else {}
-        for row in actions.help_rows(keymap):
+        for row in actions.help_rows(self.app.settings.keymap):
             table.add_row(*row)
         table.focus()
 

@@ -62,10 +62,13 @@ class ProgressScreen(Screen):
             log.write_line(line)
         self._logged = len(st.notices)
 
+    @property
+    def extracting(self) -> bool:
+        """Gates ``progress.cancel`` (see :mod:`moe_tui.tui.actions`)."""
+        return self.app.extracting
+
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        if action == "app.cancel_extraction" or action == "cancel_extraction":
-            return True if self.app.extracting else None
-        return True
+        return actions.check(self, "progress", action)
 
     def action_back(self) -> None:
         self.app.action_go_home()

@@ -7,11 +7,9 @@ The numbers come from :mod:`moe_tui.core.concordance`, computed in a thread work
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from rich.segment import Segment
@@ -25,9 +23,9 @@ from textual.strip import Strip
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from moe_tui.core.concordance import SORT_KEYS, Concordance, concordance, token_word_ids
+from moe_tui.core.concordance import SORT_KEYS, Concordance, concordance
 from moe_tui.tui import actions
-from moe_tui.tui.runview import run_title
+from moe_tui.tui.runview import run_title, word_ids_for
 from moe_tui.tui.widgets.palette import expert_style, pos_style
 from moe_tui.tui.widgets.row_list import RowList
 from moe_tui.tui.widgets.text_panel import TextBox
@@ -55,18 +53,6 @@ class OrdersReady(Message):
 FAST_SORTS = ("sentence", "pos", "expert")
 
 
-def word_ids_for(run) -> np.ndarray:
-    """:func:`token_word_ids` of ``run``, computed once per run object (``[T]`` int64)."""
-    got = getattr(run, "_moe_tui_word_ids", None)
-    if got is None:
-        got = token_word_ids(run)
-        try:
-            run._moe_tui_word_ids = got
-        except AttributeError:  # pragma: no cover - a run that takes no attributes
-            pass
-    return got
-
-
 def _clip_left(text: str, width: int) -> str:
     text = " ".join(text.split())
     if width <= 0:
@@ -82,20 +68,19 @@ def _clip_right(text: str, width: int) -> str:
 
 
 class WordScreen(Screen):
-    """The concordance of ``query`` in ``run`` at MoE-layer position ``layer_idx``; ``grid`` is the grid screen it
-    was opened from (Enter goes back to it), if any."""
+    """The concordance of ``query`` in ``run`` at MoE-layer position ``layer_idx`` (Enter opens the occurrence in
+    the run's grid below on the stack, else in a new one)."""
 
     SCOPE = "word"
     BINDINGS = actions.bindings("word")
     AUTO_FOCUS = "#word-list"
 
-    def __init__(self, run, query: str = "", *, by: str = "form", layer_idx: int = 0, grid=None) -> None:
+    def __init__(self, run, query: str = "", *, by: str = "form", layer_idx: int = 0) -> None:
         super().__init__()
         self.run = run
         self.query_text = query
         self.by = by
         self.layer_idx = int(layer_idx)
-        self.grid_screen = grid
         self.sort_key = "sentence"
         self.conc: Concordance | None = None
         self.order: np.ndarray | None = None   # display position -> occurrence
@@ -259,7 +244,10 @@ class WordScreen(Screen):
         segs = [Segment(head, _DIM), Segment(f"{tag:<6}", pos_style(tag)), Segment(" ")]
         used = len(head) + 7
         for e in ids:
-            segs.append(Segment(f"{e:>{d}}", expert_style(e, self.n_experts)))
+            if 0 <= e < self.n_experts:
+                segs.append(Segment(f"{e:>{d}}", expert_style(e, self.n_experts)))
+            else:   # a rank this layer does not use (the run's unused-rank sentinel)
+                segs.append(Segment(f"{'·':>{d}}", _DIM))
             segs.append(Segment(" "))
             used += d + 1
         match = " ".join(text[a:b].split())
@@ -316,26 +304,16 @@ class WordScreen(Screen):
         cur = self.current()
         if cur is None:
             return
-        from moe_tui.tui.screens.grid import GridScreen
+        from moe_tui.core.explore import JumpTarget
 
         s, t = cur
-        app = self.app
-        gs = self.grid_screen if self.grid_screen in app.screen_stack else None
-        if gs is None:
-            app.push_screen(GridScreen(self.run, start=(s, t, self.layer_idx)))
-            return
-        while app.screen is not gs and len(app.screen_stack) > 1:
-            app.pop_screen()
-        gs.jump_to(s, t, self.layer_idx)
+        self.app.show_in_grid(self.run, JumpTarget(s, self.layer_idx, t, None))
 
     def action_expert_card(self) -> None:
         if self.conc is None or self.order is None or not len(self.conc):
             return
-        from moe_tui.tui.screens.expert import ExpertScreen
-
         i = int(self.order[self._list.cursor])
-        self.app.push_screen(ExpertScreen(self.run, self.layer_idx, int(self.conc.experts[i, 0]),
-                                          grid=self.grid_screen))
+        self.app.show_expert(self.run, self.layer_idx, int(self.conc.experts[i, 0]))
 
     def action_export(self) -> None:
         if self.conc is None:
@@ -343,7 +321,7 @@ class WordScreen(Screen):
         from moe_tui.core.concordance import write_concordance
         from moe_tui.errors import MoeTuiError
 
-        base = Path(self.app.settings.export_dir or os.getcwd()).expanduser()
+        base = self.app.export_dir()
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.query_text)[:40] or "word"
         run_id = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(self.run, "run_id", "run")))
         path = base / f"moe-tui-{run_id}-concordance-{safe}-{self.by}-L{self.conc.layer}.csv"

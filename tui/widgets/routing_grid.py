@@ -192,7 +192,8 @@ class RoutingGrid(ScrollView, can_focus=True):
         if seg is None:
             d, body_w = self._digits, self.cell_width - 1
             pad_left = (body_w - (shown * (d + 1) - 1)) // 2
-            txt = f"{e:>{d}}"
+            sentinel = e >= self.n_experts  # a rank this layer does not use (per-layer top-k): no expert
+            txt = f"{'·' if sentinel else e:>{d}}"
             if j == 0:
                 txt = " " * pad_left + txt
             if j < shown - 1:
@@ -200,7 +201,7 @@ class RoutingGrid(ScrollView, can_focus=True):
             else:
                 used = (pad_left if j else 0) + j * (d + 1)
                 txt += " " * (body_w - used - len(txt))
-            if emph == 2:
+            if emph == 2 or sentinel:
                 style = self._styles()["dim"]
             elif emph == 1:
                 style = expert_style(e, self.n_experts) + _BOLD
@@ -243,7 +244,7 @@ class RoutingGrid(ScrollView, can_focus=True):
                 k2 = ("p", shown, pos[i], dimmed, hl is not None)
                 seg = self._segs.get(k2)
                 if seg is None:
-                    text = " ".join(f"{e:>{d}}" for e in shown)
+                    text = " ".join(f"{'·' if e >= self.n_experts else e:>{d}}" for e in shown)
                     style = dim if dimmed else pos_style(pos[i]) + emph
                     seg = self._segs[k2] = Segment(text.center(body_w), style)
                 append(seg)

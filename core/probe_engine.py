@@ -1,0 +1,662 @@
+"""Many MLP probes trained at once: scikit-learn ``MLPClassifier`` semantics, batched in torch.
+
+Every probe of a report (Table 1's ``top_k`` / ``top_1`` / ``onehot_top_k``, each cut of the Fig. 3
+ablation, the control task) reads the same routes of the same training tokens; only its input columns,
+its labels and its random initial weights differ. :func:`fit_probes` trains them together, as one
+batched model per *group* of probes, on CUDA when torch sees a GPU and on the CPU otherwise.
+
+What one probe is (both engines, from scikit-learn 1.9's ``_multilayer_perceptron.py``):
+
+* input: the probe's columns of the shared ``[T, F]`` expert-id matrix, either as numbers (the paper's
+  ``top_k`` / ``top_1``) or one-hot (``onehot_*``: one input per (column, expert id), feature-major,
+  exactly the columns of scikit-learn's ``OneHotEncoder`` with categories ``0 .. N-1``);
+* one hidden layer of ``hidden`` (100) ReLU units, softmax output over the classes present in the
+  training labels (two classes: one logistic unit, as scikit-learn does);
+* Glorot-uniform initial weights drawn, layer by layer, weights then intercepts, from
+  ``numpy.random.RandomState(init_seed)``: the very numbers ``MLPClassifier(random_state=init_seed)``
+  starts from;
+* Adam (lr 1e-3, beta 0.9 / 0.999, eps 1e-8, scikit-learn's update ``-lr_t m / (sqrt(v) + eps)`` with
+  ``lr_t = lr sqrt(1 - beta2^t) / (1 - beta1^t)``), minibatches of ``min(200, n)`` tokens in an order
+  reshuffled every epoch, the L2 penalty ``alpha / 2 ||W||^2 / batch`` on the weights (not the
+  intercepts) in the loss and ``alpha W / batch`` in the gradient;
+* the epoch loss is the batch losses weighted by batch size (L2 included); training stops when it has
+  not fallen below ``best - tol`` for more than ``n_iter_no_change`` epochs (``converged``), or after
+  ``max_iter`` epochs (not converged). ``n_iter`` counts the epochs run.
+
+The torch engine in float64 with ``shuffle_seed=None`` on one probe reproduces ``MLPClassifier`` draw for
+draw (same loss curve to rounding, same ``n_iter_``, same predictions: a test checks it). In a report,
+the probes of one split share one minibatch order (the ``mlp_shuffle`` stream of :mod:`seeds`): that is
+what makes the first layer of a whole group one matrix product.
+
+Groups (:func:`plan_groups`): probes whose columns overlap enough to share a first layer, weighed against
+the fixed cost of each group per step (an ablation cut that keeps 3 of 32 layers should not pay for 32 on
+a CPU; on a GPU nearly everything shares one group). Each group is one model: first-layer weights
+``[G*H, K]`` (K = the group's input columns: numbers, then one-hot blocks; the weights of the columns a
+probe does not read are held at exactly zero), output weights ``[G, H, C]``. The hidden activations are
+``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM; the gradients mirror
+them, and Adam runs over one flat buffer. Probes that stop leave the group (its tensors shrink), so a
+group runs as long as its slowest probe.
+
+Progress: ``progress(stage, epoch, max_iter)`` after every epoch of every group and, inside long epochs,
+at least every ``0.25 s``; the callback may raise (``moe_tui.errors.Cancelled``) to stop training.
+
+torch is imported inside the functions that train (it costs seconds to import); so is scikit-learn.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ENGINES",
+    "MLPConfig",
+    "ProbeSpec",
+    "ProbeFit",
+    "fit_probes",
+    "plan_groups",
+    "resolve_device",
+    "describe",
+]
+
+ENGINES: tuple[str, ...] = ("torch", "sklearn")
+
+Progress = Callable[[str, int, int], None]
+
+#: Seconds between two progress calls inside one epoch (cancel latency on big data).
+PROGRESS_EVERY_S = 0.25
+
+_SKLEARN_KEYS = {"hidden_layer_sizes", "alpha", "learning_rate_init", "beta_1", "beta_2", "epsilon", "batch_size",
+                 "shuffle", "tol", "n_iter_no_change", "max_iter", "early_stopping", "validation_fraction"}
+_SKLEARN_FIXED = {"activation": "relu", "solver": "adam", "warm_start": False}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """MLPClassifier's hyper-parameters (its defaults, except ``max_iter``, which the report raises to 500)."""
+
+    hidden: int = 100
+    alpha: float = 1e-4
+    learning_rate_init: float = 1e-3
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+    batch_size: int | None = None     # None: min(200, n_train), scikit-learn's "auto"
+    shuffle: bool = True
+    tol: float = 1e-4
+    n_iter_no_change: int = 10
+    max_iter: int = 200
+    early_stopping: bool = False      # scikit-learn's validation-split early stopping (sklearn engine only)
+    validation_fraction: float = 0.1
+
+    def batch(self, n_train: int) -> int:
+        """Minibatch size for ``n_train`` training tokens."""
+        if self.batch_size is None:
+            return min(200, n_train)
+        return int(np.clip(self.batch_size, 1, n_train))
+
+    @classmethod
+    def from_sklearn(cls, max_iter: int = 200, mlp_kwargs: dict | None = None) -> "MLPConfig":
+        """The config of ``MLPClassifier(max_iter=max_iter, **mlp_kwargs)``; ValueError on an option the
+        torch engine does not implement (more than one hidden layer, another activation or solver...)."""
+        kw = dict(mlp_kwargs or {})
+        for key, want in _SKLEARN_FIXED.items():
+            if key in kw and kw.pop(key) != want:
+                raise ValueError(f"the torch probe engine implements {key}={want!r} only; use the sklearn engine")
+        unknown = sorted(set(kw) - _SKLEARN_KEYS)
+        if unknown:
+            raise ValueError(f"the torch probe engine does not implement MLPClassifier option {unknown[0]!r}; "
+                             f"use the sklearn engine")
+        out: dict = {"max_iter": int(kw.pop("max_iter", max_iter))}
+        if "hidden_layer_sizes" in kw:
+            h = kw.pop("hidden_layer_sizes")
+            h = list(h) if hasattr(h, "__iter__") else [h]
+            if len(h) != 1:
+                raise ValueError("the torch probe engine trains one hidden layer; use the sklearn engine for more")
+            out["hidden"] = int(h[0])
+        bs = kw.pop("batch_size", "auto")
+        out["batch_size"] = None if bs == "auto" else int(bs)
+        out.update(kw)
+        cfg = cls(**out)
+        if cfg.hidden < 1 or cfg.max_iter < 1 or cfg.n_iter_no_change < 1:
+            raise ValueError("hidden units, max_iter and n_iter_no_change must be >= 1")
+        return cfg
+
+    def sklearn_kwargs(self) -> dict:
+        """The same settings as ``MLPClassifier`` keyword arguments."""
+        return {"hidden_layer_sizes": (self.hidden,), "alpha": self.alpha, "learning_rate_init": self.learning_rate_init,
+                "beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon,
+                "batch_size": "auto" if self.batch_size is None else self.batch_size, "shuffle": self.shuffle,
+                "tol": self.tol, "n_iter_no_change": self.n_iter_no_change, "max_iter": self.max_iter,
+                "early_stopping": self.early_stopping, "validation_fraction": self.validation_fraction}
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    """One probe: which columns of the shared id matrix it reads, how, which labels it learns.
+
+    Attributes:
+        name: a label for the caller (e.g. ``"top_k"``, ``"first:3"``).
+        columns: column indices into the shared ``[T, F]`` id matrix, in the probe's feature order.
+        onehot: read the ids as categories (one input per column and id) instead of numbers.
+        labels: index into the ``labels`` arrays passed to :func:`fit_probes`.
+        init_seed: ``random_state`` of the initial weights (and of the shuffles for the sklearn engine).
+    """
+
+    name: str
+    columns: tuple[int, ...]
+    onehot: bool = False
+    labels: int = 0
+    init_seed: int = 0
+
+
+@dataclass
+class ProbeFit:
+    """A trained probe's test predictions and how its training ended.
+
+    Attributes:
+        name: the spec's name.
+        y_pred: ``[n_test]`` int64 predicted labels of the test tokens (in ``test_idx`` order).
+        n_iter: epochs run.
+        converged: stopped by the tol rule (False: stopped at ``max_iter``).
+        loss_curve: epoch losses (L2 term included), as scikit-learn's ``loss_curve_``.
+        engine: ``"torch"`` or ``"sklearn"``.
+        device: where it trained (``"cpu"``, ``"cuda:0"``).
+    """
+
+    name: str
+    y_pred: np.ndarray
+    n_iter: int
+    converged: bool
+    loss_curve: list = field(default_factory=list)
+    engine: str = "torch"
+    device: str = "cpu"
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry point
+
+
+def fit_probes(
+    ids: np.ndarray,
+    labels: Sequence[np.ndarray],
+    specs: Sequence[ProbeSpec],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    n_categories: int | None = None,
+    config: MLPConfig | None = None,
+    engine: str = "torch",
+    shuffle_seed: int | None = None,
+    device: str | None = "auto",
+    dtype: str = "float32",
+    progress: Progress | None = None,
+    stage: str = "probes",
+    group_overhead: float | None = None,
+    threads: int | None = None,
+) -> list[ProbeFit]:
+    """Train every probe of ``specs`` on ``train_idx`` and predict ``test_idx``.
+
+    Args:
+        ids: ``[T, F]`` int expert ids (e.g. ``experts.reshape(T, L*k)``), shared by all probes.
+        labels: label arrays, each ``[T]`` int (the POS; the control task's labels...).
+        specs: the probes.
+        train_idx / test_idx: token indices of the split (shared by all probes).
+        n_categories: ``N`` for one-hot probes (default ``ids.max() + 1``).
+        config: :class:`MLPConfig` (default: MLPClassifier's defaults).
+        engine: ``"torch"`` (batched) or ``"sklearn"`` (one ``MLPClassifier`` per probe, the paper's procedure).
+        shuffle_seed: torch engine: ``RandomState`` seed of the minibatch order shared by the probes;
+            None: each group shuffles with its first probe's ``RandomState`` after its initial weights
+            (a lone probe is then ``MLPClassifier(random_state=init_seed)`` draw for draw).
+        device: torch engine: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+        dtype: torch engine: ``"float32"`` (default) or ``"float64"`` (scikit-learn's precision).
+        progress: ``progress(stage, done, total)``; may raise to cancel.
+        stage: prefix of the progress stage names.
+        group_overhead: torch engine: the fixed cost of a group per step in column-probes (:func:`plan_groups`);
+            default 192 on a CPU, 1e6 on a GPU.
+        threads: torch engine on CPU: intra-op threads while training (default: torch's setting for groups with
+            at least ``SMALL_GROUP_MACS`` first-layer multiply-adds per step, one thread for smaller ones).
+
+    Returns:
+        one :class:`ProbeFit` per spec, in the order of ``specs``.
+    """
+    cfg = config or MLPConfig()
+    if engine not in ENGINES:
+        raise ValueError(f"unknown probe engine {engine!r}; choose from {', '.join(ENGINES)}")
+    ids = np.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be [T, F], got shape {ids.shape}")
+    T, F = ids.shape
+    tr = np.asarray(train_idx, dtype=np.intp)
+    te = np.asarray(test_idx, dtype=np.intp)
+    labels = [np.asarray(y).astype(np.int64) for y in labels]
+    for y in labels:
+        if y.shape != (T,):
+            raise ValueError(f"labels must be [T] = [{T}], got shape {y.shape}")
+    n_cat = int(n_categories) if n_categories is not None else (int(ids.max()) + 1 if ids.size else 1)
+    if ids.size and (ids.min() < 0 or ids.max() >= n_cat):
+        raise ValueError(f"ids must lie in [0, {n_cat})")
+    for s in specs:
+        if not len(s.columns) or min(s.columns) < 0 or max(s.columns) >= F:
+            raise ValueError(f"probe {s.name!r}: columns must be a non-empty subset of 0..{F - 1}")
+        if not 0 <= s.labels < len(labels):
+            raise ValueError(f"probe {s.name!r}: labels index {s.labels} out of range")
+
+    out: list[ProbeFit | None] = [None] * len(specs)
+    todo: list[int] = []
+    for i, s in enumerate(specs):
+        ytr = labels[s.labels][tr]
+        classes = np.unique(ytr)
+        if len(classes) < 2:  # nothing to learn: predict the only training label
+            only = int(classes[0]) if len(classes) else 0
+            out[i] = ProbeFit(s.name, np.full(len(te), only, dtype=np.int64), 0, True, [], engine,
+                              "cpu" if engine == "sklearn" else str(resolve_device(device)))
+        else:
+            todo.append(i)
+    if engine == "sklearn":
+        for j, i in enumerate(todo):
+            out[i] = _fit_sklearn(ids, labels[specs[i].labels], specs[i], tr, te, n_cat, cfg)
+            if progress is not None:
+                progress(f"{stage} (scikit-learn)", j + 1, len(todo))
+        return out  # type: ignore[return-value]
+    if todo and cfg.early_stopping:
+        raise ValueError("early stopping on a validation split is implemented by the sklearn probe engine only")
+    if todo:
+        import torch
+
+        old = torch.get_num_threads()
+        try:
+            dev = resolve_device(device)
+            dt = {"float32": torch.float32, "float64": torch.float64}.get(dtype)
+            if dt is None:
+                raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+            if group_overhead is None:
+                group_overhead = 1e6 if dev.type == "cuda" else 192.0
+            groups = plan_groups([specs[i] for i in todo], overhead=group_overhead, n_categories=n_cat)
+            for gi, members in enumerate(groups):
+                idx = [todo[m] for m in members]
+                name = f"{stage} {gi + 1}/{len(groups)}: {describe([specs[i].name for i in idx])}"
+                if dev.type == "cpu":
+                    torch.set_num_threads(int(threads) if threads is not None else
+                                          _cpu_threads(old, [specs[i] for i in idx], n_cat, cfg, len(tr)))
+                fits = _train_group(ids, labels, [specs[i] for i in idx], tr, te, n_cat, cfg, shuffle_seed, dev, dt,
+                                    progress, name)
+                for i, f in zip(idx, fits):
+                    out[i] = f
+        finally:
+            torch.set_num_threads(old)
+    return out  # type: ignore[return-value]
+
+
+#: Multiply-adds of a group's first layer per step below which a CPU group trains on one thread: small
+#: operations gain nothing from more threads, and on a busy machine their thread handovers cost far more
+#: than the operation (measured here: 4 ms instead of 0.3 ms per step on two busy cores).
+SMALL_GROUP_MACS = 8_000_000
+
+
+def _cpu_threads(default: int, specs: Sequence[ProbeSpec], n_cat: int, cfg: MLPConfig, n_train: int) -> int:
+    num = set().union(*(set(s.columns) for s in specs if not s.onehot))
+    oh = set().union(*(set(s.columns) for s in specs if s.onehot))
+    K = len(num) + len(oh) * n_cat
+    macs = len(specs) * cfg.hidden * K * cfg.batch(n_train)
+    return default if macs >= SMALL_GROUP_MACS else 1
+
+
+def describe(names: Sequence[str]) -> str:
+    """Short text for a group of probes: names, with ``prefix:...`` names counted per prefix
+    (``"top_k, top_1, 12 ablation cuts"``)."""
+    plain = [n for n in names if ":" not in n]
+    counts: dict[str, int] = {}
+    for n in names:
+        if ":" in n:
+            counts[n.split(":", 1)[0]] = counts.get(n.split(":", 1)[0], 0) + 1
+    parts = list(plain[:4]) + ([f"{len(plain) - 4} more"] if len(plain) > 4 else [])
+    parts += [f"{c} {p} cut{'s' if c != 1 else ''}" if p == "ablation" else f"{c} {p}" for p, c in counts.items()]
+    return ", ".join(parts)
+
+
+def resolve_device(device: str | None = "auto"):
+    """``torch.device`` for ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    ValueError when CUDA is asked for and torch sees no GPU, or the name is not a device."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"probe device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"probe device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"probe device {device!r}: torch sees no CUDA GPU here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"probe device {device!r}: only {torch.cuda.device_count()} GPU(s) visible")
+    return dev
+
+
+def plan_groups(specs: Sequence[ProbeSpec], overhead: float = 192.0, n_categories: int = 1) -> list[list[int]]:
+    """Split probes into groups, each trained as one model.
+
+    A group's first layer reads the union of its probes' columns, so each probe pays for columns it does
+    not read; every group pays a fixed cost per minibatch step (some 30 tensor operations). Cost of a
+    group per step, in units of one input column of one probe: ``len(union) * n_probes + overhead``
+    (one-hot columns count ``n_categories`` each). Starting from one group per probe (sorted by input
+    kind, last column descending, width descending, so that nested column sets such as the ablation cuts
+    of one side are neighbours), the two neighbouring groups whose merger saves the most are merged
+    while a merger saves anything. A group may hold probes that read numbers and probes that read one-hot
+    (its input then has both blocks).
+
+    ``overhead``: about 200 on a CPU (measured: 30 small operations cost as much as some 200
+    column-probes of matrix products); on a GPU compute is cheap and launches are not, so the engine
+    uses a much larger value and nearly everything shares one group.
+
+    Returns:
+        lists of indices into ``specs``.
+    """
+    order = sorted(range(len(specs)), key=lambda i: (specs[i].onehot, -max(specs[i].columns),
+                                                     -len(set(specs[i].columns)), i))
+    groups = [{"ids": [i], "num": set() if specs[i].onehot else set(specs[i].columns),
+               "oh": set(specs[i].columns) if specs[i].onehot else set()} for i in order]
+
+    def cost(g: dict) -> float:
+        return (len(g["num"]) + len(g["oh"]) * n_categories) * len(g["ids"]) + overhead
+
+    def merged(a: dict, b: dict) -> dict:
+        return {"ids": a["ids"] + b["ids"], "num": a["num"] | b["num"], "oh": a["oh"] | b["oh"]}
+
+    while len(groups) > 1:
+        best, where = 0.0, -1
+        for j in range(len(groups) - 1):
+            a, b = groups[j], groups[j + 1]
+            saving = cost(a) + cost(b) - cost(merged(a, b))
+            if saving > best:
+                best, where = saving, j
+        if where < 0:
+            break
+        groups[where:where + 2] = [merged(groups[where], groups[where + 1])]
+    return [g["ids"] for g in groups]
+
+
+# --------------------------------------------------------------------------------------------------
+# scikit-learn engine
+
+
+def settle_torch_import(name: str = "torch") -> None:
+    """Wait until an import of ``name`` (torch) started by another thread has finished.
+
+    scikit-learn's array-API helpers (and openTSNE through them) read ``sys.modules["torch"].Tensor``
+    without importing torch; while another thread (the TUI's model inspection) is half-way through
+    ``import torch`` that attribute is missing. ``import torch`` here blocks on the module's import lock
+    until the other thread is done. Call before importing scikit-learn or openTSNE in a worker thread.
+    """
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        importlib.import_module(name)  # takes the module's import lock: returns once it is initialised
+
+
+def _onehot_sklearn(X: np.ndarray, n_cat: int):
+    settle_torch_import()
+    from sklearn.preprocessing import OneHotEncoder
+
+    enc = OneHotEncoder(categories=[np.arange(n_cat)] * X.shape[1], handle_unknown="ignore", sparse_output=True,
+                        dtype=np.float64)
+    return enc.fit(X[:1] if len(X) else X)
+
+
+def _fit_sklearn(ids, y, spec: ProbeSpec, tr, te, n_cat, cfg: MLPConfig) -> ProbeFit:
+    settle_torch_import()
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X = ids[:, list(spec.columns)]
+    if spec.onehot:
+        enc = _onehot_sklearn(X, n_cat)
+        Xtr, Xte = enc.transform(X[tr]), enc.transform(X[te])
+    else:
+        Xtr, Xte = X[tr].astype(np.float64), X[te].astype(np.float64)
+    clf = MLPClassifier(random_state=spec.init_seed, **cfg.sklearn_kwargs())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        clf.fit(Xtr, y[tr])
+    hit_max = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    pred = np.asarray(clf.predict(Xte), dtype=np.int64)
+    return ProbeFit(spec.name, pred, int(clf.n_iter_), not hit_max, [float(v) for v in clf.loss_curve_], "sklearn",
+                    "cpu")
+
+
+# --------------------------------------------------------------------------------------------------
+# torch engine
+
+
+class _Inputs:
+    """The network input of a group: numbers for the columns its number-probes read, one-hot blocks for
+    the columns its one-hot probes read: ``[tokens, K]`` with ``K = len(num) + len(oh) * N``.
+
+    Built once as a dense matrix when it is small enough (``DENSE_INPUT_ELEMENTS``), else per block of
+    tokens (one-hot by a scatter)."""
+
+    def __init__(self, ids, rows, num: list, oh: list, N: int, dt, dev):
+        import torch
+
+        self.torch, self.dt, self.dev = torch, dt, dev
+        self.K1, self.N = len(num), N
+        self.K = len(num) + len(oh) * N
+        self.num = torch.as_tensor(ids[np.ix_(rows, num)], dtype=dt, device=dev) if num else None
+        self.oh = None
+        if oh:
+            offs = self.K1 + (np.arange(len(oh)) * N)[None, :]
+            self.oh = torch.as_tensor(ids[np.ix_(rows, oh)].astype(np.int64) + offs, device=dev)
+        self.dense = None
+        if len(rows) * self.K <= DENSE_INPUT_ELEMENTS:
+            self.dense = self.build(slice(None))
+
+    def build(self, sel):
+        """``[rows, K]`` input of the tokens ``sel`` (a slice or an index tensor)."""
+        torch = self.torch
+        if self.dense is not None:
+            return self.dense[sel]
+        if self.oh is None:
+            return self.num[sel]
+        part = self.oh[sel]
+        x = torch.zeros((part.shape[0], self.K), dtype=self.dt, device=self.dev)
+        if self.num is not None:
+            x[:, :self.K1] = self.num[sel]
+        return x.scatter_(1, part, 1.0)
+
+    def permuted(self, order):
+        """The whole input in minibatch order (a dense copy when small; else a lazy view)."""
+        if self.dense is not None:
+            return self.dense.index_select(0, order)
+        return None
+
+
+#: Largest input matrix (tokens x input columns) kept dense on the device (128 MB in float32).
+DENSE_INPUT_ELEMENTS = 1 << 25
+
+
+def _train_group(ids, labels, specs: Sequence[ProbeSpec], tr, te, n_cat, cfg: MLPConfig, shuffle_seed, dev, dt,
+                 progress: Progress | None, stage: str) -> list[ProbeFit]:
+    """Train one group (see the module docstring); returns fits in the order of ``specs``."""
+    import torch
+
+    G, H = len(specs), cfg.hidden
+    num = sorted(set().union(*(set(s.columns) for s in specs if not s.onehot)))
+    oh = sorted(set().union(*(set(s.columns) for s in specs if s.onehot)))
+    N = n_cat
+    at_num = {c: j for j, c in enumerate(num)}
+    at_oh = {c: len(num) + j * N for j, c in enumerate(oh)}
+    K = len(num) + len(oh) * N
+    classes = [np.unique(labels[s.labels][tr]) for s in specs]
+    C = max(len(c) for c in classes)
+    n, B = len(tr), cfg.batch(len(tr))
+
+    # initial weights, drawn exactly as MLPClassifier._initialize does, placed in the group's layout
+    W1 = np.zeros((G, H, K))
+    b1 = np.zeros((G, H, 1))
+    W2 = np.zeros((G, H, C))
+    b2 = np.full((G, C, 1), -np.inf)   # classes a probe never saw in training: logit -inf, never trained
+    mask1 = np.zeros((G, 1, K))
+    trainable2 = np.zeros((G, C, 1))
+    streams = []
+    for g, (s, cl) in enumerate(zip(specs, classes)):
+        rs = np.random.RandomState(s.init_seed)
+        rows = [at_oh[c] + j for c in s.columns for j in range(N)] if s.onehot else [at_num[c] for c in s.columns]
+        fan_out = len(cl) if len(cl) > 2 else 1
+        bound = math.sqrt(6.0 / (len(rows) + H))
+        w, b = rs.uniform(-bound, bound, (len(rows), H)), rs.uniform(-bound, bound, H)
+        W1[g][:, rows] = w.T
+        b1[g, :, 0] = b
+        mask1[g, 0, rows] = 1.0
+        bound = math.sqrt(6.0 / (H + fan_out))
+        w, b = rs.uniform(-bound, bound, (H, fan_out)), rs.uniform(-bound, bound, fan_out)
+        if fan_out == 1:  # binary: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], column 0 held at 0
+            W2[g, :, 1], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
+            trainable2[g, 1, 0] = 1.0
+        else:
+            W2[g, :, :len(cl)], b2[g, :len(cl), 0] = w, b
+            trainable2[g, :len(cl), 0] = 1.0
+        streams.append(rs)
+    shuffle_rs = streams[0] if shuffle_seed is None else np.random.RandomState(int(shuffle_seed))
+
+    # One flat buffer per quantity (parameters, gradients, Adam's m and v), each holding the four tensors
+    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,H,C) | b2 (G,C,1)] back to back: Adam is then seven ops per step.
+    flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in (W1, b1, W2, b2)]), dtype=dt, device=dev)
+    adam_m = torch.zeros_like(flat)
+    adam_v = torch.zeros_like(flat)
+    root = torch.empty_like(flat)
+    sizes = (H * K, H, H * C, C)   # per probe
+    mask1_t = torch.as_tensor(mask1, dtype=dt, device=dev)
+    train2_t = torch.as_tensor(trainable2, dtype=dt, device=dev)
+    any_binary = bool(((trainable2 == 0) & np.isfinite(b2)).any())
+    full_mask = bool(mask1.all())
+    ycol = torch.as_tensor(np.stack([np.searchsorted(cl, labels[s.labels][tr]) for s, cl in zip(specs, classes)]),
+                           dtype=torch.int64, device=dev)
+    x_train = _Inputs(ids, tr, num, oh, N, dt, dev)
+    x_test = _Inputs(ids, te, num, oh, N, dt, dev)
+
+    def views(buf, g: int):
+        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,H,C), b2 (g,C,1)."""
+        out, o = [], 0
+        for size, shape in zip(sizes, ((H, K), (H, 1), (H, C), (C, 1))):
+            out.append(buf[o:o + g * size].view(g, *shape))
+            o += g * size
+        return out
+
+    def select(buf, g: int, keep):
+        return torch.cat([v.index_select(0, keep).reshape(-1) for v in views(buf, g)])
+
+    eps = float(torch.finfo(dt).eps)
+    alpha, beta1, beta2 = cfg.alpha, cfg.beta_1, cfg.beta_2
+    minus1 = torch.full((G, 1, B), -1.0, dtype=dt, device=dev)
+    n_steps = -(-n // B)
+    p_true = torch.empty((G, 1, n), dtype=dt, device=dev)         # probability of the true class, per token
+    sq = torch.empty((2, G, n_steps), dtype=dt, device=dev)       # ||W1||^2, ||W2||^2 at each step
+    active = list(range(G))
+    fits: list[ProbeFit | None] = [None] * G
+    curves: list[list[float]] = [[] for _ in range(G)]
+    best = np.full(G, np.inf)
+    count = np.zeros(G, dtype=np.int64)
+    sample_idx = np.arange(n)
+    steps = 0
+    last_call = time.monotonic()
+    dev_name = str(dev)
+    if dev.type == "cuda" and dev.index is None:
+        dev_name = f"cuda:{torch.cuda.current_device()}"
+
+    def predict(rows: list[int]) -> list[np.ndarray]:
+        g = len(active)
+        sel = torch.as_tensor(rows, device=dev)
+        w1, bb1, w2, bb2 = (v.index_select(0, sel) for v in views(flat, g))
+        gs = len(rows)
+        chunk = max(1, int(2**22 // max(1, gs * H)))
+        parts = []
+        for s0 in range(0, len(te), chunk):
+            xb = x_test.build(slice(s0, s0 + chunk))
+            a = torch.addmm(bb1.reshape(gs * H, 1), w1.reshape(gs * H, K), xb.T).relu_().view(gs, H, -1)
+            parts.append(torch.baddbmm(bb2, w2.transpose(1, 2), a).argmax(dim=1))
+        pred_cols = torch.cat(parts, dim=1).cpu().numpy() if parts else np.zeros((gs, 0), dtype=np.int64)
+        return [classes[active[j]][pred_cols[i]].astype(np.int64) for i, j in enumerate(rows)]
+
+    with torch.no_grad():
+        for epoch in range(cfg.max_iter):
+            if cfg.shuffle:
+                perm = np.arange(n)
+                shuffle_rs.shuffle(perm)
+                sample_idx = sample_idx[perm]
+            order = torch.as_tensor(sample_idx, device=dev)
+            g = len(active)
+            gH = g * H
+            x_epoch = x_train.permuted(order)                 # inputs and labels in this epoch's order
+            y_epoch = ycol.index_select(1, order).unsqueeze(1)  # [g, 1, n]
+            pt, sq1, sq2 = p_true[:g], sq[0, :g], sq[1, :g]
+            grad = torch.empty_like(flat)
+            W1t, b1t, W2t, b2t = views(flat, g)
+            gW1, gb1, gW2, gb2 = views(grad, g)
+            n1, n2 = W1t.reshape(g, -1), W2t.reshape(g, -1)
+            for j, s0 in enumerate(range(0, n, B)):
+                nb = min(B, n - s0)
+                xb = x_epoch[s0:s0 + nb] if x_epoch is not None else x_train.build(order[s0:s0 + nb])  # [nb, K]
+                yb = y_epoch[:, :, s0:s0 + nb]                                                          # [g, 1, nb]
+                a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T).relu_().view(g, H, nb)       # [g, H, nb]
+                p = torch.softmax(torch.baddbmm(b2t, W2t.transpose(1, 2), a), dim=1)                   # [g, C, nb]
+                torch.gather(p, 1, yb, out=pt[:, :, s0:s0 + nb])
+                torch.linalg.vecdot(n1, n1, out=sq1[:, j])
+                torch.linalg.vecdot(n2, n2, out=sq2[:, j])
+                d2 = p.scatter_add_(1, yb, minus1[:g, :, :nb])
+                if any_binary:
+                    d2.mul_(train2_t)
+                torch.baddbmm(W2t, a, d2.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
+                torch.mean(d2, dim=2, keepdim=True, out=gb2)
+                d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t, d2), a, 0)
+                torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb, out=gW1.view(gH, K))
+                if not full_mask:
+                    gW1.mul_(mask1_t)
+                torch.mean(d1, dim=2, keepdim=True, out=gb1)
+                steps += 1
+                adam_m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                lr = cfg.learning_rate_init * math.sqrt(1.0 - beta2**steps) / (1.0 - beta1**steps)
+                torch.sqrt(adam_v, out=root)
+                flat.addcdiv_(adam_m, root.add_(cfg.epsilon), value=-lr)
+                if progress is not None and time.monotonic() - last_call >= PROGRESS_EVERY_S:
+                    last_call = time.monotonic()
+                    progress(stage, epoch, cfg.max_iter)
+            # epoch loss as scikit-learn accumulates it: sum over batches of (mean log-loss + L2 / batch) * batch
+            total = pt.clamp(eps, 1.0 - eps).log_().sum(dim=(1, 2)).neg_()
+            total += (0.5 * alpha) * (sq1[:, :n_steps].sum(dim=1) + sq2[:, :n_steps].sum(dim=1))
+            loss = (total / n).cpu().numpy().astype(np.float64)
+            act = np.asarray(active)
+            for j, gi in enumerate(active):
+                curves[gi].append(float(loss[j]))
+            # scikit-learn's rule, comparisons as written there (a NaN loss never counts as "no improvement")
+            count[act] = np.where(loss > best[act] - cfg.tol, count[act] + 1, 0)
+            best[act] = np.where(loss < best[act], loss, best[act])
+            stop = count[act] > cfg.n_iter_no_change
+            last = epoch + 1 == cfg.max_iter
+            if progress is not None:
+                last_call = time.monotonic()
+                progress(stage, epoch + 1, cfg.max_iter)
+            if not (stop.any() or last):
+                continue
+            done = [j for j in range(g) if stop[j] or last]
+            for j, pred in zip(done, predict(done)):
+                gi = active[j]
+                fits[gi] = ProbeFit(specs[gi].name, pred, epoch + 1, bool(stop[j]), curves[gi], "torch", dev_name)
+            keep_j = [j for j in range(g) if not (stop[j] or last)]
+            if not keep_j:
+                break
+            keep = torch.as_tensor(keep_j, device=dev)
+            flat, adam_m, adam_v = (select(buf, g, keep) for buf in (flat, adam_m, adam_v))
+            root = torch.empty_like(flat)
+            mask1_t, train2_t, ycol = (x.index_select(0, keep) for x in (mask1_t, train2_t, ycol))
+            active = [active[j] for j in keep_j]
+    return fits  # type: ignore[return-value]
