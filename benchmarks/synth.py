@@ -50,11 +50,15 @@ def _forms(vocab: int, rng: np.random.Generator) -> list[str]:
 
 
 def synthetic_run(root: Path, n_tokens: int, *, layers: int = 4, k: int = 2, experts: int = 8, vocab: int = 30_000,
-                  seed: int = 0) -> Path:
+                  seed: int = 0, route_seed: int | None = None) -> Path:
     """Write (or find, when built before) a synthetic run of about ``n_tokens`` tokens under ``root``; return its
-    directory. The shape defaults to the demo model's: 4 MoE layers, k = 2 of N = 8 experts."""
+    directory. The shape defaults to the demo model's: 4 MoE layers, k = 2 of N = 8 experts. ``route_seed``: draw
+    the routes' noise from this seed (the text and tokens stay those of ``seed``): a second run of the same corpus
+    and tokenizer, for diffs."""
     identity = {"synthetic": {"tokens": int(n_tokens), "layers": layers, "k": k, "experts": experts,
                               "vocab": vocab, "seed": seed, "version": 1}}
+    if route_seed is not None:
+        identity["synthetic"]["route_seed"] = int(route_seed)
     store = RunStore(root)
     run_dir = store.path(run_id_for(identity))
     if store.is_complete(run_dir.name):
@@ -115,6 +119,8 @@ def synthetic_run(root: Path, n_tokens: int, *, layers: int = 4, k: int = 2, exp
     offsets = np.zeros((T, 2), dtype=np.int32)
     offsets[body] = word_spans[gword]
     # routes: top-1 follows POS and layer, with noise; the other ranks are distinct random experts
+    if route_seed is not None:
+        rng = np.random.default_rng([seed, route_seed])
     ex = np.empty((T, layers, k), dtype=np.uint8 if experts <= 255 else np.uint16)
     base = (np.clip(pos, 0, None).astype(np.int64)[:, None] * 3 + np.arange(layers)[None, :] * 5) % experts
     noisy = rng.random((T, layers)) < 0.3

@@ -94,7 +94,7 @@ class JumpTarget(NamedTuple):
     sentence: int       # sentence index in the run
     layer_idx: int      # MoE-layer position
     token: int          # token index within the sentence (special tokens counted)
-    expert: int         # the expert to highlight
+    expert: int | None  # the expert to highlight (None: leave the highlight as it is)
 
 
 def jump_target(run: "Run", view: "RunView", layer_idx: int, pos_idx: int) -> JumpTarget | None:

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("open", help="open the terminal UI on a cached run's routing grid (e.g. ssh node moe-tui open RUN)")
     o.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
+    o.add_argument("--diff", metavar="RUN_B",
+                   help="overlay a second run of the same corpus and tokenizer: the grid marks the cells whose "
+                        "expert set differs")
     o.add_argument("--cache-dir", metavar="DIR")
 
     r = sub.add_parser("runs", help="list the cached runs")
@@ -113,6 +116,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--by", choices=["layer", "pos"], help="a table of the disagreement per MoE layer or per POS")
     d.add_argument("--out", metavar="FILE.csv", help="with --by: write the table as CSV (else it goes to stdout)")
     d.add_argument("--cache-dir", metavar="DIR")
+
+    c = sub.add_parser("concordance", help="every occurrence of a word in a run, in context, with POS and experts")
+    c.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
+    c.add_argument("word", metavar="WORD")
+    c.add_argument("--layer", type=int, metavar="L", help="decoder-layer index (default: the first MoE layer)")
+    c.add_argument("--by", default="form", choices=["form", "token"],
+                   help="form: tokens of words with this form, ignoring case (default); token: tokens whose piece "
+                        "is WORD (as stored, or without its leading Ġ/▁ marker)")
+    c.add_argument("--out", metavar="FILE.csv", help="write every occurrence as CSV (else a summary on stdout)")
+    c.add_argument("--spreadsheet-safe", action="store_true",
+                   help="prefix text cells that start with = + - @ (or tab/CR) with ' (alters the text)")
+    c.add_argument("--cache-dir", metavar="DIR")
+
+    xc = sub.add_parser("expert", help="one expert's card: load, POS mix, tokens and words by count and lift")
+    xc.add_argument("run", metavar="RUN", help="run id (or unique prefix) or run directory")
+    xc.add_argument("--layer", type=int, required=True, metavar="L", help="decoder-layer index")
+    xc.add_argument("--expert", type=int, required=True, metavar="E")
+    xc.add_argument("--min-count", type=positive_int, default=10, metavar="N",
+                    help="lift only for items seen at least N times in the run (default 10)")
+    xc.add_argument("--examples", type=int, default=12, metavar="N", help="example contexts (default 12)")
+    xc.add_argument("--seed", type=int, default=0, help="which examples are drawn")
+    xc.add_argument("--out", metavar="FILE.csv", help="write the whole card as CSV (else a summary on stdout)")
+    xc.add_argument("--spreadsheet-safe", action="store_true",
+                    help="prefix text cells that start with = + - @ (or tab/CR) with ' (alters the text)")
+    xc.add_argument("--cache-dir", metavar="DIR")
 
     i = sub.add_parser("inspect", help="a model's MoE facts (layers, experts, k) without loading weights")
     i.add_argument("model", metavar="ID_OR_PATH")
@@ -231,10 +259,17 @@ def cmd_open(args) -> int:
     """Open the run first (a bad or damaged run is one line here, before any terminal UI), then the TUI on it."""
     from moe_tui.cache.store import RunStore
 
-    run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
+    store = RunStore(args.cache_dir)
+    run = store.open(args.run, on_notice=_notice)
+    diff = None
+    if args.diff:
+        from moe_tui.core.run_pair import check_pair
+
+        diff = store.open(args.diff, on_notice=_notice)
+        check_pair(run, diff)
     from moe_tui.tui.app import run_app
 
-    return run_app(open_run=run, cache_dir=args.cache_dir) or EXIT_OK
+    return run_app(open_run=run, cache_dir=args.cache_dir, diff_run=diff) or EXIT_OK
 
 
 def cmd_export_routes(args) -> int:
@@ -355,6 +390,71 @@ def cmd_diff(args) -> int:
     return EXIT_OK
 
 
+def _kwic(left: str, match: str, right: str, width: int = 36) -> str:
+    left = " ".join(left.split())
+    right = " ".join(right.split())
+    left = ("…" + left[-(width - 1):]) if len(left) > width else left
+    right = (right[:width - 1] + "…") if len(right) > width else right
+    return f"{left:>{width}} [{match}] {right}"
+
+
+def cmd_concordance(args) -> int:
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.concordance import concordance, write_concordance
+
+    run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
+    conc = concordance(run, args.word, layer=args.layer, by=args.by)
+    if args.out:
+        print(write_concordance(conc, run.texts, args.out, spreadsheet_safe=args.spreadsheet_safe))
+        _notice(f"{len(conc)} occurrences of {args.word!r} ({args.by}) at layer {conc.layer}")
+        return EXIT_OK
+    print(f"{len(conc)} occurrences of {args.word!r} (by {args.by}) at layer {conc.layer}")
+    for g in conc.pos_groups():
+        top = "  ".join(f"{e}:{s:.0%}" for e, s in g.top_experts(6))
+        print(f"{g.tag}\t{g.count}\t{top}")
+    from itertools import islice
+
+    for row in islice(conc.rows(run.texts), 20):
+        print(f"{row[0]}:{row[1]}\t{_kwic(row[2], row[3], row[4])}\t{row[5]}\t{row[7]}")
+    if len(conc) > 20:
+        print(f"… {len(conc) - 20} more (--out FILE.csv writes them all)")
+    return EXIT_OK
+
+
+def cmd_expert(args) -> int:
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.expert_card import expert_card, write_expert_card
+
+    if args.examples < 0:
+        from moe_tui.errors import ReportError
+
+        raise ReportError("--examples must be >= 0")
+    run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
+    card = expert_card(run, layer=args.layer, expert=args.expert, min_count=args.min_count,
+                       examples=args.examples, seed=args.seed)
+    if args.out:
+        print(write_expert_card(card, run.texts, args.out, spreadsheet_safe=args.spreadsheet_safe))
+        return EXIT_OK
+    print(f"expert {card.expert} at layer {card.layer}: {card.assignments} of {card.total_assignments} "
+          f"assignments, load share {card.load_share:.4f} (uniform {1 / card.n_experts:.4f}), "
+          f"top-1 share {card.top1_share:.4f}")
+    print("POS\tcount\tshare\tcorpus_share\tlift")
+    for j in range(len(card.pos.ids)):
+        print(f"{card.pos.names[int(card.pos.ids[j])]}\t{card.pos.count[j]}\t{card.pos.share[j]:.4f}\t"
+              f"{card.pos.corpus_share[j]:.4f}\t{card.pos.lift[j]:.2f}")
+    for title, st in (("tokens", card.tokens), ("words", card.words)):
+        print(f"{title} by count: " + "  ".join(f"{st.names[int(st.ids[j])]!r}:{st.count[j]}"
+                                                  for j in range(min(15, len(st.ids)))))
+        print(f"{title} by lift (seen >= {card.min_count}x): " + "  ".join(
+            f"{st.names[int(st.ids[j])]!r}:{st.lift[j]:.1f}" for j in st.by_lift(15)))
+    texts = run.texts
+    for j in range(len(card.examples)):
+        t = texts[int(card.example_sentence[j])]
+        a, b = (int(x) for x in card.example_span[j])
+        print(f"{int(card.example_sentence[j])}:{int(card.example_token[j])}\t{_kwic(t[:a], t[a:b], t[b:])}")
+    return EXIT_OK
+
+
 def cmd_inspect(args) -> int:
     from dataclasses import asdict
 
@@ -393,6 +493,8 @@ COMMANDS = {
     "export-routes": cmd_export_routes,
     "report": cmd_report,
     "diff": cmd_diff,
+    "concordance": cmd_concordance,
+    "expert": cmd_expert,
     "inspect": cmd_inspect,
 }
 

@@ -170,6 +170,24 @@ def build_tiny_model(model_type: str, path, *, seed: int = 0, **overrides) -> Pa
 # model_types the capture tests run over (see tests/core/test_capture.py): the registry's checked ones
 SUPPORTED = list(CHECKED)
 
+# the quick subset (-m "not slow") keeps four of the paper's six architectures (dbrx's tiny model alone costs
+# seconds) and ones with their own capture rules (adapters, per-expert scale, per-layer top-k, sparsemixer);
+# the whole suite runs every architecture
+QUICK_ARCHITECTURES = frozenset(
+    {"mixtral", "phimoe", "olmoe", "qwen2_moe", "deepseek_v3", "gemma4_text", "hunyuan_v1_moe",
+     "llama4_text", "jetmoe"}
+)
+
+
+def architecture_params(model_types=None) -> list:
+    """``pytest.param`` per model_type, marked slow outside :data:`QUICK_ARCHITECTURES`."""
+    import pytest
+
+    return [
+        pytest.param(t, id=t, marks=() if t in QUICK_ARCHITECTURES else pytest.mark.slow)
+        for t in (SUPPORTED if model_types is None else model_types)
+    ]
+
 
 _EWT_MODELS: dict[str, Path] = {}
 

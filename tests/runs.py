@@ -128,3 +128,77 @@ def model_facts(path: str) -> ModelFacts:
                       moe_layers=[1, 2, 3, 4, 5, 6], num_experts=8, top_k=2, shared_experts=0,
                       router_paths=[f"layers.{i}.mlp.gate" for i in range(1, 7)], params=123_456_789,
                       dtype_on_disk="bfloat16", trust_remote_code=False, notes=[])
+
+
+# ---- the word-view run: every token's experts are a formula of its global index ------------------------------------
+WORD_RUN_TAGS = ("DET", "NOUN", "PRON", "PUNCT", "SCONJ", "VERB", "PROPN")
+#: (text, unused, pieces per word or None: one piece per word, "Ġ" before all but the first); a BOS token starts
+#: every sentence. Global token indices: s0 = 0..6 (BOS 0, "that" 3), s1 = 7..11 ("That" 8), s2 = 12..16
+#: ("that" 15), s3 = 17..22 (Th 18, atcher 19, said 20, that 21).
+WORD_RUN_SENTENCES = [
+    ("I know that he left .", None, None),
+    ("That dog runs .", None, None),
+    ("Give me that .", None, None),
+    ("Thatcher said that .", None, [["Th", "atcher"], ["Ġsaid"], ["Ġthat"], ["Ġ."]]),
+]
+WORD_RUN_WORD_TAGS = [
+    ["PRON", "VERB", "SCONJ", "PRON", "VERB", "PUNCT"],
+    ["DET", "NOUN", "VERB", "PUNCT"],
+    ["VERB", "PRON", "PRON", "PUNCT"],
+    ["PROPN", "VERB", "SCONJ", "PUNCT"],
+]
+WORD_RUN_EXPERTS, WORD_RUN_K, WORD_RUN_LAYERS = 4, 2, [1, 2]
+
+
+def word_run_experts(t: int, li: int) -> list[int]:
+    """The routing of global token ``t`` at MoE layer position ``li`` in :func:`word_run` (rank order)."""
+    return [(t + li) % WORD_RUN_EXPERTS, (t + li + 1) % WORD_RUN_EXPERTS]
+
+
+def word_run(root: str | Path, *, shift: int = 0, model: str = "org/m", token_ids=None, unused_rank: bool = False) -> Run:
+    """The run of :data:`WORD_RUN_SENTENCES` (23 tokens, 4 experts, top-2, MoE layers 1 and 2) routed by
+    :func:`word_run_experts`. ``shift``: a second run of the same tokens that differs at layer position 1 for every
+    token whose index is a multiple of 3 (its second expert moves). ``model``: another name gives another run id over
+    the same corpus; ``token_ids``: another tokenizer's ids; ``unused_rank``: layer position 0 uses one expert for
+    the even tokens (their rank 1 holds the unused-rank sentinel 255, per-layer top-k)."""
+    records, offs, widx, pos, special, offsets = [], [0], [], [], [], []
+    for (text, _, pieces), tags in zip(WORD_RUN_SENTENCES, WORD_RUN_WORD_TAGS):
+        words = text.split()
+        spans, c = [], 0
+        for w in words:
+            s = text.index(w, c)
+            spans.append((s, s + len(w)))
+            c = s + len(w)
+        pieces = pieces or [[("Ġ" if i else "") + w] for i, w in enumerate(words)]
+        toks = ["<s>"]
+        widx.append(-1)
+        pos.append(-1)
+        special.append(True)
+        offsets.append((0, 0))
+        for wi, ps in enumerate(pieces):
+            for p in ps:
+                toks.append(p)
+                widx.append(wi)
+                pos.append(WORD_RUN_TAGS.index(tags[wi]))
+                special.append(False)
+                offsets.append(spans[wi])
+        records.append({"id": f"s{len(records)}", "text": text, "tokens": toks,
+                        "words": [[w, t, a, b] for w, t, (a, b) in zip(words, tags, spans)]})
+        offs.append(offs[-1] + len(toks))
+    T = offs[-1]
+    L, N, K = len(WORD_RUN_LAYERS), WORD_RUN_EXPERTS, WORD_RUN_K
+    experts = np.array([[word_run_experts(t, li) for li in range(L)] for t in range(T)], dtype=np.uint8)
+    if shift:
+        experts[::3, 1, 1] = (experts[::3, 1, 1] + 1) % N
+        experts[::3, 1, 1] = np.where(experts[::3, 1, 1] == experts[::3, 1, 0], (experts[::3, 1, 1] + 1) % N,
+                                      experts[::3, 1, 1])
+    weights = np.full((T, L, K), 0.5, np.float16)
+    if unused_rank:
+        experts[::2, 0, 1] = 255
+        weights[::2, 0] = (1.0, 0.0)
+    arrays = {"token_ids": np.asarray(token_ids if token_ids is not None else np.arange(T), dtype=np.int32),
+              "sentence_offsets": np.array(offs, dtype=np.int64), "word_index": np.array(widx, dtype=np.int32),
+              "pos": np.array(pos, dtype=np.int16), "special": np.array(special), "crossing": np.zeros(T, bool),
+              "offsets": np.array(offsets, dtype=np.int32), "experts": experts, "weights": weights}
+    return write_run(root, arrays, records, tags=WORD_RUN_TAGS, moe_layers=list(WORD_RUN_LAYERS), num_experts=N,
+                     top_k=K, model=model, corpus="words.conllu", tagset="x")

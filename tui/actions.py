@@ -5,7 +5,8 @@ Every action has a stable binding id (``scope.name``) that users remap in ``conf
     {"keymap": {"grid.export": "ctrl+e", "grid.highlight": "space"}}
 
 Scopes: ``app`` (everywhere), ``home`` (model / corpus / runs screen), ``progress`` (extraction screen),
-``grid`` (routing grid screen), ``pane`` (analysis panes: specialisation, KL, probe, compare).
+``grid`` (routing grid screen), ``pane`` (analysis panes: specialisation, KL, probe, compare), ``word`` (word view:
+a concordance), ``expert`` (expert card).
 
 Gating: ``only`` names the screen kinds (``KIND``) an action exists on (hidden elsewhere); ``when`` /
 ``unless`` name a boolean attribute of the screen (or App) that enables / disables it (shown greyed out).
@@ -25,7 +26,7 @@ class ActionSpec:
     keys: str               # default keys, comma separated (Textual key names)
     action: str             # action name on the scope's target (App or Screen)
     description: str        # short: footer + help
-    scope: str              # app | home | progress | grid
+    scope: str              # app | home | progress | grid | pane | word | expert
     show: bool = True       # shown in the footer
     palette: bool = True    # offered in the command palette
     priority: bool = False
@@ -39,7 +40,8 @@ class ActionSpec:
         return f"{SCOPE_TITLES[self.scope].lower()}: {self.description}"
 
 
-SCOPE_TITLES = {"app": "App", "home": "Home", "progress": "Extraction", "grid": "Grid", "pane": "Analysis"}
+SCOPE_TITLES = {"app": "App", "home": "Home", "progress": "Extraction", "grid": "Grid", "pane": "Analysis",
+                "word": "Word", "expert": "Expert"}
 
 ACTIONS: tuple[ActionSpec, ...] = (
     # app-wide
@@ -91,6 +93,15 @@ ACTIONS: tuple[ActionSpec, ...] = (
                help="Highlight the next expert id"),
     ActionSpec("grid.hl_prev", "left_square_bracket", "highlight_step(-1)", "Prev expert", "grid", show=False,
                help="Highlight the previous expert id"),
+    ActionSpec("grid.word", "w", "word_view", "Word view", "grid",
+               help="Every occurrence of the cursor's word in the run, in context, with POS and experts at this layer"),
+    ActionSpec("grid.word_typed", "W", "word_view(True)", "Word view: type", "grid", show=False,
+               help="Word view of a word you type"),
+    ActionSpec("grid.expert", "X", "expert_card", "Expert card", "grid",
+               help="Card of the cursor's expert at this layer: load, POS mix, tokens and words by count and lift"),
+    ActionSpec("grid.diff", "D", "diff_run", "Diff run", "grid",
+               help="Overlay a second run of the same corpus and tokenizer: ≠ marks cells whose expert set differs, "
+                    "the side panel gives the disagreement per layer (again: clear)"),
     ActionSpec("grid.export", "e", "export", "Export CSV", "grid", help="Write what is on screen as CSV"),
     ActionSpec("grid.copy", "y", "copy_cell", "Copy", "grid", show=False, help="Copy the side panel text (OSC 52)"),
     ActionSpec("grid.back", "escape", "back", "Back", "grid", help="Back to the runs"),
@@ -116,7 +127,38 @@ ACTIONS: tuple[ActionSpec, ...] = (
                     "online code length, paths (background)"),
     ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane", only=("probe",),
                help="Probe pane: show the confusion matrix of the next probe variant"),
+    ActionSpec("pane.expert", "X", "expert_card", "Expert card", "pane", only=("spec", "kl"),
+               help="Spec pane: card of the top expert of the cursor's layer and POS; KL pane: of the cursor's expert"),
     ActionSpec("pane.back", "escape", "back", "Back", "pane", help="Close the pane"),
+    # word view (concordance)
+    ActionSpec("word.jump", "enter", "jump", "Open in grid", "word",
+               help="Word view: open the occurrence under the cursor in the routing grid, at this layer"),
+    ActionSpec("word.sort", "o", "sort", "Sort", "word",
+               help="Word view: sort by sentence, POS group, expert, left or right context (cycles)"),
+    ActionSpec("word.layer_next", "right_square_bracket", "layer(1)", "Next layer", "word", show=False,
+               help="Word view: the next MoE layer"),
+    ActionSpec("word.layer_prev", "left_square_bracket", "layer(-1)", "Prev layer", "word", show=False,
+               help="Word view: the previous MoE layer"),
+    ActionSpec("word.by", "b", "toggle_by", "Form/token", "word",
+               help="Word view: match word forms (ignoring case) or tokenizer pieces"),
+    ActionSpec("word.type", "slash", "type_word", "Type word", "word", help="Word view: look up another word"),
+    ActionSpec("word.expert", "X", "expert_card", "Expert card", "word",
+               help="Word view: card of the occurrence's top-1 expert at this layer"),
+    ActionSpec("word.export", "e", "export", "Export CSV", "word",
+               help="Word view: every occurrence as CSV, in the order shown (as `moe-tui concordance --out`)"),
+    ActionSpec("word.back", "escape", "back", "Back", "word", help="Close the word view"),
+    # expert card
+    ActionSpec("expert.next", "right_square_bracket", "step_expert(1)", "Next expert", "expert",
+               help="Expert card: the next expert at this layer"),
+    ActionSpec("expert.prev", "left_square_bracket", "step_expert(-1)", "Prev expert", "expert",
+               help="Expert card: the previous expert"),
+    ActionSpec("expert.layer_next", "greater_than_sign", "step_layer(1)", "Next layer", "expert",
+               help="Expert card: the same expert at the next MoE layer"),
+    ActionSpec("expert.layer_prev", "less_than_sign", "step_layer(-1)", "Prev layer", "expert",
+               help="Expert card: the same expert at the previous MoE layer"),
+    ActionSpec("expert.export", "e", "export", "Export CSV", "expert",
+               help="Expert card: the whole card as CSV (as `moe-tui expert --out`)"),
+    ActionSpec("expert.back", "escape", "back", "Back", "expert", help="Close the card"),
 )
 
 BY_ID = {a.id: a for a in ACTIONS}
@@ -168,7 +210,7 @@ def effective_keys(spec: ActionSpec, keymap: dict[str, str] | None) -> str:
 
 _KEY_NAMES = {
     "question_mark": "?", "slash": "/", "left_square_bracket": "[", "right_square_bracket": "]",
-    "pageup": "PgUp", "pagedown": "PgDn", "escape": "Esc",
+    "pageup": "PgUp", "pagedown": "PgDn", "escape": "Esc", "less_than_sign": "<", "greater_than_sign": ">",
 }
 
 

@@ -99,6 +99,7 @@ class MoeTuiApp(AnalysisController, App):
         scan_hf_cache: bool = True,
         min_size: tuple[int, int] | None = None,
         open_run: object | None = None,
+        diff_run: object | None = None,
     ) -> None:
         self._settings_error: str | None = None
         if settings is None:
@@ -126,6 +127,7 @@ class MoeTuiApp(AnalysisController, App):
         self._init_analysis()               # self.analysis, self.report_options, self.last_report_dir
         self._too_small = None
         self.initial_run = open_run          # a cache Run opened before the app started (`moe-tui open RUN`)
+        self.initial_diff = diff_run         # its second run for the grid's diff overlay (`--diff RUN_B`)
         if demo:
             from moe_tui.tui.discovery import demo_corpus, demo_entry
 
@@ -146,7 +148,7 @@ class MoeTuiApp(AnalysisController, App):
             # grid's first frame about a tenth of a second)
             from moe_tui.tui.screens.grid import GridScreen
 
-            self.push_screen(GridScreen(self.initial_run))
+            self.push_screen(GridScreen(self.initial_run, self.initial_diff))
             return
         self.push_screen(HomeScreen())
         if self.demo and self.selected_model and self.initial_data:
@@ -252,7 +254,8 @@ class MoeTuiApp(AnalysisController, App):
 
     def show_in_grid(self, run, target) -> None:
         """Open the routing grid of ``run`` (the one below on the stack, else a new one) at a
-        :class:`moe_tui.core.explore.JumpTarget`: its sentence, cursor on (layer, token), expert highlighted."""
+        :class:`moe_tui.core.explore.JumpTarget`: its sentence, cursor on (layer, token), expert highlighted
+        (``target.expert`` None: the highlight is left as it is)."""
         self.run_worker(self._show_in_grid(run, target), exclusive=True, group="jump")
 
     async def _show_in_grid(self, run, target) -> None:
@@ -260,14 +263,32 @@ class MoeTuiApp(AnalysisController, App):
 
         gs = next((x for x in reversed(self.screen_stack) if isinstance(x, GridScreen) and x.run.run_id == run.run_id), None)
         if gs is None:
-            await self.push_screen(GridScreen(run))
+            await self.push_screen(GridScreen(run, start=(target.sentence, target.token, target.layer_idx)))
             gs = self.screen
         else:
             while self.screen is not gs and len(self.screen_stack) > 1:
                 await self.pop_screen()
-        gs.show_sentence(target.sentence)
-        gs.grid.set_cursor(layer=target.layer_idx, token=target.token)
-        gs.grid.highlight = target.expert       # the grid redraws its legend on a highlight change
+            gs.jump_to(target.sentence, target.token, target.layer_idx)
+        if target.expert is not None:
+            gs.grid.highlight = target.expert   # the grid redraws its legend on a highlight change
+
+    def show_word(self, run, query: str = "", *, by: str = "form", layer_idx: int = 0) -> None:
+        """Open the word view (a concordance) of ``query`` in ``run`` at MoE-layer position ``layer_idx``."""
+        from moe_tui.tui.screens.word import WordScreen
+
+        self.push_screen(WordScreen(run, query, by=by, layer_idx=layer_idx))
+
+    def show_expert(self, run, layer_idx: int, expert: int) -> None:
+        """Open the card of ``expert`` at MoE-layer position ``layer_idx`` of ``run``."""
+        from moe_tui.tui.screens.expert import ExpertScreen
+
+        self.push_screen(ExpertScreen(run, layer_idx, expert))
+
+    def pick_run(self, runs, title: str, callback) -> None:
+        """Ask the user to pick one of ``runs`` (cache ``RunInfo``); ``callback(run_id or None)``."""
+        from moe_tui.tui.screens.modals import RunPickScreen
+
+        self.push_screen(RunPickScreen(runs, title), callback)
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         return actions.check(self, "app", action)
@@ -401,7 +422,7 @@ class MoeTuiApp(AnalysisController, App):
 
 
 def run_app(models: list[str] | None = None, data: str | None = None, demo: bool = False, *,
-            open_run: object | None = None, cache_dir: str | None = None) -> int:
+            open_run: object | None = None, cache_dir: str | None = None, diff_run: object | None = None) -> int:
     """Entry point used by ``moe-tui`` with no subcommand (and by ``moe-tui open RUN``, with the run already
     opened: the app starts on its routing grid). Returns the process exit code."""
     store = None
@@ -410,6 +431,6 @@ def run_app(models: list[str] | None = None, data: str | None = None, demo: bool
             from moe_tui.cache.store import RunStore
 
             return RunStore(cache_dir)
-    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store)
+    app = MoeTuiApp(models=models, data=data, demo=demo, open_run=open_run, run_store=store, diff_run=diff_run)
     app.run()
     return int(app.return_code or 0)

@@ -69,3 +69,18 @@ def display_token(tok: str) -> str:
 def run_title(run) -> str:
     """``model · corpus`` of a run, as its manifest names them."""
     return f"{run.model_name} · {run.manifest['corpus']['path']}"
+
+
+def word_ids_for(run) -> np.ndarray:
+    """:func:`moe_tui.core.concordance.token_word_ids` of ``run`` (``[T]`` int64, the run-wide word index of every
+    token, -1 for none), computed once per run object and kept on it (the word view and the expert card share it)."""
+    got = getattr(run, "_moe_tui_word_ids", None)
+    if got is None:
+        from moe_tui.core.concordance import token_word_ids
+
+        got = token_word_ids(run)
+        try:
+            run._moe_tui_word_ids = got
+        except AttributeError:  # pragma: no cover - a run that takes no attributes
+            pass
+    return got

@@ -96,6 +96,7 @@ def test_bad_corpus_is_one_line_and_writes_nothing(cache, tmp_path, capsys, case
     _check_untouched(cache, before_tree, before_runs)
 
 
+@pytest.mark.slow
 def test_crlf_and_bom_corpora_work(cache, tmp_path):
     """Windows line endings and a UTF-8 BOM give the same sentences, spans and routes as the plain file."""
     from moe_tui.core.extract import extract
@@ -113,6 +114,7 @@ def test_crlf_and_bom_corpora_work(cache, tmp_path):
     assert b.manifest["alignment"]["skipped_too_long"] == 0
 
 
+@pytest.mark.slow
 def test_sentence_longer_than_the_context_is_skipped_and_counted(tmp_path):
     """A 10,000-word sentence (the tiny model's context is 128 tokens) is skipped, never cut; the rest is kept."""
     from moe_tui.core.extract import extract

@@ -51,6 +51,7 @@ def extract_args(model, *extra):
             "--device", "cpu", "--dtype", "float32", "--progress", "none", *extra]
 
 
+@pytest.mark.slow
 def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     code, out, err = run_cli(capsys, *extract_args(tiny_olmoe))
     assert code == 0, err
@@ -126,6 +127,7 @@ def test_hub_model_commit_and_logits_in_runs_json(tiny_olmoe, tmp_path):
     assert rec["logits"] is True
 
 
+@pytest.mark.slow
 def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
     code, out1, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     code, out2, _ = run_cli(capsys, *extract_args(tiny_olmoe, "--batch-size", "3"))
@@ -185,6 +187,7 @@ def test_unknown_run_and_report_errors(tmp_path, capsys):
     _one_line_error(*run_cli(capsys, "diff", "deadbeef", "cafe"), "unknown run")
 
 
+@pytest.mark.slow
 def test_export_to_unwritable_place(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     run_id = Path(out.strip().splitlines()[-1]).name
@@ -212,7 +215,8 @@ def test_usage_error_exit_code(capsys):
     (["report", "r", "--out", "o", "--max-iter", "0"],
      "moe-tui: error: argument --max-iter: '0' must be > 0 (see moe-tui report --help)"),
     (["frobnicate"], "moe-tui: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'extract', "
-                     "'open', 'runs', 'export-routes', 'report', 'diff', 'inspect', 'demo') (see moe-tui --help)"),
+                     "'open', 'runs', 'export-routes', 'report', 'diff', 'concordance', 'expert', "
+                     "'inspect', 'demo') (see moe-tui --help)"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as e:

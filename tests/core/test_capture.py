@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from moe_tui.core.capture import RouteCapture  # noqa: E402
 from moe_tui.core.models import load_model  # noqa: E402
-from tests.factories_model import SUPPORTED, build_tiny_model  # noqa: E402
+from tests.factories_model import architecture_params, build_tiny_model  # noqa: E402
 
 B, T = 3, 12
 # deepseek_v4's compressed attention is not exactly pad-invariant: the experts agree batched vs alone,
@@ -111,7 +111,7 @@ def _install_ground_truth(lm, truth: dict):
     return handles
 
 
-@pytest.mark.parametrize("model_type", SUPPORTED)
+@pytest.mark.parametrize("model_type", architecture_params())
 def test_capture_matches_experts_used(loaded_models, model_type):
     lm = loaded_models(model_type)
     facts = lm.facts
@@ -184,7 +184,7 @@ def _oracle_logits(lm, ids, mask) -> list:
     return result
 
 
-@pytest.mark.parametrize("model_type", SUPPORTED)
+@pytest.mark.parametrize("model_type", architecture_params())
 def test_rank0_is_highest_raw_router_logit(loaded_models, model_type):
     """Rank = descending raw router logit among the selected experts, on every non-pad token (left and right
     padding), against the model's own router logits; PhiMoE's sparsemixer used to give 50% here."""
@@ -209,7 +209,7 @@ def test_rank0_is_highest_raw_router_logit(loaded_models, model_type):
         assert [i["selection"] for i in info].count("hash") == 3
 
 
-@pytest.mark.parametrize("model_type", SUPPORTED)
+@pytest.mark.parametrize("model_type", architecture_params())
 def test_route_same_batched_or_alone(loaded_models, model_type):
     lm = loaded_models(model_type)
     ids, mask = _batch(seed=1)
@@ -249,6 +249,7 @@ def test_zaya_skip_expert_is_last_id(loaded_models):
     assert any("skip" in n for n in lm.facts.notes)
 
 
+@pytest.mark.slow
 def test_uint16_when_more_than_255_experts(tmp_path):
     path = build_tiny_model("mixtral", tmp_path / "m300", num_local_experts=300, intermediate_size=8)
     lm = load_model(path, device="cpu")

@@ -39,6 +39,7 @@ def test_make_plan_longest_first_and_caps():
     assert make_plan(lengths, 4, 10) == [[2], [4], [3, 0], [5]]
 
 
+@pytest.mark.slow
 def test_extract_writes_a_complete_run(tiny_mixtral, tmp_path):
     events = []
     run_dir = extract(_opts(tiny_mixtral, tmp_path), progress=collect(events))
@@ -74,6 +75,7 @@ def test_extract_writes_a_complete_run(tiny_mixtral, tmp_path):
     assert len(s0["tokens"]) == run.sentence_offsets[2] - run.sentence_offsets[1]
 
 
+@pytest.mark.slow
 def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
     """Batched extraction (right padding) gives each sentence the routes it gets alone."""
     import torch
@@ -93,6 +95,7 @@ def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
                                        run.weights[off[s]:off[s + 1]].astype(np.float32), atol=2e-3)
 
 
+@pytest.mark.slow
 def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
     first = extract(_opts(tiny_mixtral, tmp_path))
     import moe_tui.core.models
@@ -106,6 +109,7 @@ def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
     assert {"event": "stage", "stage": "cache-hit"} in events
 
 
+@pytest.mark.slow
 def test_identity_changes_with_tagset_and_selection(tiny_mixtral, tmp_path):
     a = extract(_opts(tiny_mixtral, tmp_path, max_sentences=6))
     b = extract(_opts(tiny_mixtral, tmp_path, max_sentences=6, tagset="paper15"))
@@ -143,6 +147,7 @@ def test_cancelled_extraction_resumes_to_the_same_run(tiny_mixtral, tmp_path):
     assert _npy_bytes(resumed) == _npy_bytes(ref)
 
 
+@pytest.mark.slow
 def test_oom_halves_the_batch_and_keeps_routes(tiny_mixtral, tmp_path, monkeypatch):
     import torch
 

@@ -106,6 +106,7 @@ def test_block_ends_follow_voita_and_titov():
     assert I.block_ends(0) == []
 
 
+@pytest.mark.slow
 def test_online_code_length_by_hand():
     """Labels constant on the first half and then another: the first block is sent uniformly (log2 P bits a
     token); while every label seen so far is the same, the probe is certain of it (a single-class probe) and a
@@ -127,6 +128,7 @@ def test_online_code_length_by_hand():
         assert res[code]["compression"] == pytest.approx(T * math.log2(P) / want)
 
 
+@pytest.mark.slow
 def test_online_code_of_a_label_the_routes_determine_compresses_it_and_the_control_task_less():
     rng = np.random.default_rng(0)
     T, P = 1500, 4

@@ -16,7 +16,7 @@ from moe_tui.cache.store import RunStore  # noqa: E402
 from moe_tui.core.extract import ExtractOptions, extract  # noqa: E402
 from moe_tui.core.models import load_model  # noqa: E402
 from moe_tui.errors import Cancelled, ModelError  # noqa: E402
-from tests.factories_model import SUPPORTED, build_tiny_model  # noqa: E402
+from tests.factories_model import architecture_params, build_tiny_model  # noqa: E402
 
 F = torch.nn.functional
 
@@ -121,7 +121,7 @@ def _opts(model, data, cache, **kw):
 
 # ----------------------------------------------------------------------------- every architecture
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", SUPPORTED)
+@pytest.mark.parametrize("model_type", architecture_params())
 def test_stored_logits_reproduce_the_runs_experts(models, tmp_path, model_type):
     path = models(model_type)
     run = RunStore(tmp_path / "c").open(extract(_opts(path, _ptb_corpus(tmp_path / "c.txt"), tmp_path / "c")).name)
@@ -164,6 +164,7 @@ def _bytes(run_dir, name):
     return (run_dir / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_a_run_gains_logits_keeping_its_id_and_routes(models, tmp_path):
     path = models("phimoe")
     data = _ptb_corpus(tmp_path / "c.txt")
@@ -195,6 +196,7 @@ def test_a_run_gains_logits_keeping_its_id_and_routes(models, tmp_path):
         assert [e.stage for e in seen if e.kind == "stage"] == ["cache-hit"]
 
 
+@pytest.mark.slow
 def test_adding_logits_refuses_when_the_routes_come_out_different(models, tmp_path, monkeypatch):
     import moe_tui.core.capture
 
@@ -216,6 +218,7 @@ def test_adding_logits_refuses_when_the_routes_come_out_different(models, tmp_pa
     assert RunStore(tmp_path / "c").open(run_dir.name).logits is None
 
 
+@pytest.mark.slow
 def test_resume_with_logits_after_a_cancel(models, tmp_path):
     """Cancelled after 2 batches (the first attempt without logits, the second with): resumed, the run equals
     an uninterrupted one byte for byte, logits included."""

@@ -137,6 +137,7 @@ def test_separable_toy_is_learnt_perfectly():
         assert np.mean(f.y_pred == y[te]) == 1.0, f.name
 
 
+@pytest.mark.slow
 def test_float32_engine_agrees_with_sklearn_on_small_data():
     """Default precision and a shared shuffle stream: not the same draws as sklearn, the same model."""
     rng = np.random.default_rng(5)

@@ -249,6 +249,7 @@ def test_remote_code_loads_and_capture_matches_gate(remote_dir):
     assert meta.moe_layers == [1, 2]
 
 
+@pytest.mark.slow
 def test_remote_code_rank_follows_gate_logits(remote_dir):
     """The remote gate returns (topk_idx, topk_weight, aux) in no order (sorted=False). Rank 0 must be the
     selected expert with the highest gate logit, recomputed here in float64 from the gate's weight and input

@@ -55,6 +55,7 @@ async def open_grid(app, pilot) -> GridScreen:
     return app.screen
 
 
+@pytest.mark.slow
 async def test_model_pane_shows_facts_after_thread_inspect(tmp_path, tiny_run):
     calls = []
 
@@ -273,6 +274,7 @@ async def test_command_palette_runs_registry_actions(tmp_path, tiny_run):
         assert screen.query_one(RoutingGrid).show_all_k
 
 
+@pytest.mark.slow
 async def test_open_corrupt_run_shows_copyable_error(tmp_path, tiny_run):
     app = make_app(tmp_path, tiny_run, run_store=lambda: empty_store(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
@@ -305,6 +307,7 @@ async def test_too_small_terminal_message(tmp_path, tiny_run):
         assert isinstance(app.screen, HomeScreen)
 
 
+@pytest.mark.slow
 async def test_animation_off_by_default_and_theme_saved(tmp_path, monkeypatch):
     from moe_tui.tui.settings import load_settings
 
@@ -329,6 +332,7 @@ async def test_broken_settings_file_shows_error_and_uses_defaults(tmp_path, monk
         assert "invalid settings" in screen_text(app)
 
 
+@pytest.mark.slow
 async def test_runs_tab_shows_provenance(tmp_path):
     import numpy as np
 
@@ -364,6 +368,7 @@ async def test_runs_tab_shows_provenance(tmp_path):
         assert "provenance not recorded" in text and "no logits" in text
 
 
+@pytest.mark.slow
 async def test_grid_shows_an_unused_rank_as_no_expert(tmp_path):
     """Per-layer top-k: the sentinel id (255) in a rank a layer does not use is drawn as a dim '·' of the width of
     an id, and is neither in the legend nor in the token's path."""

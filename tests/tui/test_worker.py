@@ -116,6 +116,7 @@ async def wait_for(pilot, cond, timeout=15.0):
         await pilot.pause(0.05)
 
 
+@pytest.mark.slow
 async def test_extraction_runs_from_the_ui_and_notifies(tmp_path):
     app, pidfile, seen = make_app(tmp_path, "ok")
     async with app.run_test(size=(120, 40)) as pilot:

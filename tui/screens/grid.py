@@ -70,6 +70,20 @@ class SearchHits(Message):
     error: str = ""
 
 
+@dataclass
+class DiffOpened(Message):
+    """The second run for the diff overlay, opened and checked (``run`` None: ``error`` says why not)."""
+
+    run: object
+    error: str = ""
+
+
+@dataclass
+class DiffCounted(Message):
+    run: object
+    table: dict
+
+
 class GridScreen(Screen):
     """The routing grid screen.
 
@@ -82,9 +96,12 @@ class GridScreen(Screen):
     BINDINGS = actions.bindings("grid")
     AUTO_FOCUS = "#grid"
 
-    def __init__(self, run) -> None:
+    def __init__(self, run, diff_run=None, *, start: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.run = run
+        self.diff_run = diff_run          # a second run of the same tokens, overlaid (moe_tui.core.run_pair)
+        self.diff_table: dict | None = None
+        self._start = start               # (sentence, token, MoE-layer position) to open on
         self.n_sent = n_sentences(run)
         self.sentence_index = 0
         self.data: SentenceData | None = None
@@ -124,8 +141,13 @@ class GridScreen(Screen):
         self._side_timer = self.set_interval(SIDE_PANEL_DELAY_S, self._side_tick, pause=True)
         self._list = self.query_one("#sentence-list", SentenceList)
         self._list.set_texts(self.texts)
-        self.show_sentence(0)
+        if self._start is not None:
+            self.jump_to(*self._start)
+        else:
+            self.show_sentence(0)
         self._grid.focus()
+        if self.diff_run is not None:
+            self._start_diff()
         # the side panel's per-layer counts: all layers in one background pass (each chunk holds the GIL briefly)
         self.run_worker(self._fill_stats, thread=True, group="stats", exit_on_error=False, description="layer counts")
         # whoever changes these (keys, the palette, another pane jumping here) gets the legend redrawn
@@ -245,7 +267,14 @@ class GridScreen(Screen):
         self.sentence_index = i
         self.data = sentence_data(self.run, i)
         grid = self.grid
-        grid.set_data(self.data, self.moe_layers, int(self.run.num_experts), int(self.run.top_k))
+        diff = None
+        if self.diff_run is not None:
+            from moe_tui.core.diff import expert_set_differs
+
+            a, b = self.data.start, self.data.start + self.data.n_tokens
+            diff = expert_set_differs(self.data.experts, np.asarray(self.diff_run.experts[a:b]))
+        grid.set_data(self.data, self.moe_layers, int(self.run.num_experts), int(self.run.top_k), diff=diff,
+                      diff_tag=getattr(self.diff_run, "run_id", None))
         text = self.data.text if len(self.data.text) <= 200 else self.data.text[:199] + "…"
         self._title.set_lines([[(f"sentence {i + 1}/{self.n_sent}  ", _B), (f"[{self.data.sent_id}] ", _DIM),
                                 (text, None)]])
@@ -283,6 +312,103 @@ class GridScreen(Screen):
     def action_toggle_colour(self) -> None:
         self.grid.colour_mode = "pos" if self.grid.colour_mode == "expert" else "expert"
         self._update_legend()
+
+    def jump_to(self, sentence: int, token: int, layer_idx: int) -> None:
+        """Show ``sentence`` with the cursor on ``token`` (index in the sentence) at MoE-layer position
+        ``layer_idx``."""
+        if sentence != self.sentence_index or self.data is None:
+            self.show_sentence(sentence)
+        self.grid.set_cursor(layer=layer_idx, token=token)
+
+    # ---- word view, expert card, diff ----------------------------------------------------------------------
+    def action_word_view(self, typed: bool = False) -> None:
+        layer, tok = self.grid.cursor
+        query = ""
+        if not typed and self.data is not None and self.data.n_tokens:
+            if int(self.data.pos_ids[tok]) < 0:
+                self.notify("This token is not analysed (special or unaligned): type a word", timeout=3)
+            else:
+                query = self.data.words[tok]
+        self.app.show_word(self.run, query, by="form", layer_idx=layer)
+
+    def action_expert_card(self) -> None:
+        if self.data is None or not self.data.n_tokens:
+            return
+        layer, tok = self.grid.cursor
+        expert = self.grid.highlight if self.grid.highlight is not None else int(self.data.experts[tok, layer, 0])
+        self.app.show_expert(self.run, layer, expert)
+
+    def action_diff_run(self) -> None:
+        if self.diff_run is not None:
+            self.set_diff(None)
+            self.notify("Diff overlay cleared", timeout=2)
+            return
+        try:
+            runs = [r for r in self.app.run_store().list_runs()
+                    if r.status == "complete" and r.run_id != str(getattr(self.run, "run_id", ""))
+                    and (r.tokens is None or r.tokens == len(self.run.token_ids))]
+        except Exception as exc:  # noqa: BLE001 - a broken cache is said in a dialog
+            self.app.show_error("Cannot list runs", f"{type(exc).__name__}: {exc}")
+            return
+        if not runs:
+            self.notify("No other cached run holds as many tokens as this one (same corpus and tokenizer)",
+                        severity="warning", timeout=5)
+            return
+        self.app.pick_run(runs, "Diff against which run? (same corpus and tokenizer)", self._diff_picked)
+
+    def _diff_picked(self, run_id: str | None) -> None:
+        if run_id:
+            self.run_worker(partial(self._open_diff, run_id), thread=True, exclusive=True, group="diff-open",
+                            exit_on_error=False, description="open the second run")
+
+    def _open_diff(self, run_id: str) -> None:
+        from moe_tui.core.run_pair import check_pair
+
+        try:
+            other = self.app.run_store().open(run_id)
+            check_pair(self.run, other)
+        except Exception as exc:  # noqa: BLE001 - one line in an error dialog
+            self.post_message(DiffOpened(None, str(exc) if hasattr(exc, "exit_code") else
+                                         f"{type(exc).__name__}: {exc}"))
+            return
+        self.post_message(DiffOpened(other))
+
+    @on(DiffOpened)
+    def _diff_opened(self, msg) -> None:
+        if msg.run is None:
+            self.app.show_error("Cannot diff these runs", msg.error)
+            return
+        self.set_diff(msg.run)
+
+    def set_diff(self, other) -> None:
+        """Overlay ``other`` (None: no overlay) and count its disagreement per layer in the background."""
+        self.diff_run = other
+        self.diff_table = None
+        self.workers.cancel_group(self, "diff")
+        if self.n_sent:
+            self.show_sentence(self.sentence_index)
+            self.grid.set_cursor(*self.grid.cursor)
+        if other is not None:
+            self._start_diff()
+        self._update_side()
+
+    def _start_diff(self) -> None:
+        self.run_worker(partial(self._diff_job, self.diff_run), thread=True, exclusive=True, group="diff",
+                        exit_on_error=False, description="disagreement per layer")
+
+    def _diff_job(self, other) -> None:
+        from moe_tui.core.run_pair import layer_disagreement
+
+        worker = get_current_worker()
+        table = layer_disagreement(self.run, other, should_stop=lambda: worker.is_cancelled)
+        if table is not None and not worker.is_cancelled:
+            self.post_message(DiffCounted(other, table))
+
+    @on(DiffCounted)
+    def _diff_counted(self, msg) -> None:
+        if msg.run is self.diff_run:
+            self.diff_table = msg.table
+            self._update_side()
 
     def action_highlight(self) -> None:
         grid = self.grid
@@ -429,6 +555,29 @@ class GridScreen(Screen):
         self._paths[key] = out
         return out
 
+    def _diff_lines(self, tok: int, layer: int) -> list[list]:
+        """Side panel lines of the diff overlay: the cursor cell in both runs, then the disagreement per layer."""
+        d = self.data
+        assert d is not None
+        other = np.asarray(self.diff_run.experts[d.start + tok, layer]).tolist()
+        mine = d.experts[tok, layer].tolist()
+        same = sorted(mine) == sorted(other)
+        rid = str(getattr(self.diff_run, "run_id", "B"))[:10]
+        lines: list[list] = [[], [(f"diff vs run {rid}", _BU)],
+                             [("this run ", _DIM), (" ".join(map(str, mine)), None)],
+                             [("run B    ", _DIM), (" ".join(map(str, other)), None),
+                              ("   same set" if same else "   ≠ set differs", _DIM if same else _B)]]
+        t = self.diff_table
+        if t is None:
+            lines.append([("disagreement per layer: counting…", _DIM)])
+            return lines
+        lines.append([("layer  set ≠   top-1 ≠", _DIM)])
+        for li, row in enumerate(t["rows"]):
+            share, top1 = row[3], row[5]
+            text = f"L{row[0]:<4} {share:7.2%}  {top1:7.2%}" if share is not None else f"L{row[0]:<4}  –"
+            lines.append([(("▶" if li == layer else " ") + text, _REV if li == layer else None)])
+        return lines
+
     def _update_side(self) -> None:
         if self.data is None or not self.data.n_tokens:
             return
@@ -456,6 +605,8 @@ class GridScreen(Screen):
             bar = "█" * int(round(dist[j] * 20))
             lines.append([(f" {self.tags[j]:>5} {dist[j]:6.1%} ", None),
                           (bar, Style(color=pos_style(self.tags[j]).bgcolor))])
+        if self.diff_run is not None:
+            lines += self._diff_lines(tok, layer)
         lines += [[], [], [("path (layer: expert weight)", _BU)]]
         copy = []
         for li, texts, plain in self._path_lines(tok, self._side.text_width):

@@ -110,3 +110,37 @@ class TooSmallScreen(ModalScreen[None]):
         self.query_one("#too-small-text", Static).update(
             f"Terminal too small: {w}×{h}.\nmoe-tui needs at least {self.need[0]}×{self.need[1]}.\n(ctrl+q quits)"
         )
+
+
+class RunPickScreen(ModalScreen[str | None]):
+    """Pick one cached run (e.g. the second run of a diff); Esc picks none."""
+
+    DEFAULT_CSS = """
+    RunPickScreen { align: center middle; }
+    RunPickScreen > Vertical { width: 90%; max-width: 110; height: auto; max-height: 80%;
+        border: thick $primary; background: $panel; padding: 0 1; }
+    RunPickScreen #pick-title { text-style: bold; }
+    RunPickScreen OptionList { height: auto; max-height: 20; }
+    """
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
+    def __init__(self, runs, title: str) -> None:
+        super().__init__()
+        self.runs = list(runs)
+        self.title_text = title
+
+    def compose(self) -> ComposeResult:
+        from textual.widgets import OptionList
+        from textual.widgets.option_list import Option
+
+        with Vertical():
+            yield Static(self.title_text, id="pick-title", markup=False)
+            yield OptionList(*[Option(f"{r.run_id}  {r.model}  {r.corpus}  {r.tokens if r.tokens is not None else '-'} "
+                                      f"tokens  {r.created}", id=r.run_id) for r in self.runs], id="pick-list")
+
+    def on_option_list_option_selected(self, event) -> None:
+        event.stop()
+        self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

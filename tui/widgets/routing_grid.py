@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from rich.segment import Segment
 from rich.style import Style
 from textual.cache import LRUCache
@@ -37,8 +38,11 @@ class RoutingGrid(ScrollView, can_focus=True):
     RoutingGrid > .routing-grid--header { color: $text; text-style: bold; }
     RoutingGrid > .routing-grid--cursor { text-style: reverse bold underline; }
     RoutingGrid > .routing-grid--dim { color: $text-disabled; }
+    RoutingGrid > .routing-grid--diff { color: $error; text-style: bold; }
     """
-    COMPONENT_CLASSES = {"routing-grid--label", "routing-grid--header", "routing-grid--cursor", "routing-grid--dim"}
+    COMPONENT_CLASSES = {"routing-grid--label", "routing-grid--header", "routing-grid--cursor", "routing-grid--dim",
+                         "routing-grid--diff"}
+    DIFF_MARK = "≠"
 
     @dataclass
     class CursorMoved(Message):
@@ -70,16 +74,22 @@ class RoutingGrid(ScrollView, can_focus=True):
         self._digits = 1
         self._label_w = 4
         self._data_key: tuple = ()
+        self.diff: np.ndarray | None = None     # bool [n_tokens, n_layers]: expert set differs in the second run
 
     # ---- data -------------------------------------------------------------------------------------------
-    def set_data(self, data: SentenceData, moe_layers: list[int], n_experts: int, top_k: int) -> None:
+    def set_data(self, data: SentenceData, moe_layers: list[int], n_experts: int, top_k: int,
+                 diff: np.ndarray | None = None, diff_tag: object = None) -> None:
+        """Show one sentence. ``diff`` (``bool [n_tokens, L]``, from a second run named ``diff_tag``) marks the
+        cells whose expert set differs with :attr:`DIFF_MARK` in the gap after them."""
         shape = (list(moe_layers), max(1, int(n_experts)), max(1, int(top_k)))
         if shape != (self.moe_layers, self.n_experts, self.top_k):  # another run's shape: nothing cached fits
             self._cache.clear()
             self._segs.clear()
             self._lines.clear()
         self.data = data
-        self._data_key = (data.start, data.n_tokens)   # strips of a sentence stay cached: going back is cheap
+        self.diff = None if diff is None else np.asarray(diff, dtype=bool)
+        # strips of a sentence stay cached: going back is cheap (the overlaid run is part of the key)
+        self._data_key = (data.start, data.n_tokens, diff_tag if diff is not None else None)
         self.moe_layers, self.n_experts, self.top_k = shape
         self._digits = len(str(self.n_experts - 1))
         self._label_w = max(4, len(f"L{max(self.moe_layers, default=0)}") + 1)
@@ -143,6 +153,7 @@ class RoutingGrid(ScrollView, can_focus=True):
                 "header": self.get_component_rich_style("routing-grid--header"),
                 "cursor": self.get_component_rich_style("routing-grid--cursor"),
                 "dim": self.get_component_rich_style("routing-grid--dim"),
+                "diff": self.get_component_rich_style("routing-grid--diff"),
             }
         return st
 
@@ -214,6 +225,11 @@ class RoutingGrid(ScrollView, can_focus=True):
         gap = self._segs.get(("gap",))
         if gap is None:
             gap = self._segs[("gap",)] = Segment(" ", styles["base"])
+        mark = self._segs.get(("mark",))
+        if mark is None:
+            mark = self._segs[("mark",)] = Segment(self.DIFF_MARK, styles["base"] + styles["diff"])
+        gaps = [gap] * len(cells) if self.diff is None else \
+            [mark if d else gap for d in self.diff[cells.start:cells.stop, layer].tolist()]
         segs: list[Segment] = []
         append = segs.append
         if colour_mode == "pos":
@@ -222,7 +238,7 @@ class RoutingGrid(ScrollView, can_focus=True):
             dim = styles["dim"]
             emph = _BOLD_UL if hl is not None else _PLAIN
             hit = (block == hl).any(axis=1).tolist() if hl is not None else None
-            for n, (i, ids) in enumerate(zip(cells, rows)):
+            for n, (i, ids, g) in enumerate(zip(cells, rows, gaps)):
                 shown = tuple(ids if show_all else ids[:1])
                 dimmed = hit is not None and not hit[n]
                 k2 = ("p", shown, pos[i], dimmed, hl is not None)
@@ -232,15 +248,15 @@ class RoutingGrid(ScrollView, can_focus=True):
                     style = dim if dimmed else pos_style(pos[i]) + emph
                     seg = self._segs[k2] = Segment(text.center(body_w), style)
                 append(seg)
-                append(gap)
+                append(g)
         else:
             seg_for = self._expert_seg
             shown = len(rows[0]) if (show_all and rows) else 1
-            for ids in rows:
+            for ids, g in zip(rows, gaps):
                 for j in range(shown):
                     e = ids[j]
                     append(seg_for(shown, j, e, 0 if hl is None else (1 if e == hl else 2)))
-                append(gap)
+                append(g)
         strip = Strip(segs, cw * len(cells))
         self._cache[key] = strip
         return strip

@@ -190,5 +190,17 @@ class PaneScreen(Screen):
         else:
             self.notify("Focus a table to sort it (Tab)", severity="warning", timeout=3)
 
+    def expert_target(self) -> tuple[int, int] | None:
+        """(MoE-layer position, expert) the expert card opens on (the panes that show experts say which)."""
+        return None
+
+    def action_expert_card(self) -> None:
+        target = self.expert_target()
+        if target is None:
+            self.notify("Put the cursor on a cell of a layer (Spec matrix or KL heatmap) first", severity="warning",
+                        timeout=3)
+            return
+        self.app.show_expert(self.run, *target)
+
     def action_back(self) -> None:
         self.app.pop_screen()

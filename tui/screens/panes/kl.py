@@ -62,6 +62,9 @@ class KLScreen(PaneScreen):
             return None
         return li, int(h.raw_rows[raw][0])
 
+    def expert_target(self) -> tuple[int, int] | None:
+        return self.selected_cell()
+
     def _update_bars(self) -> None:
         from moe_tui.core.report import table_kl_expert_pos
 

@@ -146,6 +146,11 @@ class SpecScreen(PaneScreen):
             return None
         return jump_target(self.run, self.data.view, *cell)
 
+    def expert_target(self) -> tuple[int, int] | None:
+        """The top expert of the cursor's (layer, POS) cell: the one :meth:`jump_target` highlights."""
+        target = self.jump_target()
+        return None if target is None else (target.layer_idx, target.expert)
+
     def action_jump(self) -> None:
         target = self.jump_target()
         if target is None:
