@@ -194,9 +194,23 @@ async def check_kl_pane(pilot, run, ref) -> None:
 
 
 @pytest.mark.slow
-async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, tiny_run):
+async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, monkeypatch, tiny_run):
     """``i`` computes the information measures in the background; the pane's gains table and per-layer plot hold
     the very tables ``moe-tui report --information`` writes (their CSV exports are byte for byte the report's)."""
+    import threading
+
+    import moe_tui.core.report
+
+    real_tables = moe_tui.core.report.information_tables
+    release = threading.Event()
+
+    def held_until_released(*args, **kw):
+        """The job waits here until the test has seen it running (a warm process computes a tiny run's measures
+        before the first check)."""
+        release.wait(60)
+        return real_tables(*args, **kw)
+
+    monkeypatch.setattr(moe_tui.core.report, "information_tables", held_until_released)
     run = tiny_run
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:
@@ -206,6 +220,7 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, t
         await pilot.press("i")
         assert data.running == "information" and screen.check_action("run_probe", ()) is None
         assert screen.check_action("cancel_probe", ()) is True
+        release.set()
         await until(pilot, lambda: data.information_done, timeout=120)
         await pilot.pause()
         assert data.running is None and not data.probe_done
