@@ -219,6 +219,11 @@ class RunView:
         """``[T]`` the lower-cased form of each token, as strings (built on request; bulk users take ``form_ids``)."""
         return np.asarray(self.form_vocab, dtype=object)[self.form_ids]
 
+    @property
+    def has_logits(self) -> bool:
+        """Whether the view holds router logits (without reading a deferred ``[T, L, N]`` array)."""
+        return self.__dict__.get("_logits") is not None
+
     # ---- cached pieces (computed once per view) -------------------------------------------------
     @property
     def n_pos(self) -> int:
@@ -440,7 +445,7 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
     missing = [n for n in dict.fromkeys(names) if n not in cache]
     if missing:
         unknown = [n for n in missing if n not in VARIANTS and n not in ("baseline", "control_task")
-                   and not n.startswith("ablation:") and not (n == "logits" and view.logits is not None)]
+                   and not n.startswith("ablation:") and not (n == "logits" and view.has_logits)]
         if unknown:
             if unknown[0] == "logits":
                 raise ReportError(f"run {view.run_id} has no router logits (extract it again with --save-logits)")
@@ -474,7 +479,7 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
 def probe_rows(view: RunView) -> tuple[str, ...]:
     """The rows of probe.csv for ``view``: :data:`PROBE_VARIANTS`, ``logits`` when the run holds router logits
     (the raw scores the top-k choice is made from), then the form ``baseline``."""
-    return (*PROBE_VARIANTS, *(("logits",) if view.logits is not None else ()), "baseline")
+    return (*PROBE_VARIANTS, *(("logits",) if view.has_logits else ()), "baseline")
 
 
 def compute_probe(view: RunView, variant: str, opts: ReportOptions | None = None) -> "ProbeStats":

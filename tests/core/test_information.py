@@ -359,3 +359,29 @@ def test_logits_probe_sees_what_the_top_k_choice_throws_away():
     assert res["logits"].accuracy > 0.9
     with pytest.raises(ValueError, match="router logits"):
         probe_suite(experts, pos, P, variants=("logits",), baseline=False)
+
+
+def test_run_view_reads_the_logits_of_the_analysed_tokens_only_when_asked(tmp_path):
+    """``RunView.from_run`` knows that a run holds logits without reading the ``[T, L, N]`` array (routing tables
+    and the probe row list leave it unread); asked, it gives the stored logits of the analysed tokens."""
+    from moe_tui.core.report import RunView, probe_rows, report_tables
+
+    run = run_with_logits(tmp_path / "cache", n_copies=1)
+    view = RunView.from_run(run)
+    deferred = RunView.__dict__["logits"]
+    assert view.has_logits and "logits" in probe_rows(view)
+    report_tables(view)
+    assert not deferred.ready(view)
+    mask = np.asarray(run.analysis_mask(), dtype=bool)
+    assert not mask.all()  # special tokens are left out
+    np.testing.assert_array_equal(view.logits, np.asarray(run.logits)[mask])
+    assert view.logits.dtype == np.float16 and deferred.ready(view)
+    plain = RunView.from_run(write_run(tmp_path / "plain", *_plain_arrays(), tags=UPOS, moe_layers=[1, 2, 3],
+                                       num_experts=8, top_k=2))
+    assert not plain.has_logits and plain.logits is None and "logits" not in probe_rows(plain)
+
+
+def _plain_arrays():
+    from tests.runs import synthetic_arrays
+
+    return synthetic_arrays(n_layers=3, n_experts=8, top_k=2)
