@@ -254,11 +254,15 @@ def test_device_choice():
 # Opt-in additions: per-column categories, dense float columns, log-probabilities, held-out early stopping
 
 
-def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_draw():
-    """One-hot columns of different widths (wide enough for the CPU's gather path), then dense float columns:
-    the same trajectory as MLPClassifier on the hand-built matrix [onehot(col0, 12) | onehot(col1, 9) | dense],
-    and ``log_proba`` is the log of its ``predict_proba``."""
+@pytest.mark.parametrize("gather_min_width", [E.GATHER_MIN_WIDTH, 8])
+def test_float64_mixed_inputs_and_log_probabilities_are_mlpclassifier_draw_for_draw(monkeypatch, gather_min_width):
+    """One-hot columns of different widths (read as a dense one-hot product, and through the CPU's gather path
+    when the gather threshold is lowered below their widths), then dense float columns: the same trajectory as
+    MLPClassifier on the hand-built matrix [onehot(col0, 12) | onehot(col1, 9) | dense], and ``log_proba`` is
+    the log of its ``predict_proba``."""
     import warnings
+
+    monkeypatch.setattr(E, "GATHER_MIN_WIDTH", gather_min_width)
 
     from sklearn.neural_network import MLPClassifier
     from sklearn.preprocessing import OneHotEncoder
@@ -342,3 +346,28 @@ def test_repeated_training_rows_count_as_that_many_examples():
         warnings.simplefilter("ignore")
         clf.fit(ids[tr][:, :3].astype(float), y[tr])
     np.testing.assert_allclose(fit.loss_curve, clf.loss_curve_, rtol=0, atol=1e-12)
+
+
+def test_float32_training_flushes_denormals_only_while_it_runs():
+    """float32 CPU training runs with denormals flushed to zero (x86 multiplies them ~100x slower), and the
+    caller's setting is back afterwards; float64 training (scikit-learn's arithmetic) never flushes."""
+    import torch
+
+    def flushing() -> bool:
+        return float(torch.tensor(1e-39, dtype=torch.float32) * 2.0) == 0.0
+
+    ids, y = toy(T=300)
+    tr, te = np.arange(200), np.arange(200, 300)
+    seen = []
+    for dtype in ("float32", "float64"):
+        fit_probes(ids, [y], [ProbeSpec("p", (0, 1), init_seed=0)], tr, te, config=MLPConfig(hidden=4, max_iter=2),
+                   dtype=dtype, device="cpu", progress=lambda *a: seen.append((dtype, flushing())))
+    assert {f for d, f in seen if d == "float32"} == {True}
+    assert {f for d, f in seen if d == "float64"} == {False}
+    assert not flushing()
+    torch.set_flush_denormal(True)
+    try:   # a caller that flushes already keeps flushing
+        fit_probes(ids, [y], [ProbeSpec("p", (0, 1))], tr, te, config=MLPConfig(hidden=4, max_iter=1), device="cpu")
+        assert flushing()
+    finally:
+        torch.set_flush_denormal(False)
