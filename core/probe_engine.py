@@ -745,6 +745,10 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
     minus1 = torch.full((G, 1, B), -1.0, dtype=dt, device=dev)
     n_steps = -(-n // B)
     p_true = torch.empty((G, 1, n), dtype=dt, device=dev)         # probability of the true class, per token
+    # the step's activations, scores, probabilities and hidden gradients live in buffers allocated once: a
+    # fresh [G*H, B] tensor every step costs a page-faulting allocation (some 25 us each on a CPU)
+    work_a, work_d = (torch.empty(G * H * B, dtype=dt, device=dev) for _ in range(2))
+    work_z, work_p = (torch.empty(G * C * B, dtype=dt, device=dev) for _ in range(2))
     sq = torch.empty((2, G, n_steps), dtype=dt, device=dev)       # ||W1||^2, ||W2||^2 at each step
     active = list(range(G))
     fits: list[ProbeFit | None] = [None] * G
@@ -818,14 +822,16 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
             for j, s0 in enumerate(range(0, n, B)):
                 nb = min(B, n - s0)
                 yb = y_epoch[:, :, s0:s0 + nb]                                                          # [g, 1, nb]
+                a = work_a[:gH * nb].view(gH, nb)
                 if x_epoch is not None:
                     xb = x_epoch[s0:s0 + nb]                                                            # [nb, K]
-                    a = torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T)
+                    torch.addmm(b1t.view(gH, 1), W1t.view(gH, K), xb.T, out=a)
                 else:
                     batch = order[s0:s0 + nb]
-                    a = x_train.hidden(W1t.view(gH, K), b1t.view(gH, 1), batch)
+                    a.copy_(x_train.hidden(W1t.view(gH, K), b1t.view(gH, 1), batch))
                 a = a.relu_().view(g, H, nb)                                                            # [g, H, nb]
-                p = torch.softmax(torch.baddbmm(b2t, W2t.transpose(1, 2), a), dim=1)                   # [g, C, nb]
+                z = torch.baddbmm(b2t, W2t.transpose(1, 2), a, out=work_z[:g * C * nb].view(g, C, nb))
+                p = torch.ops.aten._softmax.out(z, 1, False, out=work_p[:g * C * nb].view(g, C, nb))     # [g, C, nb]
                 torch.gather(p, 1, yb, out=pt[:, :, s0:s0 + nb])
                 torch.linalg.vecdot(n1, n1, out=sq1[:, j])
                 torch.linalg.vecdot(n2, n2, out=sq2[:, j])
@@ -834,7 +840,8 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
                     d2.mul_(train2_t)
                 torch.baddbmm(W2t, a, d2.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
                 torch.mean(d2, dim=2, keepdim=True, out=gb2)
-                d1 = torch.ops.aten.threshold_backward(torch.bmm(W2t, d2), a, 0)
+                d1 = torch.bmm(W2t, d2, out=work_d[:gH * nb].view(g, H, nb))
+                torch.ops.aten.threshold_backward.grad_input(d1, a, 0, grad_input=d1)
                 if x_epoch is not None:
                     torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb,
                                 out=gW1.view(gH, K))
