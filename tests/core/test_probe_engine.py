@@ -361,7 +361,7 @@ def test_float32_training_flushes_denormals_only_while_it_runs():
     seen = []
     for dtype in ("float32", "float64"):
         fit_probes(ids, [y], [ProbeSpec("p", (0, 1), init_seed=0)], tr, te, config=MLPConfig(hidden=4, max_iter=2),
-                   dtype=dtype, device="cpu", progress=lambda *a: seen.append((dtype, flushing())))
+                   dtype=dtype, device="cpu", progress=lambda *a, d=dtype: seen.append((d, flushing())))
     assert {f for d, f in seen if d == "float32"} == {True}
     assert {f for d, f in seen if d == "float64"} == {False}
     assert not flushing()
