@@ -35,7 +35,8 @@ a CPU; on a GPU nearly everything shares one group). Each group is one model: fi
 probe does not read are held at exactly zero), output weights ``[G, H, C]``. The hidden activations are
 ``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM; the gradients mirror
 them, and Adam runs over one flat buffer. Probes that stop leave the group (its tensors shrink), so a
-group runs as long as its slowest probe.
+group runs as long as its slowest probe. A step's activations and gradients live in buffers allocated once,
+and float32 training on a CPU flushes denormal numbers (:func:`_flush_denormals`).
 
 Progress: ``progress(stage, epoch, max_iter)`` after every epoch of every group and, inside long epochs,
 at least every ``0.25 s``; the callback may raise (``moe_tui.errors.Cancelled``) to stop training.
