@@ -9,11 +9,12 @@ The torch engine trains all 64 (:func:`moe_tui.core.probe_engine.fit_probes`). s
 MLPClassifier per probe; at about a minute per probe on a small CPU, ``--sklearn-probes M`` times M of them
 spread over the widths (top_k, top_1 and evenly spaced cuts) and scales their mean time per input column
 to the 64 probes (printed as an estimate); ``--sklearn-probes 64`` times them all. Both engines get the same
-number of CPU threads (``--threads``, default: all cores). Accuracy agreement is printed for the probes
-both trained.
+number of CPU threads (``--threads``, default: all cores). ``--clock process`` times CPU seconds of this
+process (``time.process_time``) instead of wall seconds: steadier on a shared machine. Accuracy agreement is
+printed for the probes both trained.
 
 Run:  .venv/bin/python -m benchmarks.bench_probe [--tokens 116000] [--max-iter 500] [--sklearn-probes 6]
-      [--threads N] [--device auto|cpu|cuda]
+      [--threads N] [--device auto|cpu|cuda] [--clock wall|process]
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ def main() -> None:
     ap.add_argument("--sklearn-probes", type=int, default=6, help="how many probes scikit-learn trains (64: all)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads for both engines")
     ap.add_argument("--device", default="auto", help="torch engine device")
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="wall: elapsed seconds; process: CPU seconds of this process")
     a = ap.parse_args()
+    clock = time.process_time if a.clock == "process" else time.perf_counter
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -84,12 +88,13 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     print(f"data: {a.tokens:,} tokens, L={L}, k={k}, N={N}, P={P}; split {len(tr):,}/{len(te):,}; "
           f"{len(specs)} probes (top_k, top_1, {len(specs) - 2} ablation cuts); MLPClassifier defaults, "
-          f"max_iter={a.max_iter}; {a.threads} CPU thread(s) for both engines", flush=True)
+          f"max_iter={a.max_iter}; {a.threads} CPU thread(s) for both engines; {a.clock} clock; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
     with threadpool_limits(limits=a.threads):
-        t = time.perf_counter()
+        t = clock()
         fits = fit_probes(ids, [pos], specs, tr, te, n_categories=N, config=cfg, shuffle_seed=a.seed + 1,
                           device=a.device, threads=None if a.threads == (os.cpu_count() or 1) else a.threads)
-        t_torch = time.perf_counter() - t
+        t_torch = clock() - t
         acc_t = {f.name: float(np.mean(f.y_pred == pos[te])) for f in fits}
         print(f"torch ({fits[0].device}): {len(specs)} probes in {t_torch:.1f} s "
               f"({sum(f.converged for f in fits)} converged, epochs {min(f.n_iter for f in fits)}-"
@@ -97,9 +102,9 @@ def main() -> None:
         pick = sample_for_sklearn(specs, a.sklearn_probes)
         times, acc_s = {}, {}
         for i in pick:
-            t = time.perf_counter()
+            t = clock()
             f = fit_probes(ids, [pos], [specs[i]], tr, te, n_categories=N, config=cfg, engine="sklearn")[0]
-            times[i] = time.perf_counter() - t
+            times[i] = clock() - t
             acc_s[specs[i].name] = float(np.mean(f.y_pred == pos[te]))
             print(f"  sklearn {specs[i].name:18s} {len(specs[i].columns):3d} inputs: {times[i]:7.1f} s, "
                   f"{f.n_iter} epochs, acc {acc_s[specs[i].name]:.4f} (torch {acc_t[specs[i].name]:.4f}, "

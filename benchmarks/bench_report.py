@@ -3,11 +3,14 @@
 Extracts the run once (the demo model on the demo corpus by default; ``--data`` / ``--model`` for another,
 e.g. UD English EWT dev), then times each engine's whole command as its own process (imports, routing
 tables, probes, ablation, t-SNE, permutation null, bootstrap, CSV writing), alternating the order over
-``--rounds``, and prints the ratio of the medians. Both commands get the same CPU threads
+``--rounds``, and prints the ratio of the medians: of wall time, or with ``--clock process`` of the CPU time
+each command's process used (user + system, from ``getrusage``: steadier than wall time on a shared
+machine, and the same as wall time for one thread on an idle one). Both commands get the same CPU threads
 (``--threads``: OMP/MKL/OpenBLAS thread variables; default: unset, the machine's default). Then it compares
 the two engines' accuracies (probe.csv and ablation.csv): top_k, top_1, onehot_top_k and every ablation cut.
 
 Run:  .venv/bin/python -m benchmarks.bench_report [--data FILE] [--model DIR] [--rounds 1] [--threads N]
+      [--clock wall|process]
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +44,12 @@ def _cli(args: list[str], env: dict) -> str:
     return out.stdout
 
 
+def _child_cpu() -> float:
+    """CPU seconds (user + system) used so far by this process's finished children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -52,26 +62,31 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "moe-tui-bench-cache"))
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--clock", choices=("wall", "process"), default="wall",
+                    help="wall: elapsed seconds; process: CPU seconds (user + system) of the command's process")
     a = ap.parse_args()
     env = _env(a.threads)
     run_dir = _cli(["extract", "--model", a.model, "--data", a.data, "--device", "cpu", "--progress", "none",
                     "--cache-dir", a.cache_dir], env).strip().splitlines()[-1]
     run = Path(run_dir).name
-    print(f"run {run}: {a.model} on {a.data}; threads: {a.threads or 'machine default'}", flush=True)
+    print(f"run {run}: {a.model} on {a.data}; threads: {a.threads or 'machine default'}; clock: {a.clock}; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
     times: dict[str, list[float]] = {"torch": [], "sklearn": []}
     outs = {}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
             for engine in (("torch", "sklearn") if r % 2 == 0 else ("sklearn", "torch")):
                 out = Path(tmp) / f"{engine}{r}"
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), _child_cpu()
                 _cli(["report", run, "--out", str(out), "--probe", "--controls", "--probe-engine", engine,
                       "--cache-dir", a.cache_dir], env)
-                times[engine].append(time.perf_counter() - t)
+                wall, cpu = time.perf_counter() - t, _child_cpu() - cpu
+                times[engine].append(cpu if a.clock == "process" else wall)
                 outs[engine] = out / run
-                print(f"  {engine:8s} round {r + 1}: {times[engine][-1]:.1f} s", flush=True)
+                print(f"  {engine:8s} round {r + 1}: wall {wall:.1f} s, CPU {cpu:.1f} s (load average "
+                      f"{os.getloadavg()[0]:.1f})", flush=True)
         med = {e: sorted(v)[len(v) // 2] for e, v in times.items()}
-        print(f"report --probe --controls: torch {med['torch']:.1f} s, sklearn {med['sklearn']:.1f} s: "
+        print(f"report --probe --controls ({a.clock} clock): torch {med['torch']:.1f} s, sklearn {med['sklearn']:.1f} s: "
               f"{med['sklearn'] / med['torch']:.1f}x")
         probe = {e: {row["variant"]: row for row in _rows(outs[e] / "probe.csv")} for e in outs}
         abl = {e: {(row["side"], row["removed"]): row for row in _rows(outs[e] / "ablation.csv")} for e in outs}

@@ -541,8 +541,10 @@ def tsne_embedding(
     paths is twice their Hamming distance (:func:`onehot_paths`), so each point's perplexity calibration
     is the one of the Hamming distance between id vectors. openTSNE's defaults otherwise: PCA
     initialisation, early exaggeration 12 for 250 iterations then 500 iterations, Barnes-Hut gradients
-    below 10,000 points and FFT-accelerated interpolation (FIt-SNE) above, Annoy nearest neighbours from
-    1,000 points; one thread (the result is then the same on every run).
+    below 10,000 points and FFT-accelerated interpolation (FIt-SNE) above; one thread (the result is then the
+    same on every run). The nearest neighbours are exact (brute force, scikit-learn's chunked distance
+    products), not Annoy's approximation: on the demo's 6,745 test paths (64 one-hot inputs) 0.9 s of CPU
+    instead of 3.5-4 s, and the perplexity is calibrated on the true neighbours.
 
     Args:
         seed: the sample's and the t-SNE's random stream (an int or a ``SeedSequence``).
@@ -580,7 +582,8 @@ def tsne_embedding(
     if max_iter is not None:
         ee = min(250, int(max_iter) // 4)
         kw = {"early_exaggeration_iter": ee, "n_iter": max(1, int(max_iter) - ee)}
-    tsne = TSNE(n_components=2, perplexity=perp, metric="euclidean", n_jobs=1,
+    tsne = TSNE(n_components=2, perplexity=perp, metric="euclidean", n_jobs=1, neighbors="exact",
+                knn_kwargs={"algorithm": "brute"},
                 random_state=int(tsne_ss.generate_state(1, dtype=np.uint32)[0]), verbose=False, **kw)
     emb = tsne.fit(onehot_paths(X, N))
     return idx, np.asarray(emb, dtype=np.float64), pos[idx]

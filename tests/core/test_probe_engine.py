@@ -366,3 +366,28 @@ def test_settle_waits_for_an_import_running_in_another_thread():
     assert hasattr(sys.modules[name], "Tensor")
     t.join()
     sys.modules.pop(name, None)
+
+
+def test_float32_training_flushes_denormals_only_while_it_runs():
+    """float32 CPU training runs with denormals flushed to zero (x86 multiplies them ~100x slower), and the
+    caller's setting is back afterwards; float64 training (scikit-learn's arithmetic) never flushes."""
+    import torch
+
+    def flushing() -> bool:
+        return float(torch.tensor(1e-39, dtype=torch.float32) * 2.0) == 0.0
+
+    ids, y = toy(T=300)
+    tr, te = np.arange(200), np.arange(200, 300)
+    seen = []
+    for dtype in ("float32", "float64"):
+        fit_probes(ids, [y], [ProbeSpec("p", (0, 1), init_seed=0)], tr, te, config=MLPConfig(hidden=4, max_iter=2),
+                   dtype=dtype, device="cpu", progress=lambda *a, d=dtype: seen.append((d, flushing())))
+    assert {f for d, f in seen if d == "float32"} == {True}
+    assert {f for d, f in seen if d == "float64"} == {False}
+    assert not flushing()
+    torch.set_flush_denormal(True)
+    try:   # a caller that flushes already keeps flushing
+        fit_probes(ids, [y], [ProbeSpec("p", (0, 1))], tr, te, config=MLPConfig(hidden=4, max_iter=1), device="cpu")
+        assert flushing()
+    finally:
+        torch.set_flush_denormal(False)
