@@ -58,11 +58,25 @@ def disagreement_table(experts_a: np.ndarray, experts_b: np.ndarray, pos: np.nda
     raise ReportError(f"--by must be 'layer' or 'pos', got {by!r}")
 
 
-def _check_comparable(run_a, run_b, *, same_tags: bool = False) -> None:
+def check_pair(run_a, run_b) -> None:
+    """Raise :class:`ReportError` (one line) unless the two runs hold the same tokens of the same sentences (same
+    corpus, selection and tokenizer) and the same MoE layers, experts and k."""
+    na, nb = len(run_a.token_ids), len(run_b.token_ids)
+    if na != nb or not np.array_equal(np.asarray(run_a.sentence_offsets), np.asarray(run_b.sentence_offsets)):
+        raise ReportError(f"the two runs do not hold the same tokens of the same sentences ({na} vs {nb} tokens): "
+                          "extract both from the same corpus and selection with the same tokenizer")
     if not np.array_equal(np.asarray(run_a.token_ids), np.asarray(run_b.token_ids)):
-        raise ReportError("the two runs do not hold the same tokens (different corpus, selection or tokenizer)")
-    if run_a.moe_layers != run_b.moe_layers or run_a.top_k != run_b.top_k:
-        raise ReportError("the two runs do not have the same MoE layers and top-k")
+        raise ReportError("the two runs tokenize the corpus differently (different tokenizer): the routes cannot be "
+                          "compared token by token")
+    if [int(x) for x in run_a.moe_layers] != [int(x) for x in run_b.moe_layers] or \
+            int(run_a.top_k) != int(run_b.top_k) or int(run_a.num_experts) != int(run_b.num_experts):
+        raise ReportError(f"the two runs route differently shaped models (MoE layers, experts or k differ: "
+                          f"{len(run_a.moe_layers)}x{run_a.num_experts} k={run_a.top_k} vs "
+                          f"{len(run_b.moe_layers)}x{run_b.num_experts} k={run_b.top_k})")
+
+
+def _check_comparable(run_a, run_b, *, same_tags: bool = False) -> None:
+    check_pair(run_a, run_b)
     if same_tags and (tuple(run_a.tags) != tuple(run_b.tags)
                       or not np.array_equal(np.asarray(run_a.pos), np.asarray(run_b.pos))):
         raise ReportError("the two runs do not tag the tokens the same way (different tagset or POS column)")

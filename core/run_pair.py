@@ -6,25 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from moe_tui.core.diff import disagreement_table, expert_set_differs
-from moe_tui.errors import ReportError
+from moe_tui.core.diff import check_pair, disagreement_table, expert_set_differs
 
-
-def check_pair(run_a, run_b) -> None:
-    """Raise :class:`ReportError` (one line) unless the two runs hold the same tokens of the same sentences (same
-    corpus, selection and tokenizer) and the same MoE layers, experts and k."""
-    na, nb = len(run_a.token_ids), len(run_b.token_ids)
-    if na != nb or not np.array_equal(np.asarray(run_a.sentence_offsets), np.asarray(run_b.sentence_offsets)):
-        raise ReportError(f"the two runs do not hold the same sentences ({na} vs {nb} tokens): extract both from the "
-                          "same corpus and selection with the same tokenizer")
-    if not np.array_equal(np.asarray(run_a.token_ids), np.asarray(run_b.token_ids)):
-        raise ReportError("the two runs tokenize the corpus differently (different tokenizer): the routes cannot be "
-                          "compared token by token")
-    if [int(x) for x in run_a.moe_layers] != [int(x) for x in run_b.moe_layers] or \
-            int(run_a.top_k) != int(run_b.top_k) or int(run_a.num_experts) != int(run_b.num_experts):
-        raise ReportError(f"the two runs route differently shaped models (MoE layers, experts or k differ: "
-                          f"{len(run_a.moe_layers)}x{run_a.num_experts} k={run_a.top_k} vs "
-                          f"{len(run_b.moe_layers)}x{run_b.num_experts} k={run_b.top_k})")
+__all__ = ["check_pair", "layer_disagreement"]
 
 
 def layer_disagreement(run_a, run_b, *, chunk_tokens: int = 1 << 16, should_stop=None) -> dict | None:
