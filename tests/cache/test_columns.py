@@ -30,7 +30,8 @@ def test_string_table_round_trip():
         StringTable.from_strings(["a"])[1]
 
 
-@pytest.mark.parametrize("chunk_bytes", [1, 7, 64, 1 << 18])
+@pytest.mark.parametrize("chunk_bytes", [pytest.param(1, marks=pytest.mark.slow), pytest.param(7, marks=pytest.mark.slow),
+                                         64, 1 << 18])
 def test_search_finds_exactly_the_strings_that_contain_the_query_ignoring_case(chunk_bytes):
     strs = _strings()
     t = StringTable.from_strings(strs)

@@ -39,6 +39,7 @@ def _code_text(path: Path) -> str:
     return " ".join(out)
 
 
+@pytest.mark.slow
 def test_no_pickle_in_the_source_tree():
     bad = []
     for f in _sources():

@@ -294,6 +294,7 @@ async def test_open_corrupt_run_shows_copyable_error(tmp_path, tiny_run):
         assert isinstance(app.screen, HomeScreen)
 
 
+@pytest.mark.slow
 async def test_too_small_terminal_message(tmp_path, tiny_run):
     app = make_app(tmp_path, tiny_run)
     async with app.run_test(size=(60, 20)) as pilot:
