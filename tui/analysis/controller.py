@@ -88,28 +88,23 @@ class AnalysisController:
 
     def start_probe(self, data: AnalysisData) -> None:
         """Train the probes and controls of a run in the background (one job per run at a time)."""
-        if data.running:
-            self.notify(f"A {data.running} job is already running for this run", severity="warning")
-            return
-        data.running, data.error, data.started = "probe", None, time.monotonic()
-        data.progress = ("starting (importing torch)", 0, 1)
-        data.job = self.run_worker(partial(jobs.probe_job, self.post_message, _worker_cancelled, data.run,
-                                           data.view, data.options),
-                                   thread=True, name=f"probe:{data.run_id}", group=f"probe-{data.run_id}",
-                                   exclusive=True, exit_on_error=False, description="probes + controls")
+        self._start_training(data, "probe", jobs.probe_job, "probes + controls")
 
     def start_information(self, data: AnalysisData) -> None:
         """Compute the information measures of a run in the background (conditional probes, per-layer probes,
         online code length, paths; one job per run at a time)."""
+        self._start_training(data, "information", jobs.information_job, "information measures")
+
+    def _start_training(self, data: AnalysisData, kind: str, job, description: str) -> None:
         if data.running:
             self.notify(f"A {data.running} job is already running for this run", severity="warning")
             return
-        data.running, data.error, data.started = "information", None, time.monotonic()
+        data.running, data.error, data.started = kind, None, time.monotonic()
         data.progress = ("starting (importing torch)", 0, 1)
-        data.job = self.run_worker(partial(jobs.information_job, self.post_message, _worker_cancelled, data.run,
-                                           data.view, data.options),
-                                   thread=True, name=f"information:{data.run_id}", group=f"information-{data.run_id}",
-                                   exclusive=True, exit_on_error=False, description="information measures")
+        data.job = self.run_worker(partial(job, self.post_message, _worker_cancelled, data.run, data.view,
+                                           data.options),
+                                   thread=True, name=f"{kind}:{data.run_id}", group=f"{kind}-{data.run_id}",
+                                   exclusive=True, exit_on_error=False, description=description)
 
     def cancel_job(self, data: AnalysisData) -> None:
         """Cancel the run's job; it stops at its next step."""

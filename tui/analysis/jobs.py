@@ -56,62 +56,54 @@ def tables_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | 
     post(TablesReady(run.run_id, tables, view, "base", time.monotonic() - t0))
 
 
-def probe_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
-              options: "ReportOptions") -> None:
-    """Probes and controls of one run, with progress: ``TablesReady(kind="probe")``, ``JobCancelled`` or
-    ``JobFailed``."""
-    from moe_tui.core.report import RunView, report_tables
+def _training_job(kind: str, compute, post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
+                  *, stage_label=str) -> None:
+    """Run ``compute(view, progress)`` for one run in a thread, posting ``JobProgress`` (cancel is checked at
+    every progress step), then ``TablesReady(kind=kind)``, ``JobCancelled`` or ``JobFailed``."""
+    from moe_tui.core.report import RunView
     from moe_tui.errors import Cancelled
 
     t0 = time.monotonic()
 
     def progress(stage: str, done: int, total: int) -> None:
         if cancelled():
-            raise Cancelled("probe cancelled")
-        post(JobProgress(run.run_id, "probe", str(stage).split(": ", 1)[-1], int(done), int(total)))
+            raise Cancelled(f"{kind} cancelled")
+        post(JobProgress(run.run_id, kind, stage_label(stage), int(done), int(total)))
 
     try:
         view = view or RunView.from_run(run)
-        tables = report_tables(view, probe=True, controls=True, options=options, progress=progress)
+        tables = compute(view, progress)
     except Cancelled:
-        post(JobCancelled(run.run_id, "probe"))
+        post(JobCancelled(run.run_id, kind))
         return
-    except Exception as exc:  # noqa: BLE001
-        post(JobFailed(run.run_id, "probe", _one_line(exc)))
+    except Exception as exc:  # noqa: BLE001 - shown to the user in one line
+        post(JobFailed(run.run_id, kind, _one_line(exc)))
         return
     if cancelled():
-        post(JobCancelled(run.run_id, "probe"))
+        post(JobCancelled(run.run_id, kind))
         return
-    post(TablesReady(run.run_id, tables, view, "probe", time.monotonic() - t0))
+    post(TablesReady(run.run_id, tables, view, kind, time.monotonic() - t0))
+
+
+def probe_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
+              options: "ReportOptions") -> None:
+    """Probes and controls of one run, with progress: ``TablesReady(kind="probe")``, ``JobCancelled`` or
+    ``JobFailed``."""
+    from moe_tui.core.report import report_tables
+
+    _training_job("probe", lambda v, progress: report_tables(v, probe=True, controls=True, options=options,
+                                                             progress=progress),
+                  post, cancelled, run, view, stage_label=lambda stage: str(stage).split(": ", 1)[-1])
 
 
 def information_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
                     options: "ReportOptions") -> None:
     """The information measures of one run (``report --information``), with progress:
     ``TablesReady(kind="information")``, ``JobCancelled`` or ``JobFailed``."""
-    from moe_tui.core.report import RunView, information_tables
-    from moe_tui.errors import Cancelled
+    from moe_tui.core.report import information_tables
 
-    t0 = time.monotonic()
-
-    def progress(stage: str, done: int, total: int) -> None:
-        if cancelled():
-            raise Cancelled("information cancelled")
-        post(JobProgress(run.run_id, "information", str(stage), int(done), int(total)))
-
-    try:
-        view = view or RunView.from_run(run)
-        tables = information_tables(view, options, progress=progress)
-    except Cancelled:
-        post(JobCancelled(run.run_id, "information"))
-        return
-    except Exception as exc:  # noqa: BLE001
-        post(JobFailed(run.run_id, "information", _one_line(exc)))
-        return
-    if cancelled():
-        post(JobCancelled(run.run_id, "information"))
-        return
-    post(TablesReady(run.run_id, tables, view, "information", time.monotonic() - t0))
+    _training_job("information", lambda v, progress: information_tables(v, options, progress=progress),
+                  post, cancelled, run, view)
 
 
 def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out: Path, probe: bool,
