@@ -14,16 +14,14 @@ from rich.segment import Segment
 from textual.binding import Binding
 from textual.cache import LRUCache
 from textual.events import Click
-from textual.geometry import Region, Size
+from textual.geometry import Region
 from textual.message import Message
-from textual.reactive import var
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from moe_tui.tui.widgets.virtual import set_virtual_size
+from moe_tui.tui.widgets.virtual import CursorList
 
 
-class SentenceList(ScrollView, can_focus=True):
+class SentenceList(CursorList):
     """Sentences by number and text; ``rows`` (sorted sentence indices, or None for all) says which are shown.
 
     Posts :class:`SentenceList.Highlighted` when the user moves the cursor and :class:`SentenceList.Selected` on
@@ -38,11 +36,8 @@ class SentenceList(ScrollView, can_focus=True):
     SentenceList > .sentence-list--status { color: $text-muted; text-style: italic; }
     """
     COMPONENT_CLASSES = {"sentence-list--number", "sentence-list--cursor", "sentence-list--status"}
+    CURSOR_CLASS, STATUS_CLASS = "sentence-list--cursor", "sentence-list--status"
     BINDINGS = [
-        Binding("up,k", "move(-1)", "Up", show=False),
-        Binding("down,j", "move(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "edge(0)", "First", show=False),
         Binding("end", "edge(1)", "Last", show=False),
         Binding("enter", "select", "Open", show=False),
@@ -66,17 +61,13 @@ class SentenceList(ScrollView, can_focus=True):
         def control(self) -> "SentenceList":
             return self.sentence_list
 
-    cursor: var[int] = var(0, always_update=False)   # position in the shown rows
-
     def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.texts = None                       # anything with len() and [i] -> str (a run's text table)
         self.rows: np.ndarray | None = None     # shown sentence indices, ascending; None = all
-        self.status = ""                        # a last, dim line ("searching…", "no sentence matches")
         self._n_all = 0
         self._digits = 1
         self._cache: LRUCache[tuple, Strip] = LRUCache(1024)
-        self._styles: dict | None = None
 
     # ---- content ----------------------------------------------------------------------------------------------
     def set_texts(self, texts) -> None:
@@ -125,9 +116,6 @@ class SentenceList(ScrollView, can_focus=True):
             y0 = max(0, first)
             self.refresh(Region(0, y0, self.size.width, self.size.height - y0))
 
-    def _resize(self) -> None:
-        set_virtual_size(self, Size(self.size.width or 1, self.n_rows + (1 if self.status else 0)))
-
     # ---- cursor -----------------------------------------------------------------------------------------------
     def show_sentence(self, sentence: int) -> bool:
         """Put the cursor on ``sentence`` if it is shown (no message is posted). Returns whether it is."""
@@ -140,67 +128,22 @@ class SentenceList(ScrollView, can_focus=True):
             self._after_cursor(old)
         return True
 
-    def _after_cursor(self, old: int) -> None:
-        top = int(self.scroll_offset.y)
-        h = max(1, self.size.height)
-        pos = self.cursor
-        if pos < top or pos >= top + h:
-            new_top = pos if pos < top else pos - h + 1
-            self.scroll_to(0, max(0, new_top), animate=False, immediate=True)
-            self.refresh()
-            return
-        w = self.size.width
-        for p in {old, pos}:
-            if p is not None and 0 <= p - top < h:
-                self.refresh(Region(0, p - top, w, 1))
-
-    def watch_cursor(self, old: int, new: int) -> None:
-        self._after_cursor(old)
-        if self.n_rows:
-            self.post_message(self.Highlighted(self, self.sentence_at(new)))
-
-    def _move_to(self, pos: int) -> None:
-        if self.n_rows:
-            self.cursor = max(0, min(self.n_rows - 1, pos))
-
-    def action_move(self, step: int) -> None:
-        self._move_to(self.cursor + step)
-
-    def action_page(self, direction: int) -> None:
-        self._move_to(self.cursor + direction * max(1, self.size.height - 1))
-
-    def action_edge(self, last: int) -> None:
-        self._move_to(self.n_rows - 1 if last else 0)
+    def highlighted(self, pos: int) -> Message:
+        return self.Highlighted(self, self.sentence_at(pos))
 
     def action_select(self) -> None:
         if self.n_rows:
             self.post_message(self.Selected(self, self.sentence_at(self.cursor)))
 
     def on_click(self, event: Click) -> None:
-        off = event.get_content_offset(self)
-        if off is None:
-            return
-        pos = int(self.scroll_offset.y) + off[1]
-        if 0 <= pos < self.n_rows:
+        pos = self.clicked_row(event)
+        if pos is not None:
             self.cursor = pos
             self.post_message(self.Selected(self, self.sentence_at(pos)))
 
     # ---- rendering --------------------------------------------------------------------------------------------
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._styles = None
+    def clear_cache(self) -> None:
         self._cache.clear()
-
-    def _style(self, name: str):
-        st = self._styles
-        if st is None:
-            st = self._styles = {
-                "base": self.rich_style,
-                "number": self.get_component_rich_style("sentence-list--number"),
-                "cursor": self.get_component_rich_style("sentence-list--cursor"),
-                "status": self.get_component_rich_style("sentence-list--status"),
-            }
-        return st[name]
 
     def _line(self, sentence: int, width: int) -> Strip:
         key = (sentence, width)
@@ -212,25 +155,11 @@ class SentenceList(ScrollView, can_focus=True):
             room = max(0, width - len(number))
             if len(text) > room:
                 text = text[: max(0, room - 1)] + "…" if room else ""
-            base = self._style("base")
-            strip = Strip([Segment(number, base + self._style("number")), Segment(text, base)])
+            base = self.style_of("base")
+            strip = Strip([Segment(number, base + self.style_of("sentence-list--number")), Segment(text, base)])
             strip = strip.crop_extend(0, width, base)
             self._cache[key] = strip
         return strip
 
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width  # without the vertical scrollbar
-        base = self._style("base")
-        pos = int(self.scroll_offset.y) + y
-        n = self.n_rows
-        if pos < n:
-            strip = self._line(self.sentence_at(pos), width)
-            if pos == self.cursor:
-                strip = strip.apply_style(self._style("cursor"))
-            return strip
-        if pos == n and self.status:
-            return Strip([Segment(self.status, base + self._style("status"))]).crop_extend(0, width, base)
-        return Strip.blank(width, base)
-
-    def on_resize(self) -> None:
-        self._resize()
+    def row_strip(self, pos: int, width: int) -> Strip:
+        return self._line(self.sentence_at(pos), width)
