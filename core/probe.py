@@ -521,6 +521,10 @@ def onehot_paths(features: np.ndarray, n_categories: int) -> np.ndarray:
     return out
 
 
+#: Iterations between two calls of ``tsne_embedding``'s ``stop`` (about half a second on 7,000 points).
+TSNE_STOP_EVERY = 10
+
+
 def tsne_embedding(
     experts: np.ndarray,
     pos: np.ndarray,
@@ -532,6 +536,7 @@ def tsne_embedding(
     max_iter: int | None = None,
     tokens: np.ndarray | None = None,
     n_experts: int | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """2-D t-SNE of routing paths (paper Fig. 2), with openTSNE.
 
@@ -551,6 +556,8 @@ def tsne_embedding(
         max_iter: total iterations (early exaggeration included); None = openTSNE's 250 + 500.
         tokens: candidate token indices (e.g. the probes' test split).
         n_experts: ``N`` of the one-hot encoding (default: max id + 1).
+        stop: asked every :data:`TSNE_STOP_EVERY` iterations; when it returns True the optimisation ends
+            and :class:`moe_tui.errors.Cancelled` is raised (asking changes nothing in the embedding).
 
     Returns:
         ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, len(tokens))``; token_idx
@@ -582,8 +589,21 @@ def tsne_embedding(
     if max_iter is not None:
         ee = min(250, int(max_iter) // 4)
         kw = {"early_exaggeration_iter": ee, "n_iter": max(1, int(max_iter) - ee)}
+    stopped = []
+
+    def asked(iteration, error, embedding) -> bool:  # openTSNE ends the optimisation when this returns True
+        if stop():
+            stopped.append(iteration)
+        return bool(stopped)
+
+    if stop is not None:
+        kw.update(callbacks=asked, callbacks_every_iters=TSNE_STOP_EVERY)
     tsne = TSNE(n_components=2, perplexity=perp, metric="euclidean", n_jobs=1, neighbors="exact",
                 knn_kwargs={"algorithm": "brute"},
                 random_state=int(tsne_ss.generate_state(1, dtype=np.uint32)[0]), verbose=False, **kw)
+    from moe_tui.errors import Cancelled
+
     emb = tsne.fit(onehot_paths(X, N))
+    if stopped:  # openTSNE returns the embedding where it stopped: a part-way picture is not the t-SNE
+        raise Cancelled("t-SNE cancelled")
     return idx, np.asarray(emb, dtype=np.float64), pos[idx]

@@ -33,8 +33,10 @@ the fixed cost of each group per step (an ablation cut that keeps 3 of 32 layers
 a CPU; on a GPU nearly everything shares one group). Each group is one model: first-layer weights
 ``[G*H, K]`` (K = the group's input columns: numbers, then one-hot blocks; the weights of the columns a
 probe does not read are held at exactly zero), output weights ``[G, H, C]``. The hidden activations are
-``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM; the gradients mirror
-them, and Adam runs over one flat buffer. Probes that stop leave the group (its tensors shrink), so a
+``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM (its weights stored
+class-major, ``[G, C, H]``: the layout whose three batched products per step are fastest on a CPU); the
+gradients mirror them, and Adam runs over one flat buffer (on a CPU torch's fused Adam kernel, its epsilon
+rescaled each step so that the update is scikit-learn's ``lr_t m / (sqrt(v) + eps)``). Probes that stop leave the group (its tensors shrink), so a
 group runs as long as its slowest probe. A step's activations and gradients live in buffers allocated once,
 and float32 training on a CPU flushes denormal numbers (:func:`_flush_denormals`).
 
@@ -696,7 +698,7 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
     # initial weights, drawn exactly as MLPClassifier._initialize does, placed in the group's layout
     W1 = np.zeros((G, H, K))
     b1 = np.zeros((G, H, 1))
-    W2 = np.zeros((G, H, C))
+    W2 = np.zeros((G, C, H))           # output weights stored class-major: W2[g] is the transpose of coefs_[1]
     b2 = np.full((G, C, 1), -np.inf)   # classes a probe never saw in training: logit -inf, never trained
     mask1 = np.zeros((G, 1, K))
     trainable2 = np.zeros((G, C, 1))
@@ -715,21 +717,24 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
         bound = math.sqrt(6.0 / (H + fan_out))
         w, b = rs.uniform(-bound, bound, (H, fan_out)), rs.uniform(-bound, bound, fan_out)
         if fan_out == 1:  # binary: softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], column 0 held at 0
-            W2[g, :, 1], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
+            W2[g, 1, :], b2[g, 0, 0], b2[g, 1, 0] = w[:, 0], 0.0, b[0]
             trainable2[g, 1, 0] = 1.0
         else:
-            W2[g, :, :len(cl)], b2[g, :len(cl), 0] = w, b
+            W2[g, :len(cl), :], b2[g, :len(cl), 0] = w.T, b
             trainable2[g, :len(cl), 0] = 1.0
         streams.append(rs)
     shuffle_rs = streams[0] if shuffle_seed is None else np.random.RandomState(int(shuffle_seed))
 
     # One flat buffer per quantity (parameters, gradients, Adam's m and v), each holding the four tensors
-    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,H,C) | b2 (G,C,1)] back to back: Adam is then seven ops per step.
+    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,C,H) | b2 (G,C,1)] back to back: Adam is then one kernel (seven ops without it).
     flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in (W1, b1, W2, b2)]), dtype=dt, device=dev)
     adam_m = torch.zeros_like(flat)
     adam_v = torch.zeros_like(flat)
     root = torch.empty_like(flat)
-    sizes = (H * K, H, H * C, C)   # per probe
+    # on a CPU, Adam is torch's fused one-kernel update (one pass over the buffers instead of seven)
+    fused = hasattr(torch, "_fused_adam_") and dev.type == "cpu"
+    adam_t = torch.zeros((), dtype=dt, device=dev)
+    sizes = (H * K, H, C * H, C)   # per probe
     mask1_t = torch.as_tensor(mask1, dtype=dt, device=dev)
     train2_t = torch.as_tensor(trainable2, dtype=dt, device=dev)
     any_binary = bool(((trainable2 == 0) & np.isfinite(b2)).any())
@@ -751,9 +756,9 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
         vcurves: list[list[float]] = [[] for _ in range(G)]
 
     def views(buf, g: int):
-        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,H,C), b2 (g,C,1)."""
+        """The four tensors of a flat buffer for ``g`` probes: W1 (g,H,K), b1 (g,H,1), W2 (g,C,H), b2 (g,C,1)."""
         out, o = [], 0
-        for size, shape in zip(sizes, ((H, K), (H, 1), (H, C), (C, 1))):
+        for size, shape in zip(sizes, ((H, K), (H, 1), (C, H), (C, 1))):
             out.append(buf[o:o + g * size].view(g, *shape))
             o += g * size
         return out
@@ -793,7 +798,7 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
         parts = []
         for s0 in range(0, n_rows, chunk):
             a = x.hidden(w1.reshape(gs * H, K), bb1.reshape(gs * H, 1), slice(s0, s0 + chunk)).relu_().view(gs, H, -1)
-            parts.append(torch.baddbmm(bb2, w2.transpose(1, 2), a))
+            parts.append(torch.baddbmm(bb2, w2, a))
         return torch.cat(parts, dim=2) if parts else torch.zeros((gs, C, 0), dtype=dt, device=dev)
 
     def log_proba(z, j: int) -> np.ndarray:
@@ -851,7 +856,7 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
                     batch = order[s0:s0 + nb]
                     a.copy_(x_train.hidden(W1t.view(gH, K), b1t.view(gH, 1), batch))
                 a = a.relu_().view(g, H, nb)                                                            # [g, H, nb]
-                z = torch.baddbmm(b2t, W2t.transpose(1, 2), a, out=work_z[:g * C * nb].view(g, C, nb))
+                z = torch.baddbmm(b2t, W2t, a, out=work_z[:g * C * nb].view(g, C, nb))
                 p = torch.ops.aten._softmax.out(z, 1, False, out=work_p[:g * C * nb].view(g, C, nb))     # [g, C, nb]
                 torch.gather(p, 1, yb, out=pt[:, :, s0:s0 + nb])
                 torch.linalg.vecdot(n1, n1, out=sq1[:, j])
@@ -859,9 +864,9 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
                 d2 = p.scatter_add_(1, yb, minus1[:g, :, :nb])
                 if any_binary:
                     d2.mul_(train2_t)
-                torch.baddbmm(W2t, a, d2.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
+                torch.baddbmm(W2t, d2, a.transpose(1, 2), beta=alpha / nb, alpha=1.0 / nb, out=gW2)
                 torch.mean(d2, dim=2, keepdim=True, out=gb2)
-                d1 = torch.bmm(W2t, d2, out=work_d[:gH * nb].view(g, H, nb))
+                d1 = torch.bmm(W2t.transpose(1, 2), d2, out=work_d[:gH * nb].view(g, H, nb))
                 torch.ops.aten.threshold_backward.grad_input(d1, a, 0, grad_input=d1)
                 if x_epoch is not None:
                     torch.addmm(W1t.view(gH, K), d1.view(gH, nb), xb, beta=alpha / nb, alpha=1.0 / nb,
@@ -873,11 +878,17 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
                     gW1.mul_(mask1_t)
                 torch.mean(d1, dim=2, keepdim=True, out=gb1)
                 steps += 1
-                adam_m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
-                adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-                lr = cfg.learning_rate_init * math.sqrt(1.0 - beta2**steps) / (1.0 - beta1**steps)
-                torch.sqrt(adam_v, out=root)
-                flat.addcdiv_(adam_m, root.add_(cfg.epsilon), value=-lr)
+                if fused:  # torch's one-kernel Adam, its eps scaled so that the update is scikit-learn's
+                    adam_t.fill_(steps)
+                    torch._fused_adam_([flat], [grad], [adam_m], [adam_v], [], [adam_t], lr=cfg.learning_rate_init,
+                                       beta1=beta1, beta2=beta2, weight_decay=0.0,
+                                       eps=cfg.epsilon / math.sqrt(1.0 - beta2**steps), amsgrad=False, maximize=False)
+                else:
+                    adam_m.mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                    adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                    lr = cfg.learning_rate_init * math.sqrt(1.0 - beta2**steps) / (1.0 - beta1**steps)
+                    torch.sqrt(adam_v, out=root)
+                    flat.addcdiv_(adam_m, root.add_(cfg.epsilon), value=-lr)
                 if progress is not None and time.monotonic() - last_call >= PROGRESS_EVERY_S:
                     last_call = time.monotonic()
                     progress(stage, epoch, cfg.max_iter)

@@ -522,18 +522,75 @@ def table_ablation(view: RunView, opts: ReportOptions | None = None, progress: P
     return _table("ablation", ["side", "removed", "accuracy", "accuracy_sd", "n_iter", "converged"], rows)
 
 
-def table_tsne(view: RunView, opts: ReportOptions | None = None) -> Table:
+def table_tsne(view: RunView, opts: ReportOptions | None = None, stop: Callable[[], bool] | None = None) -> Table:
     """tsne.csv -- paper Fig. 2: t-SNE of the top-k paths of seed 0's test tokens (a seeded sample of
     ``tsne_samples`` of them when there are more). ``token`` is the position in the view's analysed-token
-    arrays."""
+    arrays. ``stop``: see :func:`moe_tui.core.probe.tsne_embedding` (raises ``Cancelled``)."""
+    return _tsne_job(view, opts or ReportOptions())(stop)
+
+
+def _tsne_job(view: RunView, o: ReportOptions) -> Callable[[Callable[[], bool] | None], Table]:
+    """The t-SNE table as a function of ``stop`` alone: the view's arrays it reads are taken now, so the
+    function may run in another thread while this one goes on with the view."""
     from moe_tui.core.probe import tsne_embedding
 
-    o = opts or ReportOptions()
     experts, n_categories = view.probe_experts()
-    idx, xy, p = tsne_embedding(experts, view.pos, n_samples=o.tsne_samples, seed=S.stream(o.seed, "tsne"),
-                                tokens=_split(view, o)[1], n_experts=n_categories)
-    rows = [[int(i), float(x), float(y), view.tags[int(q)]] for i, (x, y), q in zip(idx, xy, p)]
-    return _table("tsne", ["token", "x", "y", "pos"], rows)
+    pos, tags, tokens = view.pos, list(view.tags), _split(view, o)[1]
+
+    def run(stop: Callable[[], bool] | None) -> Table:
+        idx, xy, p = tsne_embedding(experts, pos, n_samples=o.tsne_samples, seed=S.stream(o.seed, "tsne"),
+                                    tokens=tokens, n_experts=n_categories, stop=stop)
+        rows = [[int(i), float(x), float(y), tags[int(q)]] for i, (x, y), q in zip(idx, xy, p)]
+        return _table("tsne", ["token", "x", "y", "pos"], rows)
+
+    return run
+
+
+class _Beside:
+    """``fn(stop)`` computed in a daemon thread while the caller does other work (the t-SNE beside the probe
+    training: openTSNE's Barnes-Hut loop and torch's kernels both run without the GIL, so on two cores
+    they overlap). ``stop()`` turns True once :meth:`cancel` is called; :meth:`result` waits, calling
+    ``waiting()`` about ten times a second (it may raise, e.g. ``Cancelled``: the computation is then
+    told to stop), and returns the value or raises the computation's own exception."""
+
+    def __init__(self, fn: Callable[[Callable[[], bool]], Any], name: str):
+        import threading
+
+        self._stop = threading.Event()
+        self._out: dict[str, Any] = {}
+        self._thread = threading.Thread(target=self._run, args=(fn,), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, fn) -> None:
+        try:
+            self._out["value"] = fn(self._stop.is_set)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._out["error"] = exc
+
+    def cancel(self) -> None:
+        self._stop.set()
+
+    def result(self, waiting: Callable[[], None] | None = None) -> Any:
+        try:
+            while self._thread.is_alive():
+                self._thread.join(0.1)
+                if waiting is not None:
+                    waiting()
+        except BaseException:
+            self.cancel()
+            raise
+        if "error" in self._out:
+            raise self._out["error"]
+        return self._out["value"]
+
+
+def spare_cpus() -> int:
+    """CPUs this process may run on, besides the one it is using (0 on one CPU; ``taskset`` limits it)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    return max(0, n - 1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -750,6 +807,17 @@ def _throttled(progress: Progress | None, every_s: float = 0.1) -> Progress | No
     return call
 
 
+def _asks_stop(step: Callable[[str, int, int], None], stage: str) -> Callable[[], bool]:
+    """A ``stop()`` for a computation that cannot call ``progress`` itself: it calls ``step(stage, 0, 1)``
+    (which raises to cancel) and otherwise answers False."""
+
+    def stop() -> bool:
+        step(stage, 0, 1)
+        return False
+
+    return stop
+
+
 def report_tables(view: RunView, *, probe: bool = False, controls: bool = False, seed: int = 0,
                   kl_reference: str = "corpus", progress: Progress | None = None,
                   options: ReportOptions | None = None, information: bool = False) -> dict[str, Table]:
@@ -775,20 +843,30 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
     out["kl_summary"] = table_kl_summary(view, o.kl_reference)
     step("routing tables", 1, 1)
     probes: dict[str, ProbeStats] = {}
-    if probe or controls:  # every probe the report needs, trained together
-        names = list(probe_rows(view)) + [f"ablation:{s}:{n}" for s, n in ablation_cuts(view, o)] if probe else []
-        if controls:
-            names += ["top_k", "baseline", "control_task"]
-        compute_probes(view, o, list(dict.fromkeys(names)), progress=step)
-    if probe:
-        names = list(probe_rows(view))
-        probes = compute_probes(view, o, names)
-        out["probe"] = table_probe(probes)
-        for name in names:
-            out[f"confusion_{name}"] = table_confusion(probes[name], view.tags)
-        out["ablation"] = table_ablation(view, o, progress=step)
-        step("t-SNE", 0, 1)
-        out["tsne"] = table_tsne(view, o)
+    # with a spare CPU the t-SNE (one thread, tens of seconds) runs beside the probe training
+    tsne = _Beside(_tsne_job(view, o), "moe-tui t-SNE") if probe and spare_cpus() else None
+    try:
+        if probe or controls:  # every probe the report needs, trained together
+            names = list(probe_rows(view)) + [f"ablation:{s}:{n}" for s, n in ablation_cuts(view, o)] if probe else []
+            if controls:
+                names += ["top_k", "baseline", "control_task"]
+            compute_probes(view, o, list(dict.fromkeys(names)), progress=step)
+        if probe:
+            names = list(probe_rows(view))
+            probes = compute_probes(view, o, names)
+            out["probe"] = table_probe(probes)
+            for name in names:
+                out[f"confusion_{name}"] = table_confusion(probes[name], view.tags)
+            out["ablation"] = table_ablation(view, o, progress=step)
+            step("t-SNE", 0, 1)
+            if tsne is not None:
+                out["tsne"] = tsne.result(lambda: step("t-SNE", 0, 1))
+            else:
+                out["tsne"] = table_tsne(view, o, stop=_asks_stop(step, "t-SNE"))
+    except BaseException:
+        if tsne is not None:
+            tsne.cancel()
+        raise
     out["summary"] = table_summary(view, probes)
     if controls:
         out["spec_null"] = table_spec_null(view, o, progress=step)

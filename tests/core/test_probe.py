@@ -219,3 +219,21 @@ def test_sentence_resample_weights_sum():
     W, inv = C.sentence_resample_weights(np.array([3, 3, 8, 8, 8, 11]), 5, seed=2)
     assert W.shape == (5, 3) and (W.sum(axis=1) == 3).all()
     np.testing.assert_array_equal(inv, [0, 0, 1, 1, 1, 2])
+
+
+def test_tsne_stop_hook_changes_nothing_and_stops_when_asked():
+    from moe_tui.errors import Cancelled
+
+    experts, pos, _, _ = synthetic(T=200)
+    plain = Pr.tsne_embedding(experts, pos, n_samples=80, seed=3, max_iter=120)
+    asked = []
+    hooked = Pr.tsne_embedding(experts, pos, n_samples=80, seed=3, max_iter=120,
+                               stop=lambda: asked.append(1) or False)
+    # asked every TSNE_STOP_EVERY iterations of both phases (30 exaggerated + 90), and the embedding is the same
+    assert len(asked) == 30 // Pr.TSNE_STOP_EVERY + 90 // Pr.TSNE_STOP_EVERY
+    np.testing.assert_array_equal(plain[1], hooked[1])
+    calls = []
+    with pytest.raises(Cancelled):
+        Pr.tsne_embedding(experts, pos, n_samples=80, seed=3, max_iter=120,
+                          stop=lambda: calls.append(1) or len(calls) >= 2)
+    assert len(calls) == 2  # the optimisation ended at the second question, not at its end

@@ -249,3 +249,104 @@ def test_probe_seeds_engine_columns_and_cancel(tmp_path):
     with _pytest.raises(Cancelled):
         report_tables(make_view(run_id="run_c"), probe=True, options=FAST, progress=cancel)
     assert "probes" in calls[-1]
+
+
+def test_tsne_beside_the_probes_gives_the_sequential_tables(monkeypatch):
+    import moe_tui.core.report as R
+
+    view_a, view_b = make_view(seed=5), make_view(seed=5)
+    monkeypatch.setattr(R, "spare_cpus", lambda: 0)
+    alone = report_tables(view_a, probe=True, controls=True, options=FAST)
+    started = []
+    real = R._Beside
+
+    class Spy(real):
+        def __init__(self, fn, name):
+            started.append(name)
+            super().__init__(fn, name)
+
+    monkeypatch.setattr(R, "spare_cpus", lambda: 1)
+    monkeypatch.setattr(R, "_Beside", Spy)
+    beside = report_tables(view_b, probe=True, controls=True, options=FAST)
+    assert started == ["moe-tui t-SNE"]
+    assert alone.keys() == beside.keys()
+    for name in alone:  # every table, the t-SNE coordinates included, cell for cell
+        assert alone[name]["rows"] == beside[name]["rows"], name
+
+
+def test_background_job_result_error_and_cancel():
+    import threading
+    import time
+
+    from moe_tui.core.report import _Beside
+    from moe_tui.errors import Cancelled
+
+    assert _Beside(lambda stop: 41 + 1, "t").result() == 42
+    with pytest.raises(ZeroDivisionError):  # the computation's own error reaches the caller
+        _Beside(lambda stop: 1 / 0, "t").result()
+    ended = threading.Event()
+
+    def slow(stop):
+        while not stop():
+            time.sleep(0.01)
+        ended.set()
+        return None
+
+    job = _Beside(slow, "t")
+
+    def waiting():
+        raise Cancelled("cancelled")
+
+    with pytest.raises(Cancelled):  # the caller is cancelled while waiting: the computation is told to stop
+        job.result(waiting)
+    assert ended.wait(2.0)
+
+
+def test_cancel_during_the_tsne_ends_the_background_tsne(monkeypatch):
+    import threading
+    import time
+
+    import moe_tui.core.report as R
+    from moe_tui.errors import Cancelled
+
+    monkeypatch.setattr(R, "spare_cpus", lambda: 1)
+    outcome = []
+    real_job = R._tsne_job
+
+    def job(view, o):
+        run = real_job(view, o)
+
+        def recorded(stop):
+            try:
+                table = run(stop)
+            except Cancelled:
+                outcome.append("cancelled")
+                raise
+            outcome.append("finished")
+            return table
+
+        return recorded
+
+    monkeypatch.setattr(R, "_tsne_job", job)
+    # 5,000 t-SNE points of random paths (half a minute of Barnes-Hut) beside 5 epochs of tiny probes
+    opts = ReportOptions(seed=0, max_iter=5, ablation_removed=[0], tsne_samples=5000,
+                         mlp_kwargs={"hidden_layer_sizes": (4,)})
+    asked = []
+
+    def progress(stage, done, total):
+        if stage.endswith("t-SNE"):
+            asked.append(time.monotonic())
+            raise Cancelled("cancelled")
+
+    rng = np.random.default_rng(0)
+    T = 15000
+    view = RunView(model="org/m", run_id="r", tags=TAGS, moe_layers=[0, 1, 2], n_experts=8, top_k=2,
+                   experts=np.stack([rng.permutation(8)[:2] for _ in range(3 * T)]).reshape(T, 3, 2),
+                   pos=rng.integers(0, 3, T), form_ids=np.arange(T) % 7, form_vocab=tuple(f"w{i}" for i in range(7)),
+                   sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
+    with pytest.raises(Cancelled):
+        report_tables(view, probe=True, options=opts, progress=progress)
+    deadline = asked[0] + 2.0
+    while any(t.name == "moe-tui t-SNE" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert outcome == ["cancelled"]  # stopped part-way by the cancel, within two seconds of it
