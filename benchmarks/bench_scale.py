@@ -20,7 +20,8 @@ Per size it measures:
   ≥ 1M and ≥ 500k rows/s, ≤ 1 GB).
 
 At the smallest size it also times the row-by-row exporter (``export_routes_rowwise``, what moe-tui wrote before) in
-this process, so the streaming exporters' gains are ratios measured side by side. The box is shared: the load
+this process, so the streaming exporters' gains are ratios measured side by side, and the Python API's
+``Run.routes()`` DataFrame built from array chunks against the same frame built from the row-by-row records. The box is shared: the load
 average is printed; compare numbers taken under similar load.
 """
 
@@ -302,6 +303,18 @@ def baseline(run, tmp: Path) -> dict:
         (tmp / f"old.{ext}").unlink()
         (tmp / f"new.{ext}").unlink()
         os.sync()
+    # the Python API's routes(): a DataFrame from the row-by-row records (what it built before) vs array chunks
+    import pandas as pd
+
+    from moe_tui.core.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
+
+    t0 = time.perf_counter()
+    old_frame = pd.DataFrame.from_records(iter_route_rows(run), columns=list(ROUTE_COLUMNS))
+    old = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    new_frame = routes_frame(run)
+    new = time.perf_counter() - t0
+    out["routes() frame"] = (old, new, old_frame.equals(new_frame))
     return out
 
 
@@ -328,8 +341,9 @@ def report_size(size: float, r: dict) -> None:
               f"{r[f'{ext}_rss_mb']} MB (target ≤ 1024), file {r[f'{ext}_mb']:.0f} MB")
     if "baseline" in r:
         for ext, (old, new, same) in r["baseline"].items():
+            what = "identical frames" if ext.endswith("frame") else "identical bytes"
             print(f"row-by-row vs streaming {ext}: {old:.1f} s vs {new:.1f} s = {old / new:.1f}× "
-                  f"({'identical bytes' if same else 'BYTES DIFFER'})")
+                  f"({what if same else 'DIFFERENT'})")
 
 
 def summary(rows: list[dict]) -> None:

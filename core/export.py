@@ -22,12 +22,15 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from moe_tui.errors import MoeTuiError
 from moe_tui.fileio import format_cell
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROUTE_COLUMNS = ("sentence", "token", "token_text", "word", "pos", "layer", "rank", "expert", "weight")
 ROW_GROUP_ROWS = 1024 * 1024   # pyarrow.parquet.write_table's default (maximum) row group size
@@ -354,6 +357,41 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
     flush(True)
     writer.close()
     return rows
+
+
+def routes_frame(run, chunk_tokens: int = 1 << 16) -> "pd.DataFrame":
+    """The export-routes table as a pandas DataFrame: ``ROUTE_COLUMNS``, int64 numbers, float64 weights (the
+    stored float16 values), text columns of Python strings exactly as stored ("" for none), one row per
+    (analysed token, MoE layer, rank) in run order. Built a chunk of tokens at a time with array operations:
+    each text cell is a reference to one string of the run's vocabularies, not a string made per row."""
+    import pandas as pd
+
+    L, k = len(run.moe_layers), run.top_k
+    Lk = L * k
+    texts = {
+        "token_text": np.array(run.pieces.tolist() + [""], dtype=object),
+        "word": np.array(run.forms.tolist() + [""], dtype=object),
+        "pos": np.array(list(run.tags) + [""], dtype=object),
+    }
+    layer_of = np.repeat(np.asarray(run.moe_layers, dtype=np.int64), k)
+    rank_of = np.tile(np.arange(k, dtype=np.int64), L)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in ROUTE_COLUMNS}
+    for c in _chunks(run, max(1, int(chunk_tokens))):
+        n = len(c)
+        if n == 0:
+            continue
+        parts["sentence"].append(np.repeat(c.sentence.astype(np.int64), Lk))
+        parts["token"].append(np.repeat(c.token.astype(np.int64), Lk))
+        parts["token_text"].append(texts["token_text"][np.repeat(c.piece, Lk)])
+        parts["word"].append(texts["word"][np.repeat(c.word, Lk)])
+        parts["pos"].append(texts["pos"][np.repeat(c.pos, Lk)])
+        parts["layer"].append(np.tile(layer_of, n))
+        parts["rank"].append(np.tile(rank_of, n))
+        parts["expert"].append(c.experts.reshape(-1).astype(np.int64))
+        parts["weight"].append(c.weights.reshape(-1).astype(np.float64))
+    empty = {"token_text": object, "word": object, "pos": object, "weight": np.float64}
+    return pd.DataFrame({name: np.concatenate(col) if col else np.empty(0, dtype=empty.get(name, np.int64))
+                         for name, col in parts.items()})
 
 
 def _make_parent(out: Path) -> None:

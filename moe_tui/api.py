@@ -75,15 +75,9 @@ class Run:
     def routes(self) -> "pd.DataFrame":
         """One row per (token, MoE layer, rank), special tokens left out: exactly the columns and values of
         ``moe-tui export-routes`` (``sentence, token, token_text, word, pos, layer, rank, expert, weight``)."""
-        import pandas as pd
+        from moe_tui.core.export import routes_frame
 
-        from moe_tui.core.export import ROUTE_COLUMNS, iter_route_rows
-
-        frame = pd.DataFrame.from_records(iter_route_rows(self._run), columns=list(ROUTE_COLUMNS))
-        if frame.empty:  # no rows: give the columns their types anyway
-            kinds = {"token_text": str, "word": str, "pos": str, "weight": "float64"}
-            frame = frame.astype({c: kinds.get(c, "int64") for c in ROUTE_COLUMNS})
-        return frame
+        return routes_frame(self._run)
 
 
 def _stored(run: "Run | StoredRun") -> "StoredRun":

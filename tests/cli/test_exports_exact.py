@@ -157,3 +157,23 @@ def test_streaming_parquet_is_byte_for_byte_write_table(tricky_run, tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.ParquetFile(out).metadata.num_row_groups > 1
+
+
+def test_routes_frame_is_the_row_by_row_table(tricky_run):
+    """``Run.routes()`` (array chunks, here of 1 and 3 tokens too, so every boundary is crossed) holds the rows of
+    the row-by-row reference, cell for cell and type for type; the text is the run's own records."""
+    import pandas as pd
+
+    from moe_tui.api import Run
+    from moe_tui.core.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
+
+    _, run = tricky_run
+    ref = pd.DataFrame.from_records(list(iter_route_rows(run)), columns=list(ROUTE_COLUMNS))
+    for chunk in (1, 3, 1 << 16):
+        frame = routes_frame(run, chunk_tokens=chunk)
+        pd.testing.assert_frame_equal(frame, ref, check_exact=True)
+        assert [tuple(r) for r in frame[["sentence", "token", "token_text", "word"]].itertuples(index=False)] == \
+            _expected_rows(run)
+    assert list(Run(run).routes()["word"]) == list(ref["word"])
+    assert {frame[c].dtype.kind for c in ("sentence", "token", "layer", "rank", "expert")} == {"i"}
+    assert frame["weight"].dtype == np.float64
