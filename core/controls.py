@@ -455,8 +455,8 @@ def sentence_resample_weights(sentence: np.ndarray, n_boot: int, seed: int | np.
 
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """Percentile interval of bootstrap ``samples [B]`` (NaN replicates left out): the
-    ``(1-level)/2`` and ``(1+level)/2`` quantiles. Kept for comparison; the report uses
-    :func:`bca_interval`."""
+    ``(1-level)/2`` and ``(1+level)/2`` quantiles (linear interpolation between order statistics). The
+    report gives it beside :func:`bca_interval` for the global Spec, where BCa can over-correct."""
     s = np.asarray(samples, dtype=np.float64)
     s = s[~np.isnan(s)]
     if not s.size:

@@ -623,7 +623,7 @@ CONTROL_ROWS: tuple[str, ...] = (
     "ambiguous_token_ids", "ambiguous_test_tokens", "ambiguous_probe", "ambiguous_token_identity",
     "ambiguous_form_baseline",
     "hamming_same_token_same_pos", "hamming_same_token_diff_pos", "context_effect_p",
-    "spec_ci_low", "spec_ci_high", "spec_bootstrap_bias_sd",
+    "spec_ci_low", "spec_ci_high", "spec_bootstrap_bias_sd", "spec_pct_low", "spec_pct_high",
 )
 
 
@@ -633,7 +633,8 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     token ids (seen with >= 2 POS) the routing probe, the token-identity predictor and the form baseline;
     the Hamming distances of top-k paths between occurrences of one token id with the same / a different
     POS and the permutation p-value of their difference; sentence-bootstrap BCa 95% intervals (global
-    Spec and each probe in ``probe_variants`` plus the baseline). The control task and selectivity are
+    Spec and each probe in ``probe_variants`` plus the baseline) and, for the global Spec, the percentile
+    interval of the same replicates (``spec_pct_*``: the better cover where BCa over-corrects). The control task and selectivity are
     means over the probe seeds; the per-token rows (ambiguous tokens, intervals) use seed 0's split."""
     from moe_tui.core import controls as C
 
@@ -662,6 +663,7 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
                           n_boot=o.n_boot, seed=boot, progress=progress)
     values["spec_ci_low"], values["spec_ci_high"] = bs["low"], bs["high"]
     values["spec_bootstrap_bias_sd"] = bs["bias_sd"]
+    values["spec_pct_low"], values["spec_pct_high"] = bs["percentile_low"], bs["percentile_high"]
     counts = ("ambiguous_token_ids", "ambiguous_test_tokens")
     rows = [[key, int(values[key]) if key in counts else _f(values[key])] for key in CONTROL_ROWS]
     for name in list(probe_variants) + ["baseline"]:

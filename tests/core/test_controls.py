@@ -303,3 +303,13 @@ def test_token_id_router_shows_no_context_effect(token_id_router_view):
     assert rows["ambiguous_test_tokens"] > 100
     # routes are a function of the token id: the probe cannot know more than the token-id lookup
     assert rows["ambiguous_probe"] <= rows["ambiguous_token_identity"] + 0.01, rows
+
+
+def test_percentile_interval_by_hand():
+    # 101 replicates 0..100: the 2.5th and 97.5th percentiles are 2.5 and 97.5 (linear interpolation);
+    # NaN replicates are left out; a level of 0.5 gives the quartiles
+    samples = np.arange(101.0)
+    assert C.percentile_interval(samples) == pytest.approx((2.5, 97.5), rel=1e-12)
+    assert C.percentile_interval(np.concatenate([samples, [np.nan, np.nan]])) == pytest.approx((2.5, 97.5), rel=1e-12)
+    assert C.percentile_interval(samples, level=0.5) == pytest.approx((25.0, 75.0), rel=1e-12)
+    assert all(math.isnan(x) for x in C.percentile_interval(np.array([np.nan])))

@@ -151,6 +151,7 @@ def test_write_report_probe_controls_and_compare(tmp_path):
         assert key in ctrl, key
     assert int(ctrl["ambiguous_test_tokens"]) > 0 and int(ctrl["ambiguous_token_ids"]) > 0   # integers
     assert float(ctrl["spec_ci_low"]) <= float(summ_spec(d)) <= float(ctrl["spec_ci_high"])
+    assert float(ctrl["spec_pct_low"]) <= float(ctrl["spec_pct_high"])   # the percentile interval beside BCa
     summ = read(d / "summary.csv")[1]
     assert all(summ[i] != "" for i in (8, 9, 10))
     assert float(summ[8]) == float(read(d / "probe.csv")[1][1])  # one source of numbers
