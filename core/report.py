@@ -634,8 +634,9 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     the Hamming distances of top-k paths between occurrences of one token id with the same / a different
     POS and the permutation p-value of their difference; sentence-bootstrap BCa 95% intervals (global
     Spec and each probe in ``probe_variants`` plus the baseline) and, for the global Spec, the percentile
-    interval of the same replicates (``spec_pct_*``: the better cover where BCa over-corrects). The control task and selectivity are
-    means over the probe seeds; the per-token rows (ambiguous tokens, intervals) use seed 0's split."""
+    interval of the same replicates (``spec_pct_*``: the better cover where BCa over-corrects). The
+    control task and selectivity are means over the probe seeds; the per-token rows (ambiguous tokens,
+    intervals) use seed 0's split."""
     from moe_tui.core import controls as C
 
     o = opts or ReportOptions()
