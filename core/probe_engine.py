@@ -32,11 +32,11 @@ Groups (:func:`plan_groups`): probes whose columns overlap enough to share a fir
 the fixed cost of each group per step (an ablation cut that keeps 3 of 32 layers should not pay for 32 on
 a CPU; on a GPU nearly everything shares one group). Each group is one model: first-layer weights
 ``[G*H, K]`` (K = the group's input columns: numbers, then one-hot blocks; the weights of the columns a
-probe does not read are held at exactly zero), output weights ``[G, H, C]``. The hidden activations are
-``W1 @ X_batch^T`` (one GEMM for all probes), the output layer one batched GEMM (its weights stored
-class-major, ``[G, C, H]``: the layout whose three batched products per step are fastest on a CPU); the
-gradients mirror them, and Adam runs over one flat buffer (on a CPU torch's fused Adam kernel, its epsilon
-rescaled each step so that the update is scikit-learn's ``lr_t m / (sqrt(v) + eps)``). Probes that stop leave the group (its tensors shrink), so a
+probe does not read are held at exactly zero), output weights ``[G, C, H]`` (class-major: the layout whose
+three batched products per step are fastest on a CPU). The hidden activations are ``W1 @ X_batch^T`` (one
+GEMM for all probes), the output layer one batched GEMM; the gradients mirror them, and Adam runs over one
+flat buffer (on a CPU torch's fused Adam kernel, its epsilon rescaled each step so that the update is
+scikit-learn's ``lr_t m / (sqrt(v) + eps)``). Probes that stop leave the group (its tensors shrink), so a
 group runs as long as its slowest probe. A step's activations and gradients live in buffers allocated once,
 and float32 training on a CPU flushes denormal numbers (:func:`_flush_denormals`).
 
@@ -726,7 +726,8 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
     shuffle_rs = streams[0] if shuffle_seed is None else np.random.RandomState(int(shuffle_seed))
 
     # One flat buffer per quantity (parameters, gradients, Adam's m and v), each holding the four tensors
-    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,C,H) | b2 (G,C,1)] back to back: Adam is then one kernel (seven ops without it).
+    # [W1 (G,H,K) | b1 (G,H,1) | W2 (G,C,H) | b2 (G,C,1)] back to back: Adam is then one fused kernel, or
+    # seven ops without it.
     flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in (W1, b1, W2, b2)]), dtype=dt, device=dev)
     adam_m = torch.zeros_like(flat)
     adam_v = torch.zeros_like(flat)
