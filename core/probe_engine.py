@@ -36,7 +36,7 @@ probe does not read are held at exactly zero), output weights ``[G, C, H]`` (cla
 three batched products per step are fastest on a CPU). The hidden activations are ``W1 @ X_batch^T`` (one
 GEMM for all probes), the output layer one batched GEMM; the gradients mirror them, and Adam runs over one
 flat buffer (on a CPU torch's fused Adam kernel, its epsilon rescaled each step so that the update is
-scikit-learn's ``lr_t m / (sqrt(v) + eps)``). Probes that stop leave the group (its tensors shrink), so a
+algebraically scikit-learn's ``lr_t m / (sqrt(v) + eps)``). Probes that stop leave the group (its tensors shrink), so a
 group runs as long as its slowest probe. A step's activations and gradients live in buffers allocated once,
 and float32 training on a CPU flushes denormal numbers (:func:`_flush_denormals`).
 
