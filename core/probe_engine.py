@@ -731,9 +731,9 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
     flat = torch.as_tensor(np.concatenate([a.reshape(-1) for a in (W1, b1, W2, b2)]), dtype=dt, device=dev)
     adam_m = torch.zeros_like(flat)
     adam_v = torch.zeros_like(flat)
-    root = torch.empty_like(flat)
     # on a CPU, Adam is torch's fused one-kernel update (one pass over the buffers instead of seven)
     fused = hasattr(torch, "_fused_adam_") and dev.type == "cpu"
+    root = None if fused else torch.empty_like(flat)   # sqrt(v) + eps of the unfused update
     adam_t = torch.zeros((), dtype=dt, device=dev)
     sizes = (H * K, H, C * H, C)   # per probe
     mask1_t = torch.as_tensor(mask1, dtype=dt, device=dev)
@@ -937,7 +937,7 @@ def _train_group(src: _Source, labels, specs: Sequence[ProbeSpec], tr, te, cfg: 
             flat, adam_m, adam_v = (select(buf, g, keep) for buf in (flat, adam_m, adam_v))
             if va is not None:
                 best_flat = select(best_flat, g, keep)
-            root = torch.empty_like(flat)
+            root = None if fused else torch.empty_like(flat)
             mask1_t, train2_t, ycol = (x.index_select(0, keep) for x in (mask1_t, train2_t, ycol))
             active = [active[j] for j in keep_j]
     return fits  # type: ignore[return-value]

@@ -74,6 +74,22 @@ def test_float64_torch_engine_is_mlpclassifier_draw_for_draw(case):
         assert not fit.converged and fit.n_iter == 40
 
 
+def test_unfused_adam_is_mlpclassifier_draw_for_draw_too(monkeypatch):
+    """Without torch's fused Adam (a GPU, or a torch that lacks it) the engine's seven-op update is the one
+    trained: it follows MLPClassifier just as closely."""
+    import torch
+
+    monkeypatch.delattr(torch, "_fused_adam_")
+    ids, y = toy()
+    tr, te = np.arange(400), np.arange(400, 600)
+    cfg = MLPConfig(hidden=16, max_iter=40)
+    fit = fit_probes(ids, [y], [ProbeSpec("p", tuple(range(6)), init_seed=7)], tr, te, n_categories=5,
+                     config=cfg, dtype="float64")[0]
+    clf, pred, _ = sklearn_fit(ids, y, tr, te, list(range(6)), 7, cfg)
+    np.testing.assert_allclose(fit.loss_curve, clf.loss_curve_, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(fit.y_pred, pred)
+
+
 def test_a_group_gives_each_probe_what_it_gets_alone():
     """Probes batched in one group (different columns, numbers and a binary label set) follow exactly the
     trajectories they follow when trained one by one with the same shuffle stream."""
