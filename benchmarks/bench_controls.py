@@ -22,17 +22,17 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_metrics import TAGS, synthetic
-from moe_tui.core import controls as C
-from moe_tui.core import seeds as S
-from moe_tui.core.probe import form_baseline, split_indices
-from moe_tui.core.report import RunView, form_keys, report_tables
+from moe_tui.core.analysis import controls as C
+from moe_tui.core.analysis import seeds as S
+from moe_tui.core.analysis.probe import form_baseline, split_indices
+from moe_tui.core.analysis.report import RunView, form_keys, report_tables
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def demo_view(cache_dir: str) -> RunView:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.extract import ExtractOptions, extract
+    from moe_tui.core.extract.pipeline import ExtractOptions, extract
 
     run_dir = extract(ExtractOptions(model=str(REPO / "core" / "demo" / "model"), data=str(REPO / "core" / "demo" /
                                                                                           "demo.conllu"),

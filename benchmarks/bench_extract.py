@@ -53,8 +53,8 @@ def bench_overhead(model_type: str, device: str, rounds: int, save_logits: bool 
     """``(plain tok/s, capture tok/s, ratio of the median round times, median of the per-batch time ratios)``."""
     import torch
 
-    from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.models import load_model
+    from moe_tui.core.extract.capture import RouteCapture
+    from moe_tui.core.extract.models import load_model
 
     with tempfile.TemporaryDirectory() as d:
         loaded = load_model(str(build(model_type, Path(d))), device=device, dtype="float32")
@@ -97,11 +97,11 @@ def bench_overhead(model_type: str, device: str, rounds: int, save_logits: bool 
 def bench_batching(device: str, n_sentences: int = 1000, batch_size: int = 32) -> tuple[float, float]:
     import torch
 
-    from moe_tui.core.align import align_corpus
-    from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.corpus import read_corpus
-    from moe_tui.core.extract import _BatchRunner, make_plan
-    from moe_tui.core.models import load_model
+    from moe_tui.core.extract.align import align_corpus
+    from moe_tui.core.extract.capture import RouteCapture
+    from moe_tui.core.extract.corpus import read_corpus
+    from moe_tui.core.extract.models import load_model
+    from moe_tui.core.extract.pipeline import _BatchRunner, make_plan
 
     with tempfile.TemporaryDirectory() as d:
         loaded = load_model(str(build("mixtral", Path(d))), device=device, dtype="float32")

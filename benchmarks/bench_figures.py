@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_metrics import TAGS, synthetic
-from moe_tui.core import figures as F
-from moe_tui.core.report import RunView, form_keys, write_report
+from moe_tui.core.analysis import figures as F
+from moe_tui.core.analysis.report import RunView, form_keys, write_report
 
 
 def view(T: int, L: int, k: int, N: int, seed: int, run_id: str) -> RunView:

@@ -1,5 +1,5 @@
 """Benchmark: paper Tables 1-5 without probes (POS counts, Spec per layer / POS / global, KL and
-its summary) on synthetic routes, moe_tui.core.metrics vs a straightforward pandas groupby implementation.
+its summary) on synthetic routes, moe_tui.core.analysis.metrics vs a straightforward pandas groupby implementation.
 
 Default size: 1,000,000 tokens x 40 MoE layers x k=8 of 64 experts, 17 POS (seeded).
 Run:  .venv/bin/python -m benchmarks.bench_metrics [--tokens N] [--skip-pandas]
@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from moe_tui.core import metrics as M
+from moe_tui.core.analysis import metrics as M
 
 TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X")
@@ -88,7 +88,7 @@ def main() -> None:
         res = ours(experts, pos, a.experts, P, TAGS)
         times.append(time.perf_counter() - t)
     best = min(times)
-    print(f"moe_tui.core.metrics : best {best:.3f} s of {a.repeat} (all: {', '.join(f'{x:.3f}' for x in times)})")
+    print(f"moe_tui.core.analysis.metrics : best {best:.3f} s of {a.repeat} (all: {', '.join(f'{x:.3f}' for x in times)})")
     print(f"  global Spec {res['global']:.4f}  U {M.uniform_spec(a.k, a.experts)}  mu_mean {res['mu']['mu_mean']:.5f}")
     if not a.skip_pandas:
         t = time.perf_counter()

@@ -5,7 +5,7 @@ POS (each POS prefers one expert per layer; 60% of (token, layer) routes are ran
 ``top_k`` and ``top_1`` plus the full Fig. 3 ablation (the first / last n = 1..31 layers removed): 64 MLPs
 with MLPClassifier's defaults and ``max_iter`` (500), on one 2/3-1/3 split.
 
-The torch engine trains all 64 (:func:`moe_tui.core.probe_engine.fit_probes`). scikit-learn trains one
+The torch engine trains all 64 (:func:`moe_tui.core.analysis.probe_engine.fit_probes`). scikit-learn trains one
 MLPClassifier per probe; at about a minute per probe on a small CPU, ``--sklearn-probes M`` times M of them
 spread over the widths (top_k, top_1 and evenly spaced cuts) and scales their mean time per input column
 to the 64 probes (printed as an estimate); ``--sklearn-probes 64`` times them all. Both engines get the same
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from moe_tui.core import probe as Pr
+from moe_tui.core.analysis import probe as Pr
 
 
 def synthetic(T: int, L: int, k: int, N: int, P: int, seed: int = 0):
@@ -40,7 +40,7 @@ def synthetic(T: int, L: int, k: int, N: int, P: int, seed: int = 0):
 
 
 def paper_specs(L: int, k: int, init_seed: int):
-    from moe_tui.core.probe_engine import ProbeSpec
+    from moe_tui.core.analysis.probe_engine import ProbeSpec
 
     specs = [ProbeSpec("top_k", Pr.variant_columns(L, k, "top_k"), init_seed=init_seed),
              ProbeSpec("top_1", Pr.variant_columns(L, k, "top_1"), init_seed=init_seed)]
@@ -77,7 +77,7 @@ def main() -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from moe_tui.core.probe_engine import MLPConfig, fit_probes
+    from moe_tui.core.analysis.probe_engine import MLPConfig, fit_probes
 
     L, k, N, P = a.layers, 2, 8, 17
     experts, pos, forms = synthetic(a.tokens, L, k, N, P, a.seed)

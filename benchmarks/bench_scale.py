@@ -288,7 +288,7 @@ def main() -> int:
 
 def baseline(run, tmp: Path) -> dict:
     """Row-by-row (the previous exporter) against streaming, in this process, on the same run."""
-    from moe_tui.core.export import export_routes, export_routes_rowwise
+    from moe_tui.core.inspect.export import export_routes, export_routes_rowwise
 
     out = {}
     for ext in ("csv", "parquet"):
@@ -306,7 +306,7 @@ def baseline(run, tmp: Path) -> dict:
     # the Python API's routes(): a DataFrame from the row-by-row records (what it built before) vs array chunks
     import pandas as pd
 
-    from moe_tui.core.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
+    from moe_tui.core.inspect.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
 
     t0 = time.perf_counter()
     old_frame = pd.DataFrame.from_records(iter_route_rows(run), columns=list(ROUTE_COLUMNS))

@@ -3,9 +3,9 @@
 Draws samples again and again from populations of routes whose global Spec is known exactly
 (:mod:`tests.sim_spec`: two favourite experts per (layer, POS), weights ``strength`` against 1 for the
 others, a per-sentence state), computes the report's sentence-bootstrap interval of the global Spec
-(:func:`moe_tui.core.controls.bootstrap_spec`, ``B`` resamples) and counts how often the BCa interval and the
+(:func:`moe_tui.core.analysis.controls.bootstrap_spec`, ``B`` resamples) and counts how often the BCa interval and the
 percentile interval hold the truth, and how often they hold the point estimate. Likewise for an accuracy
-(per-sentence accuracy ~ Beta(6, 3), truth 2/3; :func:`moe_tui.core.controls.bootstrap_accuracy`).
+(per-sentence accuracy ~ Beta(6, 3), truth 2/3; :func:`moe_tui.core.analysis.controls.bootstrap_accuracy`).
 
 Usage: ``.venv/bin/python -m benchmarks.coverage_bootstrap [--draws 1000] [--boot 200] [--regime NAME ...]``.
 Not a speed benchmark: it prints coverage rates (nominal 0.95) and their binomial standard errors.
@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from moe_tui.core import controls as C
+from moe_tui.core.analysis import controls as C
 from tests import sim_spec as Z
 
 TAGS3 = ("NOUN", "VERB", "ADJ")

@@ -53,7 +53,7 @@ def ud_as_ptb(path) -> tuple[list[str], str]:
 
 def ptb_roundtrip(paths) -> dict:
     """Rebuild the text of UD treebanks written as PTB; count sentences identical to ``# text``."""
-    from moe_tui.core.corpus import read_corpus
+    from moe_tui.core.extract.corpus import read_corpus
 
     res = {"sentences": 0, "identical": 0, "joined_identical": 0, "escapes_left": 0, "differing": []}
     with tempfile.TemporaryDirectory() as d:
@@ -79,7 +79,7 @@ def ptb_roundtrip(paths) -> dict:
 
 def pos_column_difference(path) -> dict:
     """Words whose paper15 tag differs between the UPOS column and the XPOS column through the Penn table."""
-    from moe_tui.core.corpus import read_corpus
+    from moe_tui.core.extract.corpus import read_corpus
 
     a = read_corpus(path, tagset="paper15", pos_column="upos")
     b = read_corpus(path, tagset="paper15", pos_column="xpos")

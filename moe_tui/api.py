@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
     from moe_tui.cache.store import Run as StoredRun
-    from moe_tui.core.events import Event
+    from moe_tui.core.extract.events import Event
 
 __all__ = ["Run", "open_run", "extract", "report"]
 
@@ -75,7 +75,7 @@ class Run:
     def routes(self) -> "pd.DataFrame":
         """One row per (token, MoE layer, rank), special tokens left out: exactly the columns and values of
         ``moe-tui export-routes`` (``sentence, token, token_text, word, pos, layer, rank, expert, weight``)."""
-        from moe_tui.core.export import routes_frame
+        from moe_tui.core.inspect.export import routes_frame
 
         return routes_frame(self._run)
 
@@ -98,13 +98,13 @@ def extract(model: str | Path, data: str | Path, *, progress: Callable[["Event"]
     """Extract the routes of ``model`` over the POS-tagged corpus ``data`` (or find them in the cache) and
     return the run.
 
-    ``options``: those of ``moe-tui extract``, by field name (``moe_tui.core.options.ExtractOptions``:
+    ``options``: those of ``moe-tui extract``, by field name (``moe_tui.core.extract.options.ExtractOptions``:
     ``tagset``, ``max_sentences``, ``sample``, ``seed``, ``batch_size``, ``dtype``, ``device``, ``device_map``,
     ``quantization``, ``trust_remote_code``, ``cache_dir``, ...). ``progress`` receives the progress events
-    (:mod:`moe_tui.core.events`). Errors are :class:`moe_tui.errors.MoeTuiError` with a one-line message.
+    (:mod:`moe_tui.core.extract.events`). Errors are :class:`moe_tui.errors.MoeTuiError` with a one-line message.
     """
-    from moe_tui.core.extract import extract as run_extraction
-    from moe_tui.core.options import ExtractOptions
+    from moe_tui.core.extract.options import ExtractOptions
+    from moe_tui.core.extract.pipeline import extract as run_extraction
 
     known = {f.name for f in dataclasses.fields(ExtractOptions)} - {"model", "data"}
     unknown = sorted(set(options) - known)
@@ -154,10 +154,10 @@ def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = Fal
     ``transitions``, ``paths``). Several runs: each run's tables keyed ``"<run_id>/<name>"`` (their path in the report
     folder) and the cross-run ``compare_table1``, ``compare_table3``, ``compare_table5``.
 
-    ``options``: the fields of :class:`moe_tui.core.report.ReportOptions` (``seed``, ``kl_reference``,
+    ``options``: the fields of :class:`moe_tui.core.analysis.report.ReportOptions` (``seed``, ``kl_reference``,
     ``max_iter``, ``early_stopping``, ``ablation_step``, ``tsne_samples``, ``n_permutations``, ``n_boot``, ...).
     """
-    from moe_tui.core.report import ReportOptions, RunView, compare_tables, report_tables
+    from moe_tui.core.analysis.report import ReportOptions, RunView, compare_tables, report_tables
     from moe_tui.errors import ReportError
 
     known = {f.name for f in dataclasses.fields(ReportOptions)}

@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 
 # the one definition of the extraction options (standard library only: cheap to import)
-from moe_tui.core.options import add_arguments as add_extract_arguments
-from moe_tui.core.options import positive_int
+from moe_tui.core.extract.options import add_arguments as add_extract_arguments
+from moe_tui.core.extract.options import positive_int
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-# the paper's six models (moe_tui.core.paper.PAPER_MODELS; repeated so that --help imports no numpy)
+# the paper's six models (moe_tui.core.analysis.paper.PAPER_MODELS; repeated so that --help imports no numpy)
 PAPER_MODELS = ("dbrx-base", "Mixtral-8x7B-v0.1", "Phi-3.5-MoE-instruct", "deepseek-moe-16b-base",
                 "Qwen1.5-MoE-A2.7B", "OLMoE-1B-7B")
 
@@ -159,8 +159,8 @@ def _stderr_console():
 
 
 def cmd_extract(args) -> int:
-    from moe_tui.core.extract import extract
-    from moe_tui.core.options import from_namespace
+    from moe_tui.core.extract.options import from_namespace
+    from moe_tui.core.extract.pipeline import extract
 
     opts = from_namespace(args)
     stop = {"n": 0}
@@ -173,7 +173,7 @@ def cmd_extract(args) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     if args.progress == "json":
-        from moe_tui.core.events import Error
+        from moe_tui.core.extract.events import Error
 
         def progress(ev) -> None:
             sys.stderr.write(ev.to_json() + "\n")
@@ -204,8 +204,8 @@ def _extract_with_bar(opts, stop) -> Path:
         TimeRemainingColumn,
     )
 
-    from moe_tui.core import events
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract import events
+    from moe_tui.core.extract.pipeline import extract
 
     console = _stderr_console()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -263,7 +263,7 @@ def cmd_open(args) -> int:
     run = store.open(args.run, on_notice=_notice)
     diff = None
     if args.diff:
-        from moe_tui.core.run_pair import check_pair
+        from moe_tui.core.inspect.run_pair import check_pair
 
         diff = store.open(args.diff, on_notice=_notice)
         check_pair(run, diff)
@@ -274,7 +274,7 @@ def cmd_open(args) -> int:
 
 def cmd_export_routes(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.export import export_routes
+    from moe_tui.core.inspect.export import export_routes
 
     run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
     print(export_routes(run, args.out, spreadsheet_safe=args.spreadsheet_safe))
@@ -290,7 +290,7 @@ def cmd_report(args) -> int:
                           "validation split)")
     if (args.probe or args.controls or args.information) and (args.probe_engine == "torch" or args.information):
         # a device that cannot work: fail now
-        from moe_tui.core.probe_engine import resolve_device
+        from moe_tui.core.analysis.probe_engine import resolve_device
 
         try:
             resolve_device(args.probe_device)
@@ -303,7 +303,7 @@ def cmd_report(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    from moe_tui.core.report import ReportOptions, RunView, write_report
+    from moe_tui.core.analysis.report import ReportOptions, RunView, write_report
 
     if args.paper_model and args.no_paper:
         raise ReportError("--paper-model and --no-paper contradict each other; give one")
@@ -362,7 +362,7 @@ def print_report(result: dict) -> None:
 
 def cmd_diff(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.diff import diff_runs, diff_table
+    from moe_tui.core.inspect.diff import diff_runs, diff_table
     from moe_tui.errors import ReportError
 
     if args.out and not args.by:
@@ -373,7 +373,7 @@ def cmd_diff(args) -> int:
     if args.by:
         table = diff_table(run_a, run_b, args.by)
         if args.out:
-            from moe_tui.core.report import write_csv
+            from moe_tui.core.analysis.report import write_csv
 
             print(write_csv(args.out, table))
         else:
@@ -400,7 +400,7 @@ def _kwic(left: str, match: str, right: str, width: int = 36) -> str:
 
 def cmd_concordance(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.concordance import concordance, write_concordance
+    from moe_tui.core.inspect.concordance import concordance, write_concordance
 
     run = RunStore(args.cache_dir).open(args.run, on_notice=_notice)
     conc = concordance(run, args.word, layer=args.layer, by=args.by)
@@ -423,7 +423,7 @@ def cmd_concordance(args) -> int:
 
 def cmd_expert(args) -> int:
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.expert_card import expert_card, write_expert_card
+    from moe_tui.core.inspect.expert_card import expert_card, write_expert_card
 
     if args.examples < 0:
         from moe_tui.errors import ReportError
@@ -458,7 +458,7 @@ def cmd_expert(args) -> int:
 def cmd_inspect(args) -> int:
     from dataclasses import asdict
 
-    from moe_tui.core.models import inspect_model
+    from moe_tui.core.extract.models import inspect_model
 
     facts = asdict(inspect_model(args.model, trust_remote_code=args.trust_remote_code))
     if args.json:

@@ -13,7 +13,7 @@ import csv
 import sys
 from pathlib import Path
 
-from moe_tui.core import figures as F
+from moe_tui.core.analysis import figures as F
 from moe_tui.fileio import atomic_write_bytes
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "figures"

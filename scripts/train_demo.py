@@ -5,7 +5,7 @@
     python scripts/train_demo.py --quick --out /tmp/demo_quick     # tiny smoke run (< 60 s)
 
 Steps:
-  1. generate training sentences with the demo grammar (``moe_tui.core.demo.grammar``), seed A;
+  1. generate training sentences with the demo grammar (``scripts.demo_grammar``), seed A;
   2. train a byte-level BPE tokenizer (``tokenizers``), wrap it as ``PreTrainedTokenizerFast``;
   3. build a tiny ``MixtralForCausalLM`` (8 experts, top-2) and train it as a causal LM on CPU with AdamW and
      the Switch-style load-balancing auxiliary loss (``output_router_logits=True``);
@@ -34,8 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # the demo grammar is build-only code beside this script (scripts/demo_grammar.py)
 
-from moe_tui.core.demo.grammar import UPOS_TAGS, generate, sentence_text, to_conllu  # noqa: E402
+from scripts.demo_grammar import UPOS_TAGS, generate, sentence_text, to_conllu  # noqa: E402
 
 FULL = dict(train_sentences=40000, steps=600, batch_rows=16, row_len=64, vocab_size=2048,
             hidden=64, layers=4, experts=8, top_k=2, heads=4, kv_heads=4, intermediate=128,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from moe_tui.core.architectures import CHECKED
+from moe_tui.core.extract.architectures import CHECKED
 
 VOCAB = 128
 WORDS = (

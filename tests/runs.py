@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from moe_tui.cache.store import OPTIONAL_ARRAYS, SHARD_ARRAYS, Run, RunStore, RunWriter, run_id_for
-from moe_tui.core.models import ModelFacts
-from moe_tui.core.tagsets import TAGSETS
+from moe_tui.core.extract.models import ModelFacts
+from moe_tui.core.extract.tagsets import TAGSETS
 
 UPOS = TAGSETS["upos"]
 

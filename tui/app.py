@@ -17,8 +17,8 @@ from textual import work
 from textual.app import App
 from textual.reactive import reactive, var
 
-from moe_tui.core.events import Event, Notice, Progress, Stage
-from moe_tui.core.options import ExtractOptions
+from moe_tui.core.extract.events import Event, Notice, Progress, Stage
+from moe_tui.core.extract.options import ExtractOptions
 from moe_tui.tui import actions
 from moe_tui.tui.analysis.controller import AnalysisController
 from moe_tui.tui.commands import RegistryProvider
@@ -65,7 +65,7 @@ class ExtractState:
 
 
 def _default_inspect(path: str):
-    from moe_tui.core.models import inspect_model  # imports torch lazily: only ever called in a thread worker
+    from moe_tui.core.extract.models import inspect_model  # imports torch lazily: only ever called in a thread worker
 
     return inspect_model(path)
 
@@ -254,7 +254,7 @@ class MoeTuiApp(AnalysisController, App):
 
     def show_in_grid(self, run, target) -> None:
         """Open the routing grid of ``run`` (the one below on the stack, else a new one) at a
-        :class:`moe_tui.core.explore.JumpTarget`: its sentence, cursor on (layer, token), expert highlighted
+        :class:`moe_tui.core.inspect.explore.JumpTarget`: its sentence, cursor on (layer, token), expert highlighted
         (``target.expert`` None: the highlight is left as it is)."""
         self.run_worker(self._show_in_grid(run, target), exclusive=True, group="jump")
 

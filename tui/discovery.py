@@ -1,6 +1,6 @@
 """Finding models to offer in the model pane. Reads config.json files only (no torch, no network).
 
-Which configs are MoE models is the core's architecture registry (:func:`moe_tui.core.architectures.is_moe_config`).
+Which configs are MoE models is the core's architecture registry (:func:`moe_tui.core.extract.architectures.is_moe_config`).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from moe_tui.core.architectures import is_moe_config
 from moe_tui.core.demo import demo_corpus_path, demo_model_path
+from moe_tui.core.extract.architectures import is_moe_config
 
 __all__ = ["ModelEntry", "read_config", "is_moe_config", "demo_entry", "demo_corpus", "hf_cache_models",
            "discover_models"]

@@ -7,12 +7,12 @@ from typing import Any
 
 from textual.message import Message
 
-from moe_tui.core.events import Event, Progress
+from moe_tui.core.extract.events import Event, Progress
 
 
 @dataclass
 class ExtractionEvent(Message):
-    """A stage, notice or progress event of the running extraction (:mod:`moe_tui.core.events`).
+    """A stage, notice or progress event of the running extraction (:mod:`moe_tui.core.extract.events`).
 
     Coalesced: a queued progress event is replaced by a newer one."""
 

@@ -72,11 +72,11 @@ def run_title(run) -> str:
 
 
 def word_ids_for(run) -> np.ndarray:
-    """:func:`moe_tui.core.concordance.token_word_ids` of ``run`` (``[T]`` int64, the run-wide word index of every
+    """:func:`moe_tui.core.inspect.concordance.token_word_ids` of ``run`` (``[T]`` int64, the run-wide word index of every
     token, -1 for none), computed once per run object and kept on it (the word view and the expert card share it)."""
     got = getattr(run, "_moe_tui_word_ids", None)
     if got is None:
-        from moe_tui.core.concordance import token_word_ids
+        from moe_tui.core.inspect.concordance import token_word_ids
 
         got = token_word_ids(run)
         try:

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from moe_tui.core.options import setting_fields
+from moe_tui.core.extract.options import setting_fields
 
 APP_NAME = "moe-tui"
 MAX_RECENT = 10
@@ -22,7 +22,7 @@ MAX_RECENT = 10
 
 def _extract_defaults_model() -> type[BaseModel]:
     """The ``"extract"`` settings: the extraction options marked as settings, with their defaults and help
-    (rendered from :class:`moe_tui.core.options.ExtractOptions`)."""
+    (rendered from :class:`moe_tui.core.extract.options.ExtractOptions`)."""
     fields = {}
     for s in setting_fields():
         tp = Literal[s.choices] if s.choices else s.type

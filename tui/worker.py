@@ -1,6 +1,6 @@
 """Extraction driver: runs ``python -m moe_tui.cli extract ... --progress json`` as a child process.
 
-The child writes one JSON event per line on stderr (:mod:`moe_tui.core.events`, read back with its
+The child writes one JSON event per line on stderr (:mod:`moe_tui.core.extract.events`, read back with its
 ``parse_event``). This module posts messages (:mod:`moe_tui.tui.messages`) to a target (the App): an
 :class:`ExtractionEvent` per stage, notice and (throttled, coalesced) progress event, then exactly one of
 ExtractionDone / ExtractionFailed / ExtractionCancelled. Cancel = cancel the asyncio task: the child gets
@@ -16,8 +16,8 @@ import time
 from collections import deque
 from typing import Callable, Protocol
 
-from moe_tui.core.events import Done, Error, Notice, Progress, Stage, parse_event
-from moe_tui.core.options import ExtractOptions, to_argv
+from moe_tui.core.extract.events import Done, Error, Notice, Progress, Stage, parse_event
+from moe_tui.core.extract.options import ExtractOptions, to_argv
 from moe_tui.tui.messages import ExtractionCancelled, ExtractionDone, ExtractionEvent, ExtractionFailed
 
 PROGRESS_MIN_INTERVAL_S = 0.1   # producer-side throttle: at most 10 progress messages a second

@@ -183,7 +183,7 @@ def test_a_newer_schema_is_refused(tmp_path):
 def test_migrated_exports_equal_the_old_rowwise_ones(v1, tmp_path):
     """The export of a migrated run is what moe-tui 0.1 wrote for the schema-1 run (its row-by-row code over the
     JSON records, kept as export_routes_rowwise)."""
-    from moe_tui.core.export import export_routes
+    from moe_tui.core.inspect.export import export_routes
 
     root, run_dir, recs, arrays, _ = v1
     run = RunStore(root).open(run_dir.name)

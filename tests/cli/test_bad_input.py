@@ -31,7 +31,7 @@ GOOD = "# sent_id = a\n# text = the cat sat\n" + "\n".join(
 @pytest.fixture(scope="module")
 def seeded_cache(tmp_path_factory):
     """A cache that already holds one complete run (it must never change)."""
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     cache = tmp_path_factory.mktemp("bad_input_cache")
     corpus = tmp_path_factory.mktemp("bad_input_corpus") / "good.conllu"
@@ -99,7 +99,7 @@ def test_bad_corpus_is_one_line_and_writes_nothing(cache, tmp_path, capsys, case
 @pytest.mark.slow
 def test_crlf_and_bom_corpora_work(cache, tmp_path):
     """Windows line endings and a UTF-8 BOM give the same sentences, spans and routes as the plain file."""
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     plain = tmp_path / "plain.conllu"
     plain.write_text(GOOD)
@@ -117,7 +117,7 @@ def test_crlf_and_bom_corpora_work(cache, tmp_path):
 @pytest.mark.slow
 def test_sentence_longer_than_the_context_is_skipped_and_counted(tmp_path):
     """A 10,000-word sentence (the tiny model's context is 128 tokens) is skipped, never cut; the rest is kept."""
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     long_words = "\n".join(row(i, "word") for i in range(1, 10_001))
     text = GOOD + "# sent_id = long\n" + long_words + "\n\n" + "# sent_id = c\n" + row(1, "end") + "\n"
@@ -226,7 +226,7 @@ def test_unknown_run_id(cache, tmp_path, capsys):
 
 def test_report_on_an_unfinished_run(cache, tmp_path, capsys):
     """A partial run (a cancelled extraction) is refused with a hint, and resumes later."""
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
     from moe_tui.errors import Cancelled
 
     corpus = tmp_path / "c.conllu"

@@ -136,7 +136,7 @@ def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
 
 def test_progress_json_events(tiny_olmoe, tmp_path, capsys):
     code, out, err = run_cli(capsys, *extract_args(tiny_olmoe, "--max-sentences", "4", "--progress", "json"))
-    assert code == 0
+    assert code == 0, err
     events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert events[-1]["event"] == "done" and events[-1]["run_dir"] == out.strip().splitlines()[-1]
 
@@ -283,7 +283,7 @@ REPORT_FILES = {
 def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys, monkeypatch):
     """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
     contract (figures included), and its numbers are the metrics computed directly from the run's arrays."""
-    from moe_tui.core import metrics
+    from moe_tui.core.analysis import metrics
 
     ids = []
     for model in (tiny_olmoe, ewt_tiny_model("mixtral")):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.core.export import export_routes, export_routes_rowwise
+from moe_tui.core.inspect.export import export_routes, export_routes_rowwise
 from moe_tui.fileio import tsv_text, write_csv
 from tests.cli.test_faults import cli, ex_opts
 
@@ -40,7 +40,7 @@ def _conllu(sentences: list[list[str]]) -> str:
 
 @pytest.fixture(scope="module")
 def tricky_run(tmp_path_factory):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     base = tmp_path_factory.mktemp("exact")
     data = base / "tricky.conllu"
@@ -165,7 +165,7 @@ def test_routes_frame_is_the_row_by_row_table(tricky_run):
     import pandas as pd
 
     from moe_tui.api import Run
-    from moe_tui.core.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
+    from moe_tui.core.inspect.export import ROUTE_COLUMNS, iter_route_rows, routes_frame
 
     _, run = tricky_run
     ref = pd.DataFrame.from_records(list(iter_route_rows(run)), columns=list(ROUTE_COLUMNS))

@@ -45,7 +45,7 @@ def collect(events: list):
 
 
 def ex_opts(cache, data=EWT_DEV, **kw):
-    from moe_tui.core.extract import ExtractOptions
+    from moe_tui.core.extract.pipeline import ExtractOptions
 
     base = dict(model=str(tiny_model()), data=str(data), max_sentences=N_SENT, batch_size=1,
                 cache_dir=str(cache), device="cpu", dtype="float32")
@@ -190,7 +190,7 @@ def wave(tmp_path_factory):
         kids["pair_a"] = Child(base / "pair", coordinate)
         kids["pair_b"] = Child(base / "pair", coordinate)
         # the uninterrupted reference, in this process, while the children start up
-        from moe_tui.core.extract import extract
+        from moe_tui.core.extract.pipeline import extract
 
         ref = extract(ex_opts(base / "ref"))
         rcs = {name: c.wait() for name, c in kids.items()}
@@ -214,7 +214,7 @@ def _check_partial_state(cache: Path):
 
 @pytest.mark.parametrize("seed", KILL_SEEDS)
 def test_kill9_mid_extraction_then_rerun_is_byte_identical(wave, seed):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     child = wave["kids"][f"seed{seed}"]
     k = _kill_point(seed)
@@ -237,7 +237,7 @@ def test_kill9_mid_extraction_then_rerun_is_byte_identical(wave, seed):
 
 
 def test_kill9_during_finalize_then_rerun_completes(wave):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     child = wave["kids"]["finalize"]
     cache = wave["base"] / "finalize"
@@ -278,18 +278,18 @@ def test_oom_from_the_start_gives_the_routes_of_a_small_batch_run(tmp_path, monk
     """Batches of 6 that OOM above 2 sentences end with the same arrays as batch 2 from the start."""
     import torch
 
-    import moe_tui.core.capture
-    from moe_tui.core.extract import extract
+    import moe_tui.core.extract.capture
+    from moe_tui.core.extract.pipeline import extract
 
     small = extract(ex_opts(tmp_path / "small", max_sentences=8, batch_size=2))
-    real_run = moe_tui.core.capture.RouteCapture.run
+    real_run = moe_tui.core.extract.capture.RouteCapture.run
 
     def flaky(self, input_ids, attention_mask):
         if input_ids.shape[0] > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
         return real_run(self, input_ids, attention_mask)
 
-    monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", flaky)
+    monkeypatch.setattr(moe_tui.core.extract.capture.RouteCapture, "run", flaky)
     events = []
     big = extract(ex_opts(tmp_path / "big", max_sentences=8, batch_size=6), progress=collect(events))
     assert [e["message"] for e in events if e["event"] == "notice"] == [
@@ -301,12 +301,12 @@ def test_oom_from_the_start_gives_the_routes_of_a_small_batch_run(tmp_path, monk
 def test_oom_with_one_sentence_is_one_line(tmp_path, monkeypatch, capsys):
     import torch
 
-    import moe_tui.core.capture
+    import moe_tui.core.extract.capture
 
     def always(self, input_ids, attention_mask):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
-    monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", always)
+    monkeypatch.setattr(moe_tui.core.extract.capture.RouteCapture, "run", always)
     code, _, err = cli(capsys, "extract", "--model", tiny_model(), "--data", EWT_DEV, "--max-sentences", 3,
                        "--device", "cpu", "--dtype", "float32", "--progress", "none", "--cache-dir", tmp_path)
     assert_one_line_error(code, err, "out of memory even with one sentence")
@@ -370,7 +370,7 @@ def _inject_enospc(monkeypatch, target: str, how: str):
 @pytest.mark.parametrize("target,how", [("shard", "replace"), ("shard", "write"),
                                         ("manifest", "replace"), ("manifest", "write")])
 def test_disk_full_is_one_line_and_keeps_the_cache(tmp_path, monkeypatch, capsys, target, how):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     cache = tmp_path / "cache"
     earlier = extract(ex_opts(cache, max_sentences=3, batch_size=3))
@@ -402,7 +402,7 @@ def test_disk_full_is_one_line_and_keeps_the_cache(tmp_path, monkeypatch, capsys
 # --------------------------------------------------------------------------- corrupted runs
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     cache = tmp_path_factory.mktemp("small_run_cache")
     run_dir = extract(ex_opts(cache, max_sentences=4, batch_size=4))

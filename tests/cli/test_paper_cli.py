@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from moe_tui.cli import main
-from moe_tui.core import paper
+from moe_tui.core.analysis import paper
 from tests.conftest import EWT_DEV
 from tests.factories_model import ewt_tiny_model
 

@@ -83,7 +83,7 @@ def test_every_np_load_and_save_refuses_pickle():
 
 @pytest.fixture(scope="module")
 def normal_run(tmp_path_factory):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     cache = tmp_path_factory.mktemp("sec_cache")
     return extract(ex_opts(cache, max_sentences=4, batch_size=4))
@@ -176,7 +176,7 @@ FORMULAS = ["=SUM(A1)", "+1", "-cmd", "@SUM(A1)"]
 
 
 def test_csv_cells_that_look_like_formulas_are_neutralised_with_spreadsheet_safe(tmp_path, capsys):
-    from moe_tui.core.extract import extract
+    from moe_tui.core.extract.pipeline import extract
 
     rows = [f"{i}\t{w}\t{w}\tSYM\t_\t_\t0\troot\t_\t_" for i, w in enumerate(FORMULAS + ["ok"], 1)]
     data = tmp_path / "formulas.conllu"

@@ -1,4 +1,4 @@
-"""Tests for moe_tui.core.align with the three tokenizer families of tests/factories_tok.py."""
+"""Tests for moe_tui.core.extract.align with the three tokenizer families of tests/factories_tok.py."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from moe_tui.core.align import AlignedSentence, AlignmentReport, align_corpus, align_sentence
-from moe_tui.core.corpus import Corpus, Sentence, Word, read_corpus
-from moe_tui.core.tagsets import TAGSETS
+from moe_tui.core.extract.align import AlignedSentence, AlignmentReport, align_corpus, align_sentence
+from moe_tui.core.extract.corpus import Corpus, Sentence, Word, read_corpus
+from moe_tui.core.extract.tagsets import TAGSETS
 from moe_tui.errors import ModelError
 from tests.factories_tok import (
     EWT_DEV,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from moe_tui.core import architectures as A
-from moe_tui.core import models
+from moe_tui.core.extract import architectures as A
+from moe_tui.core.extract import models
 from tests.conftest import REPO
 from tests.factories_model import SUPPORTED
 

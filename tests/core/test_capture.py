@@ -1,6 +1,6 @@
 """RouteCapture vs the experts the MoE blocks actually used, for every supported architecture.
 
-Each tiny model is saved with save_pretrained and loaded through ``moe_tui.core.models.load_model`` (the user's
+Each tiny model is saved with save_pretrained and loaded through ``moe_tui.core.extract.models.load_model`` (the user's
 path).  Ground truth comes from an independent forward pre-hook on the block's ``.experts`` module (which
 receives ``(hidden, top_k_index, top_k_weights)``); for llama4 from the non-zero rows of the experts' input,
 and for jetmoe by matching the rows the expert linear receives to the tokens' hidden states.
@@ -13,8 +13,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from moe_tui.core.capture import RouteCapture  # noqa: E402
-from moe_tui.core.models import load_model  # noqa: E402
+from moe_tui.core.extract.capture import RouteCapture  # noqa: E402
+from moe_tui.core.extract.models import load_model  # noqa: E402
 from tests.factories_model import architecture_params, build_tiny_model  # noqa: E402
 
 B, T = 3, 12

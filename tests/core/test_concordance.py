@@ -8,9 +8,9 @@ import csv
 import numpy as np
 import pytest
 
-from moe_tui.core.concordance import concordance, find_occurrences, pos_groups
-from moe_tui.core.expert_card import expert_card, item_stats
-from moe_tui.core.run_pair import check_pair, layer_disagreement
+from moe_tui.core.inspect.concordance import concordance, find_occurrences, pos_groups
+from moe_tui.core.inspect.expert_card import expert_card, item_stats
+from moe_tui.core.inspect.run_pair import check_pair, layer_disagreement
 from moe_tui.errors import ReportError
 from tests.runs import WORD_RUN_EXPERTS as N_EXPERTS
 from tests.runs import WORD_RUN_K as K
@@ -58,7 +58,7 @@ def test_concordance_rows_by_hand(run, tmp_path):
     # left + match + right is the sentence exactly as stored
     for r in rows:
         assert r[2] + r[3] + r[4] == run.texts[r[0]]
-    from moe_tui.core.concordance import write_concordance
+    from moe_tui.core.inspect.concordance import write_concordance
 
     out = write_concordance(conc, run.texts, tmp_path / "c.csv")
     with open(out, newline="") as fh:
@@ -141,7 +141,7 @@ def test_expert_card_against_a_loop(run, tmp_path):
     assert words.get("that", 0) == sum(1 for t in (3, 8, 15, 21) if t in mine)
     assert len(card.examples) == 3 and set(card.examples.tolist()) <= set(mine)
     assert card.examples.tolist() == sorted(card.examples.tolist())
-    from moe_tui.core.expert_card import write_expert_card
+    from moe_tui.core.inspect.expert_card import write_expert_card
 
     out = write_expert_card(card, run.texts, tmp_path / "e.csv")
     with open(out, newline="") as fh:

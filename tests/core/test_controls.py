@@ -1,4 +1,4 @@
-"""moe_tui.core.controls: token-keyed context effect, ambiguous token ids, permutation p-values and
+"""moe_tui.core.analysis.controls: token-keyed context effect, ambiguous token ids, permutation p-values and
 Benjamini-Hochberg q-values, BCa bootstrap intervals (hand cases, enumeration, scipy, coverage where the
 truth is known), and the token-id router oracle (a real tiny model whose attention outputs are zeroed)."""
 
@@ -12,9 +12,9 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from moe_tui.core import controls as C
-from moe_tui.core import metrics as M
-from moe_tui.core.probe import make_result
+from moe_tui.core.analysis import controls as C
+from moe_tui.core.analysis import metrics as M
+from moe_tui.core.analysis.probe import make_result
 from tests import sim_spec as Z
 
 TAGS3 = ("NOUN", "VERB", "ADJ")
@@ -261,8 +261,8 @@ def token_id_router_view(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.extract import ExtractOptions, extract
-    from moe_tui.core.report import RunView
+    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.extract.pipeline import ExtractOptions, extract
     from tests.conftest import EWT_DEV
     from tests.factories_model import ewt_tiny_model
 
@@ -285,7 +285,7 @@ def token_id_router_view(tmp_path_factory):
 
 @pytest.mark.slow
 def test_token_id_router_shows_no_context_effect(token_id_router_view):
-    from moe_tui.core.report import ReportOptions, table_controls
+    from moe_tui.core.analysis.report import ReportOptions, table_controls
 
     v = token_id_router_view
     ctx = C.context_effect(v.experts, v.token_ids, v.pos, v.n_pos, v.n_experts, n_permutations=50, seed=0)

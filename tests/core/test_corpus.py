@@ -1,4 +1,4 @@
-"""Tests for moe_tui.core.tagsets and moe_tui.core.corpus (CoNLL-U / PTB reading)."""
+"""Tests for moe_tui.core.extract.tagsets and moe_tui.core.extract.corpus (CoNLL-U / PTB reading)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from moe_tui.core.corpus import Corpus, Sentence, Word, read_corpus
-from moe_tui.core.tagsets import PTB_TO_UPOS, TAGSETS, map_tag
+from moe_tui.core.extract.corpus import Corpus, Sentence, Word, read_corpus
+from moe_tui.core.extract.tagsets import PTB_TO_UPOS, TAGSETS, map_tag
 from moe_tui.errors import CorpusError
 from tests.conftest import EWT_DEV
 
@@ -194,7 +194,7 @@ def test_ptb_escapes_undone_and_text_rebuilt(tmp_path):
 
 @pytest.mark.slow
 def test_ptb_input_reaches_the_tokenizer_as_text(tmp_path):
-    from moe_tui.core.align import align_corpus
+    from moe_tui.core.extract.align import align_corpus
     from tests.factories_tok import byte_bpe_tokenizer
 
     c = read_corpus(write(tmp_path, PTB_ESCAPED, "onto.txt"), format="ptb")

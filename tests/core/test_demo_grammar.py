@@ -8,7 +8,7 @@ import conllu
 import pytest
 
 from moe_tui.core.demo import demo_corpus_path
-from moe_tui.core.demo.grammar import AMBIGUOUS_FORMS, UPOS_TAGS, generate, sentence_text, to_conllu
+from scripts.demo_grammar import AMBIGUOUS_FORMS, UPOS_TAGS, generate, sentence_text, to_conllu
 
 CANONICAL_UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
                   "PUNCT", "SCONJ", "SYM", "VERB", "X")

@@ -76,7 +76,7 @@ def test_train_log_shows_learning():
 
 
 def test_shipped_corpus_matches_generator():
-    from moe_tui.core.demo.grammar import generate, to_conllu
+    from scripts.demo_grammar import generate, to_conllu
 
     mod = _load_script()
     log = json.loads((demo_model_path() / "train_log.json").read_text())

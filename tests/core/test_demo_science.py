@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.core import metrics
-from moe_tui.core.controls import ambiguous_tokens, context_effect, spec_permutation_null, token_identity_probe
+from moe_tui.core.analysis import metrics
+from moe_tui.core.analysis.controls import ambiguous_tokens, context_effect, spec_permutation_null, token_identity_probe
+from moe_tui.core.analysis.probe import form_baseline, run_probe, split_indices
+from moe_tui.core.analysis.report import RunView
 from moe_tui.core.demo import demo_corpus_path, demo_model_path
-from moe_tui.core.extract import ExtractOptions, extract
-from moe_tui.core.probe import form_baseline, run_probe, split_indices
-from moe_tui.core.report import RunView
+from moe_tui.core.extract.pipeline import ExtractOptions, extract
 
 pytestmark = pytest.mark.slow  # seconds per test: child processes, training, full flows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moe_tui.core.diff import disagreement_table, expert_set_differs
+from moe_tui.core.inspect.diff import disagreement_table, expert_set_differs
 from moe_tui.errors import ReportError
 
 # 4 tokens, 2 MoE layers (decoder layers 1 and 3), k = 2; POS: 0 0 1 2 with tags (A, B, C, D)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from moe_tui.core.events import Done, Error, Notice, Progress, Stage, parse_event
+from moe_tui.core.extract.events import Done, Error, Notice, Progress, Stage, parse_event
 
 
 def test_each_event_is_one_json_object_and_parses_back():

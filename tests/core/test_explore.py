@@ -1,4 +1,4 @@
-"""moe_tui.core.explore (the grid's per-layer counts, jump targets, comparable runs) and the KL bars table,
+"""moe_tui.core.inspect.explore (the grid's per-layer counts, jump targets, comparable runs) and the KL bars table,
 checked against hand counts."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.core import metrics
-from moe_tui.core.explore import JumpTarget, LayerStatsCache, comparable_runs, jump_target
-from moe_tui.core.report import RunView, form_keys, table_kl_expert_pos
+from moe_tui.core.analysis import metrics
+from moe_tui.core.analysis.report import RunView, form_keys, table_kl_expert_pos
+from moe_tui.core.inspect.explore import JumpTarget, LayerStatsCache, comparable_runs, jump_target
 from tests.runs import synthetic_arrays, synthetic_run, write_run
 
 # T=4, L=1, k=2; the last token is excluded (pos -1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.core.extract import ExtractOptions, extract, make_plan
+from moe_tui.core.extract.pipeline import ExtractOptions, extract, make_plan
 from moe_tui.errors import Cancelled
 from tests.conftest import EWT_DEV
 from tests.factories_model import ewt_tiny_model
@@ -80,8 +80,8 @@ def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
     """Batched extraction (right padding) gives each sentence the routes it gets alone."""
     import torch
 
-    from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.models import load_model
+    from moe_tui.core.extract.capture import RouteCapture
+    from moe_tui.core.extract.models import load_model
 
     run = RunStore(tmp_path).open(extract(_opts(tiny_mixtral, tmp_path)).name)
     loaded = load_model(str(tiny_mixtral), device="cpu", dtype="float32")
@@ -98,12 +98,12 @@ def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
 @pytest.mark.slow
 def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
     first = extract(_opts(tiny_mixtral, tmp_path))
-    import moe_tui.core.models
+    import moe_tui.core.extract.models
 
     def no_load(*a, **k):
         raise AssertionError("a cache hit must not load the model")
 
-    monkeypatch.setattr(moe_tui.core.models, "load_model", no_load)
+    monkeypatch.setattr(moe_tui.core.extract.models, "load_model", no_load)
     events = []
     assert extract(_opts(tiny_mixtral, tmp_path, batch_size=3), progress=collect(events)) == first
     assert {"event": "stage", "stage": "cache-hit"} in events
@@ -151,10 +151,10 @@ def test_cancelled_extraction_resumes_to_the_same_run(tiny_mixtral, tmp_path):
 def test_oom_halves_the_batch_and_keeps_routes(tiny_mixtral, tmp_path, monkeypatch):
     import torch
 
-    import moe_tui.core.capture
+    import moe_tui.core.extract.capture
 
     ref = RunStore(tmp_path / "small").open(extract(_opts(tiny_mixtral, tmp_path / "small", batch_size=2)).name)
-    real_run = moe_tui.core.capture.RouteCapture.run
+    real_run = moe_tui.core.extract.capture.RouteCapture.run
     seen = []
 
     def flaky(self, input_ids, attention_mask):
@@ -163,7 +163,7 @@ def test_oom_halves_the_batch_and_keeps_routes(tiny_mixtral, tmp_path, monkeypat
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real_run(self, input_ids, attention_mask)
 
-    monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", flaky)
+    monkeypatch.setattr(moe_tui.core.extract.capture.RouteCapture, "run", flaky)
     events = []
     run = RunStore(tmp_path / "big").open(
         extract(_opts(tiny_mixtral, tmp_path / "big", batch_size=8), progress=collect(events)).name)

@@ -1,4 +1,4 @@
-"""moe_tui.core.figures: each figure plots exactly the numbers of the CSV written beside it.
+"""moe_tui.core.analysis.figures: each figure plots exactly the numbers of the CSV written beside it.
 
 The plotted data is read back from the matplotlib artists (line data, image arrays, scatter offsets) of
 the figure that was saved (its PNG bytes equal the file's), and compared with the CSV file read with the
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.core import figures as F
-from moe_tui.core.report import ReportOptions, RunView, form_keys, report_tables, write_report
+from moe_tui.core.analysis import figures as F
+from moe_tui.core.analysis.report import ReportOptions, RunView, form_keys, report_tables, write_report
 from moe_tui.errors import ReportError
 
 FAST = ReportOptions(seed=0, max_iter=40, ablation_removed=[0, 1, 2], tsne_samples=60, n_permutations=5, n_boot=10,
@@ -189,7 +189,7 @@ def test_missing_matplotlib_is_one_line_before_any_work(tmp_path, monkeypatch):
 def test_matplotlib_is_imported_only_to_draw():
     import subprocess
 
-    code = ("import sys, moe_tui.cli, moe_tui.core.report, moe_tui.core.figures; "
+    code = ("import sys, moe_tui.cli, moe_tui.core.analysis.report, moe_tui.core.analysis.figures; "
             "print('matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -205,7 +205,7 @@ def test_panel_titles_and_text():
 
 
 def test_pos_styles_are_fixed_and_distinct():
-    from moe_tui.core.tagsets import UPOS_TAGS
+    from moe_tui.core.extract.tagsets import UPOS_TAGS
 
     styles = [F.pos_style(t) for t in UPOS_TAGS]
     keys = {(s["color"], s["marker"], s["linestyle"]) for s in styles}

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moe_tui.core.align import align_corpus, align_sentence
-from moe_tui.core.corpus import Corpus, Sentence, Word, read_corpus
-from moe_tui.core.tagsets import TAGSETS
+from moe_tui.core.extract.align import align_corpus, align_sentence
+from moe_tui.core.extract.corpus import Corpus, Sentence, Word, read_corpus
+from moe_tui.core.extract.tagsets import TAGSETS
 from moe_tui.errors import CorpusError
 from tests.factories_tok import (
     SMALL_TEXTS,

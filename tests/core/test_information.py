@@ -1,4 +1,4 @@
-"""moe_tui.core.information: conditional probing, per-layer probes, online code length, path structure.
+"""moe_tui.core.analysis.information: conditional probing, per-layer probes, online code length, path structure.
 
 Oracles: hand-computed entropies, mutual information, path counts and code lengths on small cases; a tiny
 model whose attention output projections are zeroed (each token is routed by its id alone, so the routes
@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
-from moe_tui.core import information as I
+from moe_tui.core.analysis import information as I
 from tests.runs import UPOS, write_run
 
 
@@ -189,9 +189,9 @@ def test_routes_that_follow_pos_beyond_the_token_give_a_conditional_gain(tmp_pat
     """Each word type has two POS; a token's POS is drawn per occurrence, so the token id leaves about one
     bit; layer 0's route names the POS: the routes must carry clearly positive information given the token,
     and layer 0 must be the layer that does; with routes that follow the id only, the gain is ~0."""
-    from moe_tui.core import seeds as S
-    from moe_tui.core.probe_engine import MLPConfig
-    from moe_tui.core.report import ReportOptions, RunView, _split, compute_information, information_tables
+    from moe_tui.core.analysis import seeds as S
+    from moe_tui.core.analysis.probe_engine import MLPConfig
+    from moe_tui.core.analysis.report import ReportOptions, RunView, _split, compute_information, information_tables
 
     o = ReportOptions(probe_device="cpu", max_iter=200)
     v = RunView.from_run(planted_run(tmp_path, beyond_token=True))
@@ -224,9 +224,9 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
     from transformers import AutoModelForCausalLM
 
     from moe_tui.cache.store import RunStore
-    from moe_tui.core import seeds as S
-    from moe_tui.core.extract import ExtractOptions, extract
-    from moe_tui.core.report import ReportOptions, RunView, _split
+    from moe_tui.core.analysis import seeds as S
+    from moe_tui.core.analysis.report import ReportOptions, RunView, _split
+    from moe_tui.core.extract.pipeline import ExtractOptions, extract
     from tests.conftest import EWT_DEV
     from tests.factories_model import ewt_tiny_model
 
@@ -333,7 +333,7 @@ def test_report_information_writes_the_six_tables_and_the_logits_rows(tmp_path, 
 
 
 def RunViewOf(run):
-    from moe_tui.core.report import RunView
+    from moe_tui.core.analysis.report import RunView
 
     return RunView.from_run(run)
 
@@ -342,7 +342,7 @@ def test_logits_probe_sees_what_the_top_k_choice_throws_away():
     """Routes drawn at random among experts 3..7 (no POS in them), from logits whose never-selected columns
     0..2 carry the POS (+0.9 on column p of layer 0, still far below the chosen two): the logits probe reads the
     POS, the route probe cannot."""
-    from moe_tui.core.probe import probe_suite
+    from moe_tui.core.analysis.probe import probe_suite
 
     rng = np.random.default_rng(4)
     T, L, N, P = 1500, 2, 8, 3
@@ -364,7 +364,7 @@ def test_logits_probe_sees_what_the_top_k_choice_throws_away():
 def test_run_view_reads_the_logits_of_the_analysed_tokens_only_when_asked(tmp_path):
     """``RunView.from_run`` knows that a run holds logits without reading the ``[T, L, N]`` array (routing tables
     and the probe row list leave it unread); asked, it gives the stored logits of the analysed tokens."""
-    from moe_tui.core.report import RunView, probe_rows, report_tables
+    from moe_tui.core.analysis.report import RunView, probe_rows, report_tables
 
     run = run_with_logits(tmp_path / "cache", n_copies=1)
     view = RunView.from_run(run)

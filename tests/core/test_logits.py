@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from moe_tui.cache.store import RunStore  # noqa: E402
-from moe_tui.core.extract import ExtractOptions, extract  # noqa: E402
-from moe_tui.core.models import load_model  # noqa: E402
+from moe_tui.core.extract.models import load_model  # noqa: E402
+from moe_tui.core.extract.pipeline import ExtractOptions, extract  # noqa: E402
 from moe_tui.errors import Cancelled, ModelError  # noqa: E402
 from tests.factories_model import architecture_params, build_tiny_model  # noqa: E402
 
@@ -198,19 +198,19 @@ def test_a_run_gains_logits_keeping_its_id_and_routes(models, tmp_path):
 
 @pytest.mark.slow
 def test_adding_logits_refuses_when_the_routes_come_out_different(models, tmp_path, monkeypatch):
-    import moe_tui.core.capture
+    import moe_tui.core.extract.capture
 
     path = models("mixtral")
     data = _ptb_corpus(tmp_path / "c.txt")
     run_dir = extract(_opts(path, data, tmp_path / "c", save_logits=False))
     manifest = _bytes(run_dir, "manifest.json")
-    real_run = moe_tui.core.capture.RouteCapture.run
+    real_run = moe_tui.core.extract.capture.RouteCapture.run
 
     def other_routes(self, ids, mask):
         e, w = real_run(self, ids, mask)
         return e[..., ::-1].copy(), w  # e.g. another library version ranking differently
 
-    monkeypatch.setattr(moe_tui.core.capture.RouteCapture, "run", other_routes)
+    monkeypatch.setattr(moe_tui.core.extract.capture.RouteCapture, "run", other_routes)
     with pytest.raises(ModelError, match=r"gave different experts on \d+ of \d+ \(token, layer\) pairs") as exc:
         extract(_opts(path, data, tmp_path / "c"))
     assert "\n" not in str(exc.value)

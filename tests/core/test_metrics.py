@@ -1,4 +1,4 @@
-"""moe_tui.core.metrics: hand-computed Spec / U / KL (paper Tables 1, 3, 4, 5) and a brute-force cross-check."""
+"""moe_tui.core.analysis.metrics: hand-computed Spec / U / KL (paper Tables 1, 3, 4, 5) and a brute-force cross-check."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.core import metrics as M
+from moe_tui.core.analysis import metrics as M
 
 # Toy: N=3 experts, L=2 layers, k=2, 2 POS (0=NOUN, 1=VERB), 4 tokens.
 #            layer 0    layer 1
@@ -198,7 +198,7 @@ def test_empty_input():
 
 
 def test_import_does_not_pull_sklearn_or_torch():
-    code = ("import sys, moe_tui.core.metrics, moe_tui.core.report, moe_tui.core.probe, moe_tui.core.controls; "
+    code = ("import sys, moe_tui.core.analysis.metrics, moe_tui.core.analysis.report, moe_tui.core.analysis.probe, moe_tui.core.analysis.controls; "
             "bad=[m for m in ('sklearn','torch') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     repo = str(Path(__file__).resolve().parents[2])
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo)

@@ -1,4 +1,4 @@
-"""moe_tui.core.models: fingerprints, loading errors (one line), discovery, meta-device inspection."""
+"""moe_tui.core.extract.models: fingerprints, loading errors (one line), discovery, meta-device inspection."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from moe_tui.core.models import inspect_model, load_model, resolve_model_fingerprint  # noqa: E402
+from moe_tui.core.extract.models import inspect_model, load_model, resolve_model_fingerprint  # noqa: E402
 from moe_tui.errors import ModelError, NotMoEError, RemoteCodeRequired  # noqa: E402
 from tests.factories_model import build_tiny_model, save_tiny_tokenizer  # noqa: E402
 
@@ -32,7 +32,7 @@ def mixtral_dir(tmp_path_factory):
 
 
 def test_import_does_not_import_torch():
-    code = "import sys, moe_tui.core.models, moe_tui.core.capture; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    code = "import sys, moe_tui.core.extract.models, moe_tui.core.extract.capture; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

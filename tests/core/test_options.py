@@ -1,4 +1,4 @@
-"""The extraction options are declared once (moe_tui.core.options) and every rendering agrees with it."""
+"""The extraction options are declared once (moe_tui.core.extract.options) and every rendering agrees with it."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from moe_tui.cli import build_parser
-from moe_tui.core import options as O
-from moe_tui.core.corpus import read_corpus
-from moe_tui.core.extract import build_identity
-from moe_tui.core.options import ExtractOptions, from_namespace, to_argv
+from moe_tui.core.extract import options as O
+from moe_tui.core.extract.corpus import read_corpus
+from moe_tui.core.extract.options import ExtractOptions, from_namespace, to_argv
+from moe_tui.core.extract.pipeline import build_identity
 
 CONLLU = (
     "# sent_id = a\n# text = The cat sat .\n"

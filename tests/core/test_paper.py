@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pytest
 
-from moe_tui.core import paper
-from moe_tui.core.report import RunView, compare_tables, form_keys, report_tables, write_report
-from moe_tui.core.tagsets import TAGSETS
+from moe_tui.core.analysis import paper
+from moe_tui.core.analysis.report import RunView, compare_tables, form_keys, report_tables, write_report
+from moe_tui.core.extract.tagsets import TAGSETS
 from moe_tui.errors import ReportError
 
 # The paper's values written out by hand from its tables (arXiv 2412.16971v1; COLING 2025, pp. 6467-6474),
-# keyed (table, model, quantity, pos or ""), in the units of moe_tui.core.paper.UNITS. Every value the package
+# keyed (table, model, quantity, pos or ""), in the units of moe_tui.core.analysis.paper.UNITS. Every value the package
 # ships must be here and equal. It is empty because no stored copy of the tables could be read when the data
 # file was written (its "retrieval" notes say what was looked up): the package ships no value.
 PAPER_BY_HAND: dict[tuple[str, str, str, str], float] = {}

@@ -1,13 +1,13 @@
-"""moe_tui.core.probe and moe_tui.core.controls: probes (paper Table 1, Fig. 2, 3) and the controls beyond the paper."""
+"""moe_tui.core.analysis.probe and moe_tui.core.analysis.controls: probes (paper Table 1, Fig. 2, 3) and the controls beyond the paper."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from moe_tui.core import controls as C
-from moe_tui.core import metrics as M
-from moe_tui.core import probe as Pr
+from moe_tui.core.analysis import controls as C
+from moe_tui.core.analysis import metrics as M
+from moe_tui.core.analysis import probe as Pr
 
 FAST = {"hidden_layer_sizes": (32,)}
 

@@ -1,4 +1,4 @@
-"""moe_tui.core.probe_engine: batched torch MLP probes with MLPClassifier's semantics.
+"""moe_tui.core.analysis.probe_engine: batched torch MLP probes with MLPClassifier's semantics.
 
 Oracles: scikit-learn's own MLPClassifier (the torch engine in float64 must follow it draw for draw), hand-worked
 stopping epochs of the tol rule, a separable toy whose accuracy must be 1.0, and each probe trained alone (a
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moe_tui.core import probe_engine as E
-from moe_tui.core.probe_engine import MLPConfig, ProbeSpec, fit_probes, plan_groups
+from moe_tui.core.analysis import probe_engine as E
+from moe_tui.core.analysis.probe_engine import MLPConfig, ProbeSpec, fit_probes, plan_groups
 from moe_tui.errors import Cancelled
 
 
@@ -369,7 +369,7 @@ def test_settle_waits_for_an_import_running_in_another_thread():
     import threading
     import time
 
-    from moe_tui.core.probe_engine import settle_torch_import
+    from moe_tui.core.analysis.probe_engine import settle_torch_import
 
     name = "tests.core.slow_import_module"
     sys.modules.pop(name, None)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moe_tui.core import controls as C
-from moe_tui.core import metrics as M
-from moe_tui.core import probe as Pr
-from moe_tui.core import seeds as S
+from moe_tui.core.analysis import controls as C
+from moe_tui.core.analysis import metrics as M
+from moe_tui.core.analysis import probe as Pr
+from moe_tui.core.analysis import seeds as S
 
 FAST = {"hidden_layer_sizes": (16,)}
 
@@ -45,7 +45,7 @@ def test_streams_are_spawned_children_fixed_by_name_and_probe_seed():
 
 def test_stream_positions_never_move():
     """A stream's spawn position fixes its random numbers: new streams are appended, never inserted or reordered
-    (positions as documented in core/seeds.py and README's stream table)."""
+    (positions as documented in core/analysis/seeds.py and README's stream table)."""
     assert S.STREAMS == ("split", "mlp_init", "mlp_shuffle", "control_labels", "permutation_null", "bootstrap",
                          "tsne", "context_effect", "info_valid", "mdl_order")
     for line in (S.__doc__ or "").splitlines():

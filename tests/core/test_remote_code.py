@@ -11,8 +11,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from moe_tui.core.capture import RouteCapture  # noqa: E402
-from moe_tui.core.models import inspect_model, load_model, resolve_model_fingerprint  # noqa: E402
+from moe_tui.core.extract.capture import RouteCapture  # noqa: E402
+from moe_tui.core.extract.models import inspect_model, load_model, resolve_model_fingerprint  # noqa: E402
 from moe_tui.errors import RemoteCodeRequired  # noqa: E402
 from tests.factories_model import save_tiny_tokenizer  # noqa: E402
 
@@ -283,7 +283,7 @@ def test_remote_code_rank_follows_gate_logits(remote_dir):
 
 def test_router_without_readable_logits_is_ranked_by_weight_and_says_so(opaque_gate_dir, tmp_path):
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.extract import ExtractOptions, extract
+    from moe_tui.core.extract.pipeline import ExtractOptions, extract
 
     assert "self.score = nn.Linear" in MODELING_OPAQUE_GATE and "self.score(h)" in MODELING_OPAQUE_GATE
     data = tmp_path / "c.txt"

@@ -1,4 +1,4 @@
-"""moe_tui.core.report: RunView.from_run, exact CSV columns, atomic writes, quoting, cross-run tables."""
+"""moe_tui.core.analysis.report: RunView.from_run, exact CSV columns, atomic writes, quoting, cross-run tables."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from moe_tui.core.probe import VARIANTS as probe_features
-from moe_tui.core.report import (
+from moe_tui.core.analysis.probe import VARIANTS as probe_features
+from moe_tui.core.analysis.report import (
     CONTROL_ROWS,
     PROBE_ROWS,
     PROBE_VARIANTS,
@@ -202,7 +202,7 @@ def test_report_tables_kl_reference_and_errors(tmp_path):
 
 
 def test_values_match_metrics(tmp_path):
-    from moe_tui.core import metrics as M
+    from moe_tui.core.analysis import metrics as M
 
     v = make_view()
     write_report([v], tmp_path)
@@ -224,7 +224,7 @@ def test_probe_seeds_engine_columns_and_cancel(tmp_path):
 
     import pytest as _pytest
 
-    from moe_tui.core.report import compute_probes
+    from moe_tui.core.analysis.report import compute_probes
     from moe_tui.errors import Cancelled
 
     v = make_view()
@@ -253,7 +253,7 @@ def test_probe_seeds_engine_columns_and_cancel(tmp_path):
 
 
 def test_tsne_beside_the_probes_gives_the_sequential_tables(monkeypatch):
-    import moe_tui.core.report as R
+    import moe_tui.core.analysis.report as R
 
     view_a, view_b = make_view(seed=5), make_view(seed=5)
     monkeypatch.setattr(R, "spare_cpus", lambda: 0)
@@ -279,7 +279,7 @@ def test_background_job_result_error_and_cancel():
     import threading
     import time
 
-    from moe_tui.core.report import _Beside
+    from moe_tui.core.analysis.report import _Beside
     from moe_tui.errors import Cancelled
 
     assert _Beside(lambda stop: 41 + 1, "t").result() == 42
@@ -307,7 +307,7 @@ def test_cancel_during_the_tsne_ends_the_background_tsne(monkeypatch):
     import threading
     import time
 
-    import moe_tui.core.report as R
+    import moe_tui.core.analysis.report as R
     from moe_tui.errors import Cancelled
 
     monkeypatch.setattr(R, "spare_cpus", lambda: 1)

@@ -12,9 +12,9 @@ import pytest
 
 from moe_tui.cache.store import RunStore
 from moe_tui.cli import main
-from moe_tui.core.distributed import DistInfo, dist_info, gpus_for_rank, rank_max_memory
-from moe_tui.core.extract import ExtractOptions, extract
-from moe_tui.core.models import resolve_device_map, resolve_max_memory
+from moe_tui.core.extract.distributed import DistInfo, dist_info, gpus_for_rank, rank_max_memory
+from moe_tui.core.extract.models import resolve_device_map, resolve_max_memory
+from moe_tui.core.extract.pipeline import ExtractOptions, extract
 from moe_tui.errors import CacheError, ModelError
 from tests.conftest import EWT_DEV, EWT_TEST
 from tests.factories_model import ewt_tiny_model

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moe_tui.core import controls, metrics
-from moe_tui.core.report import ReportError, RunView, report_tables
+from moe_tui.core.analysis import controls, metrics
+from moe_tui.core.analysis.report import ReportError, RunView, report_tables
 from tests.runs import UPOS, synthetic_arrays, write_run
 
 N, L, K = 8, 3, 2

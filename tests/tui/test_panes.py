@@ -1,6 +1,6 @@
 """Pilot tests of the analysis panes (specialisation, KL, probe, compare) on small real runs.
 
-Every export is checked against ``moe_tui.core.report.write_report`` (what ``moe-tui report`` writes) byte for byte.
+Every export is checked against ``moe_tui.core.analysis.report.write_report`` (what ``moe-tui report`` writes) byte for byte.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def fast_options():
-    from moe_tui.core.report import ReportOptions
+    from moe_tui.core.analysis.report import ReportOptions
 
     return ReportOptions(max_iter=30, mlp_kwargs={"hidden_layer_sizes": (8,)}, n_permutations=3, n_boot=5,
                          tsne_samples=200, ablation_removed=(0, 3))
@@ -72,7 +72,7 @@ async def open_from_home(pilot, key: str, kind: str, run_id: str | None = None):
 
 
 def reference(tmp_path, runs, **kw) -> Path:
-    from moe_tui.core.report import RunView, write_report
+    from moe_tui.core.analysis.report import RunView, write_report
 
     out = tmp_path / "reference"
     write_report([RunView.from_run(r) for r in runs], out, options=fast_options(), **kw)
@@ -199,9 +199,9 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, m
     the very tables ``moe-tui report --information`` writes (their CSV exports are byte for byte the report's)."""
     import threading
 
-    import moe_tui.core.report
+    import moe_tui.core.analysis.report
 
-    real_tables = moe_tui.core.report.information_tables
+    real_tables = moe_tui.core.analysis.report.information_tables
     release = threading.Event()
 
     def held_until_released(*args, **kw):
@@ -210,7 +210,7 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, m
         release.wait(60)
         return real_tables(*args, **kw)
 
-    monkeypatch.setattr(moe_tui.core.report, "information_tables", held_until_released)
+    monkeypatch.setattr(moe_tui.core.analysis.report, "information_tables", held_until_released)
     run = tiny_run
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:
@@ -239,9 +239,9 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, m
 async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch, tiny_run):
     import threading
 
-    import moe_tui.core.report
+    import moe_tui.core.analysis.report
 
-    real_tables = moe_tui.core.report.report_tables
+    real_tables = moe_tui.core.analysis.report.report_tables
     release = threading.Event()
 
     def held_until_released(view, *, progress=None, **kw):
@@ -256,7 +256,7 @@ async def test_probe_pane_cancel_then_run_and_export(tmp_path, monkeypatch, tiny
             progress("held by the test", 0, 1)
         return real_tables(view, progress=progress, **kw)
 
-    monkeypatch.setattr(moe_tui.core.report, "report_tables", held_until_released)
+    monkeypatch.setattr(moe_tui.core.analysis.report, "report_tables", held_until_released)
     run = tiny_run
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:
@@ -339,7 +339,7 @@ async def test_compare_pane_two_runs(tmp_path, two_runs):
 
 def paper15_run(root, *, seed: int, model: str, sentences=None):
     """A synthetic run tagged with the paper's 15 tags (its sentences use none of AUX, SCONJ)."""
-    from moe_tui.core.tagsets import TAGSETS
+    from moe_tui.core.extract.tagsets import TAGSETS
     from tests.runs import UPOS, synthetic_arrays, write_run
 
     arrays, records = synthetic_arrays(sentences=sentences, seed=seed)

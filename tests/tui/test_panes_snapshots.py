@@ -26,7 +26,7 @@ SIZE = (120, 36)
 def probed(tiny_run):
     """A small run with every table of `moe-tui report --probe --controls --information` (fast options), computed
     once."""
-    from moe_tui.core.report import RunView, report_tables
+    from moe_tui.core.analysis.report import RunView, report_tables
 
     run = tiny_run
     view = RunView.from_run(run)

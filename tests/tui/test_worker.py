@@ -10,8 +10,8 @@ import time
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.core.events import Progress, Stage, parse_event
-from moe_tui.core.options import ExtractOptions
+from moe_tui.core.extract.events import Progress, Stage, parse_event
+from moe_tui.core.extract.options import ExtractOptions
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.messages import ExtractionDone, ExtractionEvent, ExtractionFailed
 from moe_tui.tui.screens.home import HomeScreen

@@ -29,7 +29,7 @@ from moe_tui.tui.analysis.state import AnalysisData, report_options_from_env
 
 if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.store import Run
-    from moe_tui.core.report import ReportOptions, RunView
+    from moe_tui.core.analysis.report import ReportOptions, RunView
 
 
 def _worker_cancelled() -> bool:

@@ -1,5 +1,5 @@
 """Expert card: one expert at one MoE layer — load share, POS mix against the corpus, the tokens and words it takes
-most (by count and by lift), example contexts. Numbers from :mod:`moe_tui.core.expert_card`, computed in a thread
+most (by count and by lift), example contexts. Numbers from :mod:`moe_tui.core.inspect.expert_card`, computed in a thread
 worker that only posts messages; the card is a line-rendered scrolling pane."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.worker import get_current_worker
 
-from moe_tui.core.expert_card import ExpertCard, expert_card
+from moe_tui.core.inspect.expert_card import ExpertCard, expert_card
 from moe_tui.tui import actions
 from moe_tui.tui.runview import run_title, word_ids_for
 from moe_tui.tui.widgets.palette import expert_style, pos_style
@@ -166,7 +166,7 @@ class ExpertScreen(Screen):
     def action_export(self) -> None:
         if self.card is None:
             return
-        from moe_tui.core.expert_card import write_expert_card
+        from moe_tui.core.inspect.expert_card import write_expert_card
         from moe_tui.errors import MoeTuiError
 
         base = self.app.export_dir()

@@ -20,7 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from moe_tui.core.explore import LayerStatsCache
+from moe_tui.core.inspect.explore import LayerStatsCache
 from moe_tui.tui import actions
 from moe_tui.tui.runview import SentenceData, n_sentences, run_title, sentence_data, sentence_texts
 from moe_tui.tui.widgets.palette import expert_style, pos_style
@@ -99,7 +99,7 @@ class GridScreen(Screen):
     def __init__(self, run, diff_run=None, *, start: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.run = run
-        self.diff_run = diff_run          # a second run of the same tokens, overlaid (moe_tui.core.run_pair)
+        self.diff_run = diff_run          # a second run of the same tokens, overlaid (moe_tui.core.inspect.run_pair)
         self.diff_table: dict | None = None
         self._start = start               # (sentence, token, MoE-layer position) to open on
         self.n_sent = n_sentences(run)
@@ -269,7 +269,7 @@ class GridScreen(Screen):
         grid = self.grid
         diff = None
         if self.diff_run is not None:
-            from moe_tui.core.diff import expert_set_differs
+            from moe_tui.core.inspect.diff import expert_set_differs
 
             a, b = self.data.start, self.data.start + self.data.n_tokens
             diff = expert_set_differs(self.data.experts, np.asarray(self.diff_run.experts[a:b]))
@@ -362,7 +362,7 @@ class GridScreen(Screen):
                             exit_on_error=False, description="open the second run")
 
     def _open_diff(self, run_id: str) -> None:
-        from moe_tui.core.run_pair import check_pair
+        from moe_tui.core.inspect.run_pair import check_pair
 
         try:
             other = self.app.run_store().open(run_id)
@@ -397,7 +397,7 @@ class GridScreen(Screen):
                         exit_on_error=False, description="disagreement per layer")
 
     def _diff_job(self, other) -> None:
-        from moe_tui.core.run_pair import layer_disagreement
+        from moe_tui.core.inspect.run_pair import layer_disagreement
 
         worker = get_current_worker()
         table = layer_disagreement(self.run, other, should_stop=lambda: worker.is_cancelled)

@@ -29,9 +29,9 @@ from textual.widgets.option_list import Option
 
 if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.store import RunInfo
-    from moe_tui.core.models import ModelFacts
+    from moe_tui.core.extract.models import ModelFacts
 
-from moe_tui.core.options import OptionSpec, form_fields
+from moe_tui.core.extract.options import OptionSpec, form_fields
 from moe_tui.tui import actions
 from moe_tui.tui.discovery import ModelEntry, discover_models
 from moe_tui.tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
@@ -103,7 +103,7 @@ def option_id(spec: OptionSpec) -> str:
 
 def option_widgets(defaults) -> ComposeResult:
     """The Home form: one labelled widget per extraction option marked for the form
-    (:func:`moe_tui.core.options.form_fields`), valued from the user's settings where the option is one."""
+    (:func:`moe_tui.core.extract.options.form_fields`), valued from the user's settings where the option is one."""
     for s in form_fields():
         value = getattr(defaults, s.name) if s.setting else s.default
         if s.type is bool:

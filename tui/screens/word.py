@@ -2,7 +2,7 @@
 
 Every occurrence as keyword in context with its POS and experts (a virtual, line-rendered list), the occurrences
 grouped by POS with each group's expert distribution, sortable; Enter opens the occurrence in the routing grid.
-The numbers come from :mod:`moe_tui.core.concordance`, computed in a thread worker that only posts messages.
+The numbers come from :mod:`moe_tui.core.inspect.concordance`, computed in a thread worker that only posts messages.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from textual.strip import Strip
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from moe_tui.core.concordance import SORT_KEYS, Concordance, concordance
+from moe_tui.core.inspect.concordance import SORT_KEYS, Concordance, concordance
 from moe_tui.tui import actions
 from moe_tui.tui.runview import run_title, word_ids_for
 from moe_tui.tui.widgets.palette import expert_style, pos_style
@@ -304,7 +304,7 @@ class WordScreen(Screen):
         cur = self.current()
         if cur is None:
             return
-        from moe_tui.core.explore import JumpTarget
+        from moe_tui.core.inspect.explore import JumpTarget
 
         s, t = cur
         self.app.show_in_grid(self.run, JumpTarget(s, self.layer_idx, t, None))
@@ -318,7 +318,7 @@ class WordScreen(Screen):
     def action_export(self) -> None:
         if self.conc is None:
             return
-        from moe_tui.core.concordance import write_concordance
+        from moe_tui.core.inspect.concordance import write_concordance
         from moe_tui.errors import MoeTuiError
 
         base = self.app.export_dir()

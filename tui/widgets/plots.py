@@ -3,7 +3,7 @@ incompatible). Screens describe *what* to draw (lines, grouped bars, a scatter);
 rewriting this module only.
 
 ``plt.build()`` runs on the UI thread at every render: inputs are downsampled here (scatter ≤ ``MAX_POINTS``).
-Every plot carries the :mod:`moe_tui.core.report` table it shows (``report_table``) so ``e`` can export it.
+Every plot carries the :mod:`moe_tui.core.analysis.report` table it shows (``report_table``) so ``e`` can export it.
 """
 
 from __future__ import annotations

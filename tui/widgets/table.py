@@ -4,7 +4,7 @@ Built on Textual's ``DataTable``: use it for small tables only (≤ a few thousa
 experts × layers, P × P confusion); DataTable measures every cell on first paint.
 
 The widget keeps the raw values (``rows``) next to what it shows, so sorting, copying (TSV) and
-exporting (the ``report_table`` it was built from, :mod:`moe_tui.core.report` format) never parse display text.
+exporting (the ``report_table`` it was built from, :mod:`moe_tui.core.analysis.report` format) never parse display text.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class ShadedTable(DataTable):
 
     ``shade``: column indices whose numeric cells are shaded; ``shade_range``: (lo, hi) for the ramp
     (default: min / max over the shaded cells); ``formats``: per-column formatter.
-    ``report_table``: the :mod:`moe_tui.core.report` table (``{"name", "columns", "rows"}``) an export writes.
+    ``report_table``: the :mod:`moe_tui.core.analysis.report` table (``{"name", "columns", "rows"}``) an export writes.
     """
 
     DEFAULT_CSS = """

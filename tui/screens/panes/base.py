@@ -1,8 +1,8 @@
 """The base of the analysis panes: title line, export / copy / sort, gating from the action registry.
 
 A pane shows one run's :class:`moe_tui.tui.analysis.state.AnalysisData` (owned by the App) and redraws
-when the App posts :class:`AnalysisChanged` for that run. Every number comes from :mod:`moe_tui.core.report`;
-a pane's ``e`` writes the focused table (or plot) with ``moe_tui.core.report.write_csv``, so an exported
+when the App posts :class:`AnalysisChanged` for that run. Every number comes from :mod:`moe_tui.core.analysis.report`;
+a pane's ``e`` writes the focused table (or plot) with ``moe_tui.core.analysis.report.write_csv``, so an exported
 CSV is the ``moe-tui report`` CSV of the same run.
 """
 
@@ -44,7 +44,7 @@ def fmt(nd: int) -> Callable[[Any], str]:
 
 
 def rows_as_dicts(table: dict) -> list[dict]:
-    """The rows of a :mod:`moe_tui.core.report` table as ``{column: value}`` dicts."""
+    """The rows of a :mod:`moe_tui.core.analysis.report` table as ``{column: value}`` dicts."""
     return [dict(zip(table["columns"], r)) for r in table["rows"]]
 
 
@@ -138,7 +138,7 @@ class PaneScreen(Screen):
         return f"moe-tui-{self.run.run_id}"
 
     def action_export(self) -> None:
-        from moe_tui.core.report import write_csv
+        from moe_tui.core.analysis.report import write_csv
         from moe_tui.errors import ReportError
 
         table = self.focused_table()

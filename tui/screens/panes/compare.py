@@ -78,7 +78,7 @@ class CompareScreen(PaneScreen):
                         thread=True, exclusive=True, group="compare", exit_on_error=False)
 
     def on_compare_ready(self, msg: CompareReady) -> None:
-        from moe_tui.core.paper import compare_rows, with_paper_rows
+        from moe_tui.core.analysis.paper import compare_rows, with_paper_rows
         from moe_tui.errors import MoeTuiError
 
         self.compare = msg.tables

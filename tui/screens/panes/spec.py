@@ -138,8 +138,8 @@ class SpecScreen(PaneScreen):
         self.notify("matrix shows " + ("ΔU = Spec − U" if self.show_delta else "Spec"), timeout=2)
 
     def jump_target(self):
-        """Where the matrix cursor leads in the grid (:func:`moe_tui.core.explore.jump_target`), or None."""
-        from moe_tui.core.explore import jump_target
+        """Where the matrix cursor leads in the grid (:func:`moe_tui.core.inspect.explore.jump_target`), or None."""
+        from moe_tui.core.inspect.explore import jump_target
 
         cell = self.cursor_cell()
         if cell is None:

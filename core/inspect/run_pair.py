@@ -1,12 +1,12 @@
 """Two runs of the same corpus and tokenizer side by side (the grid's diff overlay): the check that they can be
 compared, and the disagreement per MoE layer, counted a chunk of tokens at a time (a thread can run it while the
-grid is browsed). The numbers are :func:`moe_tui.core.diff.disagreement_table`'s."""
+grid is browsed). The numbers are :func:`moe_tui.core.inspect.diff.disagreement_table`'s."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from moe_tui.core.diff import check_pair, disagreement_table, expert_set_differs
+from moe_tui.core.inspect.diff import check_pair, disagreement_table, expert_set_differs
 
 __all__ = ["check_pair", "layer_disagreement"]
 

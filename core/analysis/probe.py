@@ -3,7 +3,7 @@
 A probe predicts a token's POS from the experts it was routed to. As in the paper (arXiv
 2412.16971, Sec. 4): an MLP with scikit-learn ``MLPClassifier``'s defaults except a raised
 ``max_iter`` and a fixed ``random_state``, trained on a random 2/3 of the tokens and scored on the
-remaining 1/3 (token-level split, fixed seed). Two engines train it (:mod:`moe_tui.core.probe_engine`):
+remaining 1/3 (token-level split, fixed seed). Two engines train it (:mod:`moe_tui.core.analysis.probe_engine`):
 ``torch`` (default; every probe of a split trained at once, on the GPU when there is one) and
 ``sklearn`` (one ``MLPClassifier`` per probe, the paper's exact procedure).
 
@@ -97,7 +97,7 @@ class ProbeResult:
 def split_indices(n_tokens: int, *, test_size: float = 1.0 / 3.0,
                   seed: int | np.random.SeedSequence = 0) -> tuple[np.ndarray, np.ndarray]:
     """Random token-level split (paper: 2/3 train, 1/3 test, fixed seed; ``seed`` an int or a
-    ``SeedSequence`` such as :func:`moe_tui.core.seeds.stream` ``(seed, "split", r)``).
+    ``SeedSequence`` such as :func:`moe_tui.core.analysis.seeds.stream` ``(seed, "split", r)``).
 
     Returns ``(train_idx, test_idx)``, both sorted int64 arrays; ``n_test = round(n * test_size)``.
     """
@@ -215,7 +215,7 @@ def cut_layers(n_layers: int, side: str, n: int) -> np.ndarray:
 def _config(max_iter: int, early_stopping: bool, mlp_kwargs: dict | None):
     from dataclasses import replace
 
-    from moe_tui.core.probe_engine import MLPConfig
+    from moe_tui.core.analysis.probe_engine import MLPConfig
 
     return replace(MLPConfig.from_sklearn(max_iter, mlp_kwargs), early_stopping=bool(early_stopping))
 
@@ -254,14 +254,14 @@ def run_probe(
             engine only).
         n_experts: ``N`` for the one-hot categories (default: max id + 1).
         mlp_kwargs: other ``MLPClassifier`` arguments (tests use small ``hidden_layer_sizes``).
-        engine: ``"torch"`` or ``"sklearn"`` (:mod:`moe_tui.core.probe_engine`); a lone torch probe
+        engine: ``"torch"`` or ``"sklearn"`` (:mod:`moe_tui.core.analysis.probe_engine`); a lone torch probe
             draws the same random numbers as ``MLPClassifier(random_state=seed)``.
         device / dtype: torch engine's device and precision.
 
     Returns:
         :class:`ProbeResult` on the test split.
     """
-    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
+    from moe_tui.core.analysis.probe_engine import ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     y = np.asarray(labels if labels is not None else pos).astype(np.int64)
@@ -313,7 +313,7 @@ def ablation(
     Returns:
         list of ``(side, n_removed, accuracy)`` in the order tried.
     """
-    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
+    from moe_tui.core.analysis.probe_engine import ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     T, L, k = experts.shape
@@ -420,17 +420,17 @@ def probe_suite(
 ) -> dict[str, ProbeStats]:
     """Train a report's probes together, for ``n_seeds`` seeds.
 
-    For seed ``r``, every random step draws from its own stream of :mod:`moe_tui.core.seeds`: the split
+    For seed ``r``, every random step draws from its own stream of :mod:`moe_tui.core.analysis.seeds`: the split
     (``split``, child ``r``), the MLPs' initial weights (``mlp_init``), the torch engine's minibatch order
     (``mlp_shuffle``) and the control task's labels (``control_labels``). All probes of one seed share
-    the split and are trained in one :func:`moe_tui.core.probe_engine.fit_probes` call.
+    the split and are trained in one :func:`moe_tui.core.analysis.probe_engine.fit_probes` call.
 
     Args:
         experts: ``[T, L, k]`` expert ids; ``pos [T]``; ``n_pos``.
         forms: ``[T]`` word forms (opaque keys), needed by ``baseline`` and ``control``.
         variants: Table 1 probes (``top_k``, ``top_1``, ``onehot_top_k``, ``onehot_top_1``), and ``logits``:
             every router's raw logits as numbers (``[T, L*N]``, standardised per column on the seed's training
-            tokens, :func:`moe_tui.core.information.logit_features`), what the routes are chosen from.
+            tokens, :func:`moe_tui.core.analysis.information.logit_features`), what the routes are chosen from.
         logits: ``[T, L, N]`` router logits (needed by the ``logits`` variant).
         cuts: ablation cuts ``(side, n)``; ``n = 0`` is the ``top_k`` probe.
         control: also train the control task (Hewitt & Liang) on the ``top_k`` features.
@@ -440,8 +440,8 @@ def probe_suite(
         ``{name: ProbeStats}`` with names ``variants``, ``"ablation:<side>:<n>"``, ``"control_task"``,
         ``"baseline"``.
     """
-    from moe_tui.core import seeds as S
-    from moe_tui.core.probe_engine import ProbeSpec, fit_probes
+    from moe_tui.core.analysis import seeds as S
+    from moe_tui.core.analysis.probe_engine import ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     pos = np.asarray(pos).astype(np.int64)
@@ -464,7 +464,7 @@ def probe_suite(
         specs = []
         for v in variants:
             if v == "logits":
-                from moe_tui.core.information import logit_features
+                from moe_tui.core.analysis.information import logit_features
 
                 dense = logit_features(logits, tr)
                 specs.append(ProbeSpec(v, (), dense=tuple(range(dense.shape[1])), init_seed=init))
@@ -501,8 +501,8 @@ def probe_suite(
 
 
 def control_labels_for(forms: np.ndarray, pos: np.ndarray, n_pos: int, seed) -> np.ndarray:
-    """Control-task labels (:func:`moe_tui.core.controls.control_labels`)."""
-    from moe_tui.core.controls import control_labels
+    """Control-task labels (:func:`moe_tui.core.analysis.controls.control_labels`)."""
+    from moe_tui.core.analysis.controls import control_labels
 
     return control_labels(forms, pos, n_pos, seed=seed)
 
@@ -563,7 +563,7 @@ def tsne_embedding(
         ``(token_idx [n], xy [n, 2] float64, pos [n])`` with ``n = min(n_samples, len(tokens))``; token_idx
         sorted ascending.
     """
-    from moe_tui.core.probe_engine import settle_torch_import
+    from moe_tui.core.analysis.probe_engine import settle_torch_import
 
     settle_torch_import()
     from openTSNE import TSNE
@@ -571,7 +571,7 @@ def tsne_embedding(
     experts = np.asarray(experts)
     pos = np.asarray(pos)
     cand = np.arange(experts.shape[0]) if tokens is None else np.asarray(tokens, dtype=np.int64)
-    from moe_tui.core.seeds import as_seed_sequence, child
+    from moe_tui.core.analysis.seeds import as_seed_sequence, child
 
     ss = as_seed_sequence(seed)
     sample_ss, tsne_ss = child(ss, 0), child(ss, 1)

@@ -20,10 +20,10 @@ from typing import Callable
 import numpy as np
 
 from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
-from moe_tui.core.events import Done, EventSink, Notice, Progress, Stage
-from moe_tui.core.logits import add_logits, routing_manifest
-from moe_tui.core.options import ExtractOptions
-from moe_tui.core.provenance import provenance
+from moe_tui.core.extract.events import Done, EventSink, Notice, Progress, Stage
+from moe_tui.core.extract.logits import add_logits, routing_manifest
+from moe_tui.core.extract.options import ExtractOptions
+from moe_tui.core.extract.provenance import provenance
 from moe_tui.errors import Cancelled, ModelError
 
 __all__ = ["ExtractOptions", "extract", "build_identity", "make_plan", "local_model_stamp", "EXTRACTION_VERSION"]
@@ -205,12 +205,12 @@ def extract(opts: ExtractOptions, *, progress: EventSink | None = None,
             should_cancel: Callable[[], bool] | None = None) -> Path:
     """Extract (or find in the cache) the run for ``opts``; return its directory.
 
-    ``progress`` receives the events of :mod:`moe_tui.core.events`; ``should_cancel`` is
+    ``progress`` receives the events of :mod:`moe_tui.core.extract.events`; ``should_cancel`` is
     polled between batches and raises :class:`Cancelled` (finished shards are kept).
     """
-    from moe_tui.core.corpus import read_corpus
-    from moe_tui.core.distributed import dist_info
-    from moe_tui.core.models import resolve_model_fingerprint
+    from moe_tui.core.extract.corpus import read_corpus
+    from moe_tui.core.extract.distributed import dist_info
+    from moe_tui.core.extract.models import resolve_model_fingerprint
 
     emit: EventSink = progress or (lambda e: None)
     cancelled = should_cancel or (lambda: False)
@@ -235,17 +235,17 @@ def extract(opts: ExtractOptions, *, progress: EventSink | None = None,
 
     if store.is_complete(run_id) and (not _needs_logits(opts, run_dir) or not dist.is_main):
         return hit()  # under --distributed, rank 0 alone adds logits to a finished run
-    from moe_tui.core.models import check_quantization
+    from moe_tui.core.extract.models import check_quantization
 
     device, max_memory = opts.device, opts.max_memory
     if dist.active and not opts.device_map:
-        from moe_tui.core.distributed import rank_device
+        from moe_tui.core.extract.distributed import rank_device
 
         device = rank_device(dist, opts.device)
     elif dist.active:  # a device map per rank: over this rank's share of the node's GPUs
         import torch
 
-        from moe_tui.core.distributed import rank_max_memory
+        from moe_tui.core.extract.distributed import rank_max_memory
 
         n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         max_memory = rank_max_memory(dist, opts.max_memory, n_gpus, lambda i: torch.cuda.mem_get_info(i)[0])
@@ -279,16 +279,16 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
                     max_memory: dict | None = None) -> None:
     """The extraction proper, under the run's lock: load, align, plan, capture shards, finalize.
 
-    ``dist`` (a :class:`moe_tui.core.distributed.DistInfo`): with several ranks, this rank extracts only the
+    ``dist`` (a :class:`moe_tui.core.extract.distributed.DistInfo`): with several ranks, this rank extracts only the
     shards it owns; rank 0 writes the plan, waits for every shard and finalizes.
     """
-    from moe_tui.core.distributed import DistInfo, wait_for_plan, wait_for_shards
+    from moe_tui.core.extract.distributed import DistInfo, wait_for_plan, wait_for_shards
 
     dist = dist or DistInfo()
     writer = RunWriter(run_dir, identity)
     if dist.is_main:
         writer.begin()
-    from moe_tui.core.capture import RouteCapture
+    from moe_tui.core.extract.capture import RouteCapture
 
     loaded, aligned, report = _load_and_align(opts, corpus, emit, device, max_memory)
     lengths = [len(a.input_ids) if a is not None else None for a in aligned]
@@ -346,7 +346,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
     emit(Stage("finalizing"))
     facts = loaded.facts
     facts_dict = asdict(facts) if hasattr(facts, "__dataclass_fields__") else dict(facts)
-    from moe_tui.core.tagsets import TAGSETS
+    from moe_tui.core.extract.tagsets import TAGSETS
 
     manifest_extra = {
         # the name as given (hub id or folder) is kept in identity; a folder is shown by its absolute path
@@ -366,7 +366,7 @@ def _extract_locked(opts: ExtractOptions, corpus, identity: dict, run_dir: Path,
 
 def _load_and_align(opts: ExtractOptions, corpus, emit: EventSink, device, max_memory):
     emit(Stage("loading-model"))
-    from moe_tui.core.models import load_model
+    from moe_tui.core.extract.models import load_model
 
     _quiet_transformers()
     loaded = load_model(opts.model, dtype=opts.dtype, device=device if device is not None else opts.device,
@@ -375,7 +375,7 @@ def _load_and_align(opts: ExtractOptions, corpus, emit: EventSink, device, max_m
                         max_memory=max_memory if max_memory is not None else opts.max_memory,
                         quantization=opts.quantization, offload_folder=opts.offload_folder)
     emit(Stage("aligning"))
-    from moe_tui.core.align import align_corpus
+    from moe_tui.core.extract.align import align_corpus
 
     aligned, report = align_corpus(corpus, loaded.tokenizer, max_length=_model_max_length(loaded))
     return loaded, aligned, report

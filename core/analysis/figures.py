@@ -1,6 +1,6 @@
 """The paper's figures as files (PNG and PDF), drawn from the report's tables.
 
-Every figure is a function of the table dicts of :mod:`moe_tui.core.report` (``{"name", "columns",
+Every figure is a function of the table dicts of :mod:`moe_tui.core.analysis.report` (``{"name", "columns",
 "rows"}``), read by column name, so a figure shows exactly the numbers its CSV holds:
 
 ============================  =======================  ===========================================
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from moe_tui.core.tagsets import UPOS_TAGS
+from moe_tui.core.extract.tagsets import UPOS_TAGS
 from moe_tui.errors import CacheError, ReportError
 from moe_tui.fileio import atomic_write_bytes
 

@@ -13,7 +13,7 @@ than token identity?
 * :func:`bootstrap_spec`, :func:`bootstrap_accuracy` -- sentence-level bootstrap, BCa intervals
   (:func:`bca_interval`, jackknife over sentences).
 
-Array conventions as in :mod:`moe_tui.core.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]`` (word-form
+Array conventions as in :mod:`moe_tui.core.analysis.metrics`: ``experts [T, L, k]``, ``pos [T]``, ``forms [T]`` (word-form
 keys: the integer ids of ``RunView.form_ids``, or strings; used only as keys), ``sentence [T]``, ``token_ids [T]``.
 Every random step takes an explicit seed.
 """
@@ -24,8 +24,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from moe_tui.core import metrics
-from moe_tui.core.probe import ProbeResult, form_baseline, run_probe, split_indices
+from moe_tui.core.analysis import metrics
+from moe_tui.core.analysis.probe import ProbeResult, form_baseline, run_probe, split_indices
 
 __all__ = [
     "spec_permutation_null",

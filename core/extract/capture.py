@@ -3,7 +3,7 @@
 Design:
 
 * The hooks read the model's **real** selection from the router's return value (never a top-k recomputed
-  from raw logits when the router returns indices). Adapters (named per model_type in ``moe_tui.core.architectures``):
+  from raw logits when the router returns indices). Adapters (named per model_type in ``moe_tui.core.extract.architectures``):
 
   - ``generic``: router returns ``(logits|probs, weights (N,k), indices (N,k), ...)``; or, for remote-code
     DeepSeek-MoE gates, ``(indices (N,k) int, weights (N,k), aux_loss)`` (detected: first element is an
@@ -51,7 +51,7 @@ from moe_tui.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
 
-    from moe_tui.core.models import LoadedModel
+    from moe_tui.core.extract.models import LoadedModel
 
 __all__ = ["RouteCapture", "sentinel_for", "expert_dtype_for"]
 

@@ -19,8 +19,8 @@ Design notes
 * PTB files: ``word<TAB>tag`` per line (two whitespace-separated fields are accepted when there is
   no tab), a blank line between sentences. The PTB escapes are undone (``-LRB-`` -> ``(``, `````` and
   ``''`` -> ``"``, ...) and the sentence text is rebuilt with natural spacing (clitics, punctuation,
-  quotes, brackets) by :func:`moe_tui.core.ptb.detokenize`; each word's span is exact. Tags are
-  Penn tags mapped through :data:`~moe_tui.core.tagsets.PTB_TO_UPOS`; a bare UPOS tag is accepted as well.
+  quotes, brackets) by :func:`moe_tui.core.extract.ptb.detokenize`; each word's span is exact. Tags are
+  Penn tags mapped through :data:`~moe_tui.core.extract.tagsets.PTB_TO_UPOS`; a bare UPOS tag is accepted as well.
   ``Corpus.pos_column`` is ``"xpos"`` for PTB files (the tags *are* Penn tags).
 * Selection: ``max_sentences`` keeps the first N sentences; ``sample`` then draws a seeded sample
   (``numpy.random.default_rng(seed).choice(pool, sample, replace=False)``) from those, sorted back to
@@ -37,8 +37,8 @@ from typing import Any
 
 import conllu.parser as cp
 
-from moe_tui.core.ptb import detokenize
-from moe_tui.core.tagsets import PTB_TO_UPOS, UPOS_TAGS, check_tagset, map_tag
+from moe_tui.core.extract.ptb import detokenize
+from moe_tui.core.extract.tagsets import PTB_TO_UPOS, UPOS_TAGS, check_tagset, map_tag
 from moe_tui.errors import CorpusError
 
 __all__ = ["Word", "Sentence", "Corpus", "read_corpus"]
@@ -92,7 +92,7 @@ class Corpus:
     format : str
         ``"conllu"`` or ``"ptb"``.
     tagset : str
-        Tagset name (see :data:`moe_tui.core.tagsets.TAGSETS`).
+        Tagset name (see :data:`moe_tui.core.extract.tagsets.TAGSETS`).
     pos_column : str
         ``"upos"`` or ``"xpos"``.
     sha256 : str
@@ -383,7 +383,7 @@ def _read_ptb(path, lines, *, tagset):
             tags.append(map_tag(upos, tagset))
         if not tokens:
             raise CorpusError(f"{path}:{first}: sentence with no words")
-        # PTB escapes undone, natural spacing rebuilt (moe_tui.core.ptb): the model sees text, not PTB tokens
+        # PTB escapes undone, natural spacing rebuilt (moe_tui.core.extract.ptb): the model sees text, not PTB tokens
         text, spans = detokenize(tokens, ptb_tags)
         words = tuple(Word(text[a:b], t, a, b) for (a, b), t in zip(spans, tags))
         sentences.append(Sentence(str(len(sentences) + 1), text, words))

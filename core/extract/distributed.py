@@ -99,7 +99,7 @@ def rank_max_memory(info: DistInfo, max_memory: dict | None, n_gpus: int,
                     free: Callable[[int], int]) -> dict | None:
     """``max_memory`` for this rank's device map: only its own GPUs (the user's cap, else their free
     memory, ``free(i)``), plus the user's cpu/disk entries. None when one rank has the whole node."""
-    from moe_tui.core.models import resolve_max_memory
+    from moe_tui.core.extract.models import resolve_max_memory
 
     if n_gpus == 0 or info.local_world_size <= 1:
         return max_memory

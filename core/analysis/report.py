@@ -14,7 +14,7 @@ written atomically (temp file in the same directory, fsync, ``os.replace``).
 ``layer`` columns hold decoder-layer indices (``RunView.moe_layers``), never MoE-layer positions.
 torch / sklearn / openTSNE are only imported (lazily) when probes or controls are requested.
 
-Random numbers: one ``ReportOptions.seed``; each random step has its own stream (:mod:`moe_tui.core.seeds`).
+Random numbers: one ``ReportOptions.seed``; each random step has its own stream (:mod:`moe_tui.core.analysis.seeds`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from moe_tui.core import metrics, paper
-from moe_tui.core import seeds as S
+from moe_tui.core.analysis import metrics, paper
+from moe_tui.core.analysis import seeds as S
 from moe_tui.errors import CacheError, ReportError
 from moe_tui.fileio import format_cell
 from moe_tui.fileio import write_csv as csv_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.core.probe import ProbeResult, ProbeStats
+    from moe_tui.core.analysis.probe import ProbeResult, ProbeStats
 
 __all__ = [
     "PROBE_VARIANTS",
@@ -73,7 +73,7 @@ __all__ = [
 Progress = Callable[[str, int, int], None]
 Table = dict
 
-#: The probes the report trains, in table order (moe_tui.core.probe.VARIANTS lists every feature it can build).
+#: The probes the report trains, in table order (moe_tui.core.analysis.probe.VARIANTS lists every feature it can build).
 PROBE_VARIANTS: tuple[str, ...] = ("top_k", "top_1", "onehot_top_k")
 #: The rows of probe.csv and the confusion_<variant> tables: the probes, then the word-form baseline.
 PROBE_ROWS: tuple[str, ...] = (*PROBE_VARIANTS, "baseline")
@@ -244,7 +244,7 @@ class RunView:
     def probe_experts(self) -> tuple[np.ndarray, int]:
         """``(experts [T, L, k], N')`` as the probes read them: a sentinel id (a rank a layer does not use) becomes
         its own category ``N`` and ``N' = N + 1``; without sentinels, the experts and ``N``
-        (:func:`moe_tui.core.metrics.sentinel_as_bin`)."""
+        (:func:`moe_tui.core.analysis.metrics.sentinel_as_bin`)."""
         return self._get("probe_experts", lambda: metrics.sentinel_as_bin(self.experts, self.n_experts))
 
     def counts(self) -> np.ndarray:
@@ -414,7 +414,7 @@ def table_summary(view: RunView, probes: dict | None = None) -> Table:
 def _split(view: RunView, o: "ReportOptions") -> tuple[np.ndarray, np.ndarray]:
     """Seed 0's 2/3-1/3 split (stream ``split``): the split of the confusion matrices, the t-SNE, the
     token-identity probe and the bootstrap intervals."""
-    from moe_tui.core.probe import split_indices
+    from moe_tui.core.analysis.probe import split_indices
 
     return view._get(f"split:{o.seed}", lambda: split_indices(view.n_tokens, seed=S.stream(o.seed, "split", 0)))
 
@@ -437,8 +437,8 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
                    progress: Progress | None = None) -> dict[str, "ProbeStats"]:
     """The probes ``names`` (``top_k``, ``top_1``, ``onehot_top_k``, ``baseline``, ``control_task``,
     ``ablation:<side>:<n>``), cached on the view; the missing ones are trained together, for
-    ``opts.probe_seeds`` seeds (:func:`moe_tui.core.probe.probe_suite`)."""
-    from moe_tui.core.probe import VARIANTS, probe_suite
+    ``opts.probe_seeds`` seeds (:func:`moe_tui.core.analysis.probe.probe_suite`)."""
+    from moe_tui.core.analysis.probe import VARIANTS, probe_suite
 
     o = opts or ReportOptions()
     cache = view._get(_probe_key(o), dict)
@@ -459,7 +459,7 @@ def compute_probes(view: RunView, opts: "ReportOptions | None", names: Sequence[
             raise ReportError("--probe-seeds must be >= 1")
         try:
             if o.probe_engine == "torch":  # a bad device fails before any work
-                from moe_tui.core.probe_engine import resolve_device
+                from moe_tui.core.analysis.probe_engine import resolve_device
 
                 resolve_device(o.probe_device)
             experts, n_categories = view.probe_experts()
@@ -525,14 +525,14 @@ def table_ablation(view: RunView, opts: ReportOptions | None = None, progress: P
 def table_tsne(view: RunView, opts: ReportOptions | None = None, stop: Callable[[], bool] | None = None) -> Table:
     """tsne.csv -- paper Fig. 2: t-SNE of the top-k paths of seed 0's test tokens (a seeded sample of
     ``tsne_samples`` of them when there are more). ``token`` is the position in the view's analysed-token
-    arrays. ``stop``: see :func:`moe_tui.core.probe.tsne_embedding` (raises ``Cancelled``)."""
+    arrays. ``stop``: see :func:`moe_tui.core.analysis.probe.tsne_embedding` (raises ``Cancelled``)."""
     return _tsne_job(view, opts or ReportOptions())(stop)
 
 
 def _tsne_job(view: RunView, o: ReportOptions) -> Callable[[Callable[[], bool] | None], Table]:
     """The t-SNE table as a function of ``stop`` alone: the view's arrays it reads are taken now, so the
     function may run in another thread while this one goes on with the view."""
-    from moe_tui.core.probe import tsne_embedding
+    from moe_tui.core.analysis.probe import tsne_embedding
 
     experts, n_categories = view.probe_experts()
     pos, tags, tokens = view.pos, list(view.tags), _split(view, o)[1]
@@ -601,7 +601,7 @@ def table_spec_null(view: RunView, opts: ReportOptions | None = None, progress: 
     """spec_null.csv -- permutation null of Spec per (decoder layer, POS); excess = spec - null mean;
     ``p_value`` = (1 + #{null >= spec}) / (1 + R); ``q_value`` = Benjamini-Hochberg over all layer x POS
     cells with a p-value."""
-    from moe_tui.core.controls import spec_permutation_null
+    from moe_tui.core.analysis.controls import spec_permutation_null
 
     o = opts or ReportOptions()
     res = view._get(f"null:{o.seed}:{o.n_permutations}", lambda: spec_permutation_null(
@@ -637,7 +637,7 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
     interval of the same replicates (``spec_pct_*``: the better cover where BCa over-corrects). The
     control task and selectivity are means over the probe seeds; the per-token rows (ambiguous tokens,
     intervals) use seed 0's split."""
-    from moe_tui.core import controls as C
+    from moe_tui.core.analysis import controls as C
 
     o = opts or ReportOptions()
     tr, te = _split(view, o)
@@ -676,7 +676,7 @@ def table_controls(view: RunView, opts: ReportOptions | None = None, progress: P
 
 
 # --------------------------------------------------------------------------------------------------
-# Information (moe_tui.core.information): what routing knows that the token does not
+# Information (moe_tui.core.analysis.information): what routing knows that the token does not
 
 #: The files of ``report --information``, in order.
 INFORMATION_TABLES: tuple[str, ...] = ("conditional", "information", "layer_probe", "mdl", "transitions", "paths")
@@ -690,9 +690,9 @@ def compute_information(view: RunView, opts: ReportOptions | None = None, progre
     ``mlp_kwargs``) are fitted on seed 0's training split less a held-out tenth (stream ``info_valid``),
     which stops them, and scored on seed 0's test split. The online code sends the training split in the
     order of stream ``mdl_order``; its control task is seed 0's (stream ``control_labels``)."""
-    from moe_tui.core import information as I
-    from moe_tui.core.probe import control_labels_for
-    from moe_tui.core.probe_engine import MLPConfig, resolve_device
+    from moe_tui.core.analysis import information as I
+    from moe_tui.core.analysis.probe import control_labels_for
+    from moe_tui.core.analysis.probe_engine import MLPConfig, resolve_device
 
     o = opts or ReportOptions()
     key = f"information:{o.seed}:{o.probe_device}:{o.probe_dtype}:{o.max_iter}:{o.mlp_kwargs!r}"
@@ -725,7 +725,7 @@ def table_conditional(res: dict) -> Table:
     """conditional.csv -- conditional probing: accuracy and cross-entropy (bits per test token) of POS given
     nothing (the training prior), the token id, the routes, both, and with router logits the logits and
     the token id and the logits."""
-    from moe_tui.core.information import FEATURES
+    from moe_tui.core.analysis.information import FEATURES
 
     p = res["probes"]
     rows = [[f, _f(p[f].accuracy), _f(p[f].cross_entropy_bits)] for f in FEATURES if f in p]
@@ -734,7 +734,7 @@ def table_conditional(res: dict) -> Table:
 
 def table_information(res: dict, tags: Sequence[str]) -> Table:
     """information.csv -- each gain in bits per token (``CE(first) - CE(second)``, see
-    :data:`moe_tui.core.information.GAINS`): overall (``pos`` empty), then per POS (empty value: no test
+    :data:`moe_tui.core.analysis.information.GAINS`): overall (``pos`` empty), then per POS (empty value: no test
     token of that POS)."""
     rows: list[list] = []
     for name, (overall, per) in res["gains"].items():
@@ -946,8 +946,8 @@ def write_csv(path: str | os.PathLike, table: Table, *, spreadsheet_safe: bool =
 def paper_models(views: Sequence[RunView], paper_model: str | None = "auto") -> tuple[dict[str, str], list[str]]:
     """Which paper model each run is set beside (``paper_vs_measured.csv``), decided before any work.
 
-    ``paper_model``: ``"auto"`` infers it from each run's hub id (:func:`moe_tui.core.paper.match_model`);
-    ``None`` turns the comparison off; a name of :data:`moe_tui.core.paper.PAPER_MODELS` sets it for the one
+    ``paper_model``: ``"auto"`` infers it from each run's hub id (:func:`moe_tui.core.analysis.paper.match_model`);
+    ``None`` turns the comparison off; a name of :data:`moe_tui.core.analysis.paper.PAPER_MODELS` sets it for the one
     run given. Returns ``({run_id: model}, notices)``; a notice says why a matched run is left out (its
     tagset is not the paper's). Raises :class:`ReportError` for an unknown name, a name with several runs, or
     a named run whose tagset is not the paper's.
@@ -995,7 +995,7 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
     controls with ``controls``; + conditional, information, layer_probe, mdl, transitions, paths with
     ``information``; + paper_vs_measured for a run of one of the paper's models, see
     :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
-    With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.figures`) as PNG
+    With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.analysis.figures`) as PNG
     and PDF: per run ``fig_spec_by_layer``, ``fig_kl_heatmap`` (+ ``fig_confusion_<variant>``,
     ``fig_ablation``, ``fig_tsne`` with ``probe``), and with several runs their cross-model versions in
     ``out_dir/``.
@@ -1014,7 +1014,7 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
     if kl_reference not in ("corpus", "uniform"):
         raise ReportError(f"KL reference must be 'corpus' or 'uniform', got {kl_reference!r}")
     if figures:
-        from moe_tui.core.figures import require_matplotlib
+        from moe_tui.core.analysis.figures import require_matplotlib
 
         require_matplotlib()
     for v in views:
@@ -1044,7 +1044,7 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         for stem, t in compare.items():
             files.append(str(write_csv(out / f"{stem}.csv", t, spreadsheet_safe=spreadsheet_safe)))
     if figures:
-        from moe_tui.core.figures import panel_titles, write_figures
+        from moe_tui.core.analysis.figures import panel_titles, write_figures
 
         titles = panel_titles([v.model for v in views], ids)
         paths = write_figures(out, [(v.run_id, t, per_run[v.run_id]) for v, t in zip(views, titles)],

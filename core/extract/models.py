@@ -5,8 +5,8 @@ torch / transformers / accelerate are imported lazily inside functions: importin
 Router discovery rule: the MoE layers are the decoder layers (``...layers.{i}.`` / ``...blocks.{i}.``)
 that contain a router module, i.e. a module whose class name ends in ``TopKRouter`` / ``TopkRouter`` /
 ``Router`` / ``Gating`` / ``Gate`` (minus a few non-router "gates" such as linear-attention forget gates).
-Per-architecture quirks are named in the registry :mod:`moe_tui.core.architectures` (``ADAPTERS``,
-``REFUSED``) and applied by :mod:`moe_tui.core.capture`.
+Per-architecture quirks are named in the registry :mod:`moe_tui.core.extract.architectures` (``ADAPTERS``,
+``REFUSED``) and applied by :mod:`moe_tui.core.extract.capture`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from moe_tui.core.architectures import (
+from moe_tui.core.extract.architectures import (
     ADAPTERS,
     EXPERT_COUNT_FIELDS,
     REFUSED,
@@ -51,8 +51,8 @@ __all__ = [
 # Architecture registry
 # --------------------------------------------------------------------------------------------------
 
-# ADAPTERS (model_type -> adapter name used by moe_tui.core.capture) and REFUSED (model_type -> why it
-# cannot be captured) come from the one registry, moe_tui.core.architectures.
+# ADAPTERS (model_type -> adapter name used by moe_tui.core.extract.capture) and REFUSED (model_type -> why it
+# cannot be captured) come from the one registry, moe_tui.core.extract.architectures.
 
 _ROUTER_CLASS_RE = re.compile(r"(TopKRouter|TopkRouter|Router|Gating|Gate)$")
 _NOT_ROUTER_RE = re.compile(r"(ForgetGate|ResidualGate|DensityRouter|OutputGate|InputGate|AttnGate)$", re.I)

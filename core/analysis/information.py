@@ -2,7 +2,7 @@
 length (MDL) and the structure of routing paths.
 
 The paper's probes ask how well POS can be *predicted* from routes (accuracy). The questions here are
-about *information*, in bits per token, measured with the same probes (:mod:`moe_tui.core.probe_engine`)
+about *information*, in bits per token, measured with the same probes (:mod:`moe_tui.core.analysis.probe_engine`)
 and calibrated so that their cross-entropy means something:
 
 * **Conditional probing** (Hewitt, Ethayarajh, Liang & Jurafsky 2021; V-information, Xu et al. 2020).
@@ -18,7 +18,7 @@ and calibrated so that their cross-entropy means something:
 * **Path structure**: mutual information between consecutive layers' top-1 experts; the number, entropy
   and concentration of whole top-1 paths. Plain counts, no probe.
 
-Probes (all on the torch engine, :func:`moe_tui.core.probe_engine.fit_probes`):
+Probes (all on the torch engine, :func:`moe_tui.core.analysis.probe_engine.fit_probes`):
 
 * routes: the top-k expert ids of every (MoE layer, rank) one-hot, as ``onehot_top_k``; one layer's
   route: that layer's ``k`` ranks one-hot;
@@ -258,13 +258,13 @@ def conditional_probes(
         logits: ``[T, L, C]`` router logits, or None (then no (e), (f)).
         n_experts: ``N`` (default ``experts.max() + 1``).
         init_seed / shuffle_seed: the MLPs' initial weights and minibatch order.
-        config: :class:`moe_tui.core.probe_engine.MLPConfig` (early stopping on the held-out tokens is added).
+        config: :class:`moe_tui.core.analysis.probe_engine.MLPConfig` (early stopping on the held-out tokens is added).
 
     Returns:
         ``{name: ProbeCE}``: names of :data:`FEATURES` (``logits`` ones with logits), and with ``per_layer``
         ``"layer:<i>"`` and ``"token_id+layer:<i>"`` for MoE layer position ``i``.
     """
-    from moe_tui.core.probe_engine import MLPConfig, ProbeSpec, fit_probes
+    from moe_tui.core.analysis.probe_engine import MLPConfig, ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     y = np.asarray(pos, dtype=np.int64)
@@ -372,7 +372,7 @@ def online_codelength(
     """
     from dataclasses import replace
 
-    from moe_tui.core.probe_engine import MLPConfig, ProbeSpec, fit_probes
+    from moe_tui.core.analysis.probe_engine import MLPConfig, ProbeSpec, fit_probes
 
     experts = np.asarray(experts)
     T, L, k = experts.shape

@@ -1,7 +1,7 @@
 """Router logits in a run: the manifest's ``routing`` field, and adding ``logits.npy`` to a finished run.
 
 ``moe-tui extract --save-logits`` stores each router's raw logits as ``logits.npy`` (float16 ``[T, L, N]``)
-while it extracts (see :mod:`moe_tui.core.extract`). A run made without them gains them by extracting again
+while it extracts (see :mod:`moe_tui.core.extract.pipeline`). A run made without them gains them by extracting again
 with the flag: :func:`add_logits` runs the corpus through the model once more, checks that the experts come
 out identical to the stored ones, and adds the array. Logits are not part of the run identity, so the run id
 and every other file stay as they are.
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from moe_tui.cache.store import Run, RunWriter, add_array, new_array
-from moe_tui.core.events import EventSink, Notice, Progress, Stage
+from moe_tui.core.extract.events import EventSink, Notice, Progress, Stage
 from moe_tui.errors import Cancelled, ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.core.extract import ExtractOptions
+    from moe_tui.core.extract.pipeline import ExtractOptions
 
 __all__ = ["RANK_DEFINITION", "routing_manifest", "add_logits"]
 
@@ -45,9 +45,9 @@ def add_logits(opts: ExtractOptions, corpus, identity: dict, run_dir: Path, emit
     """Give a finished run its logits: run the corpus again (resumable, in ``logits-shards/``), check that the
     experts come out identical to the stored ones, then add logits.npy and its manifest entries. The run's
     identity, id and every other file stay as they are."""
-    from moe_tui.core.capture import RouteCapture
-    from moe_tui.core.extract import _BatchRunner, _load_and_align, _routers_info, _shard_arrays, make_plan
-    from moe_tui.core.provenance import provenance
+    from moe_tui.core.extract.capture import RouteCapture
+    from moe_tui.core.extract.pipeline import _BatchRunner, _load_and_align, _routers_info, _shard_arrays, make_plan
+    from moe_tui.core.extract.provenance import provenance
 
     run = Run(run_dir)
     writer = RunWriter(run_dir, identity, shard_dirname="logits-shards")

@@ -25,11 +25,11 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from moe_tui.core.tagsets import check_tagset
+from moe_tui.core.extract.tagsets import check_tagset
 from moe_tui.errors import CorpusError, ModelError
 
 if TYPE_CHECKING:
-    from moe_tui.core.corpus import Corpus, Sentence
+    from moe_tui.core.extract.corpus import Corpus, Sentence
 
 __all__ = ["AlignedSentence", "AlignmentReport", "align_sentence", "align_corpus"]
 
@@ -232,7 +232,7 @@ def align_sentence(sentence: "Sentence", tokenizer, tagset: str) -> AlignedSente
     Parameters
     ----------
     sentence : Sentence
-        A sentence from :func:`moe_tui.core.corpus.read_corpus`.
+        A sentence from :func:`moe_tui.core.extract.corpus.read_corpus`.
     tokenizer : transformers.PreTrainedTokenizerFast
         A fast tokenizer (offsets are needed).
     tagset : str

@@ -27,7 +27,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from moe_tui.core.concordance import layer_index, token_word_ids
+from moe_tui.core.inspect.concordance import layer_index, token_word_ids
 
 EXPERT_COLUMNS = ("section", "key", "count", "share", "corpus_count", "corpus_share", "lift",
                   "sentence", "token", "left", "match", "right")
@@ -141,7 +141,7 @@ def expert_card(run, *, layer: int | None, expert: int, min_count: int = MIN_COU
                 seed: int = 0, word_ids: np.ndarray | None = None, should_stop=None) -> ExpertCard | None:
     """The card of ``expert`` at decoder layer ``layer`` (see the module doc for every definition).
 
-    ``word_ids``: :func:`moe_tui.core.concordance.token_word_ids` when the caller keeps it. ``should_stop``: polled
+    ``word_ids``: :func:`moe_tui.core.inspect.concordance.token_word_ids` when the caller keeps it. ``should_stop``: polled
     between steps (returns ``None`` when it says so)."""
     from moe_tui.errors import ReportError
 

@@ -6,7 +6,7 @@
 * :func:`comparable_runs` -- the cached runs that can be compared with a run (same corpus selection and
   tagset).
 
-Counts come from the one count engine, :func:`moe_tui.core.metrics.assignment_counts`. Shapes follow
+Counts come from the one count engine, :func:`moe_tui.core.analysis.metrics.assignment_counts`. Shapes follow
 the run store: ``experts [T, L, k]`` (rank 0 = highest gate weight), ``pos [T]`` (tag index, ``-1`` =
 excluded: special or unaligned token); ``layer_idx`` indexes the MoE-layer axis ``L`` (a position, not
 the decoder-layer number).
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from moe_tui.core import metrics
+from moe_tui.core.analysis import metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.store import Run, RunInfo, RunStore
-    from moe_tui.core.report import RunView
+    from moe_tui.core.analysis.report import RunView
 
 __all__ = ["LayerStatsCache", "JumpTarget", "jump_target", "comparable_runs"]
 

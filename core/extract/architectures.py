@@ -1,7 +1,7 @@
 """The architecture registry: every MoE ``model_type`` moe-tui knows, and how it is captured.
 
-One table, read by model loading (:mod:`moe_tui.core.models`: adapters, refusals), routing capture
-(:mod:`moe_tui.core.capture`, through the adapter names), model discovery in the TUI (which folders
+One table, read by model loading (:mod:`moe_tui.core.extract.models`: adapters, refusals), routing capture
+(:mod:`moe_tui.core.extract.capture`, through the adapter names), model discovery in the TUI (which folders
 and hub-cache entries are MoE models: :func:`is_moe_config`), the capture tests (every ``checked``
 type is built as a tiny model and its captured routes compared with the experts the MoE block used)
 and the README's list of supported architectures (a test keeps them equal).
@@ -10,7 +10,7 @@ Only the standard library is imported here (discovery reads ``config.json`` file
 
 To add an architecture: add an :class:`Architecture` row (adapter ``"generic"`` when the router returns
 ``(logits|probs, weights (N,k), indices (N,k), ...)`` or DeepSeek-style ``(indices, weights, ...)``;
-otherwise write an adapter in :mod:`moe_tui.core.capture` and name it here), give the test factory
+otherwise write an adapter in :mod:`moe_tui.core.extract.capture` and name it here), give the test factory
 (``tests/factories_model.py``) the config fields a tiny model needs, mark it ``checked=True`` once
 ``tests/core/test_capture.py`` passes for it, and list it in the README.
 """
@@ -38,7 +38,7 @@ __all__ = [
 class Architecture:
     """One ``model_type``.
 
-    ``adapter``: how :mod:`moe_tui.core.capture` reads its router (``"generic"`` for the common
+    ``adapter``: how :mod:`moe_tui.core.extract.capture` reads its router (``"generic"`` for the common
     return conventions). ``checked``: its captured routes are verified in the test suite on a tiny
     model built from its transformers config class. ``refused``: why it cannot be captured (None:
     it can).
@@ -88,7 +88,7 @@ def _rows() -> tuple[Architecture, ...]:
 #: model_type -> Architecture
 ARCHITECTURES: dict[str, Architecture] = {a.model_type: a for a in _rows()}
 
-#: model_type -> adapter name used by moe_tui.core.capture (every other type uses "generic")
+#: model_type -> adapter name used by moe_tui.core.extract.capture (every other type uses "generic")
 ADAPTERS: dict[str, str] = {t: a.adapter for t, a in ARCHITECTURES.items() if a.adapter != "generic"}
 
 #: model_type -> reason we refuse to capture it

@@ -27,8 +27,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from moe_tui.core.metrics import EXCLUDED_FROM_GLOBAL
-from moe_tui.core.tagsets import TAGSETS
+from moe_tui.core.analysis.metrics import EXCLUDED_FROM_GLOBAL
+from moe_tui.core.extract.tagsets import TAGSETS
 from moe_tui.errors import ReportError
 
 __all__ = [
@@ -74,7 +74,7 @@ Table = dict
 
 
 def figures_path() -> Path:
-    """The shipped data file (package data of ``moe_tui.core.paper``)."""
+    """The shipped data file (package data of ``moe_tui.core.analysis.paper``)."""
     return Path(__file__).resolve().parent / "figures_2412_16971.json"
 
 
@@ -262,7 +262,7 @@ def paper_vs_measured(model: str, tables: Mapping[str, Table], figures: PaperFig
     Args:
         model: one of :data:`PAPER_MODELS`.
         tables: the run's report tables (``summary``, ``kl_summary``, ``pos_counts``, ``spec_pos``, as
-            :func:`moe_tui.core.report.report_tables` returns them); probe accuracies come from ``summary``
+            :func:`moe_tui.core.analysis.report.report_tables` returns them); probe accuracies come from ``summary``
             (empty without probes) and are written in percent.
         figures: the paper's figures (default: the shipped file).
 
@@ -312,11 +312,11 @@ def compare_rows(views: Sequence[Any], figures: PaperFigures | None = None) -> t
     """The "paper" rows of the compare tables, one beside each run of a paper model.
 
     Args:
-        views: the compared runs (``model``, ``tags``; :class:`moe_tui.core.report.RunView`).
+        views: the compared runs (``model``, ``tags``; :class:`moe_tui.core.analysis.report.RunView`).
 
     Returns:
         ``({"compare_table1": [(anchor, row)], "compare_table3": [...], "compare_table5": [...]}, note)``:
-        each row has the columns of :func:`moe_tui.core.report.compare_tables` with ``run_id`` = ``"paper"``
+        each row has the columns of :func:`moe_tui.core.analysis.report.compare_tables` with ``run_id`` = ``"paper"``
         and the paper's values in the compare tables' units (probe accuracies as shares; ``None`` where the
         paper's value is not held), to be shown after the row it is anchored to: ``(run_id,)`` in Tables 1
         and 3, ``(run_id, pos)`` in Table 5 (:func:`with_paper_rows`); ``note`` says why a matched run got

@@ -1,0 +1,1 @@
+"""Build-only code and maintenance scripts (the demo grammar, the demo trainer, locks); never installed."""
