@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -12,11 +11,18 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
-# UD English EWT (CC BY-SA 4.0) is not part of the repository: beside it by default, or where $MOE_TUI_EWT_DIR says
-EWT_DIR = Path(os.environ.get("MOE_TUI_EWT_DIR") or REPO.parent / "shared" / "data" / "ud_english_ewt")
-EWT_DEV = EWT_DIR / "en_ewt-ud-dev.conllu"
-EWT_TEST = EWT_DIR / "en_ewt-ud-test.conllu"
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``needs_ewt`` are skipped, with the reason, where UD English EWT is absent (never failed)."""
+    from tests.helpers import ewt_missing
+
+    reason = ewt_missing()
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=reason)
+    for item in items:
+        if item.get_closest_marker("needs_ewt") is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

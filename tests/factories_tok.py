@@ -22,7 +22,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Iterable
 
-from tests.conftest import EWT_DEV
+from tests.helpers import EWT_DEV
 
 #: A few sentences usable as a tiny training corpus.
 SMALL_TEXTS: tuple[str, ...] = (

@@ -202,3 +202,53 @@ def word_run(root: str | Path, *, shift: int = 0, model: str = "org/m", token_id
               "offsets": np.array(offsets, dtype=np.int32), "experts": experts, "weights": weights}
     return write_run(root, arrays, records, tags=WORD_RUN_TAGS, moe_layers=list(WORD_RUN_LAYERS), num_experts=N,
                      top_k=K, model=model, corpus="words.conllu", tagset="x")
+
+
+# --------------------------------------------------------------------------- text of every kind, for the store
+TRICKY = ["", "-", "+1", "=x", '"a, b"', "café", "日本語", "Ċ", "tab\there", "two\nlines", "x" * 300, "ΣΑΣ", "\u200b"]
+
+
+def tricky_records(n_sent=40, seed=0):
+    """Records with every kind of text (empty, quotes, newlines, non-ASCII, long) and skipped sentences."""
+    rng = np.random.default_rng(seed)
+    recs, lengths = [], []
+    for s in range(n_sent):
+        skipped = s % 9 == 4
+        nw = 0 if skipped else int(rng.integers(1, 6))
+        forms = [TRICKY[int(i)] or "w" for i in rng.integers(0, len(TRICKY), nw)]
+        text, words = "", []
+        for f in forms:
+            start = len(text) + (1 if text else 0)
+            text = (text + " " + f) if text else f
+            words.append([f, ["NOUN", "VERB", "X"][int(rng.integers(0, 3))], start, start + len(f)])
+        tokens = [] if skipped else ["<s>"] + [p for f in forms for p in ("Ġ" + f[:2], f[2:] or "∅")]
+        recs.append({"id": f"doc-{s}" if s % 5 else "", "text": text, "words": words, "tokens": tokens,
+                     "skipped": skipped})
+        lengths.append(len(tokens))
+    return recs, lengths
+
+
+def arrays_for_lengths(lengths, seed=1, L=2, k=2, extra=None):
+    """Random run arrays (top-k of 8 experts at L layers) for sentences of these token counts; a BOS each."""
+    rng = np.random.default_rng(seed)
+    T = int(sum(lengths))
+    wi = np.concatenate([np.concatenate([[-1], np.arange(n - 1) // 2]) if n else np.zeros(0) for n in lengths])
+    out = {
+        "token_ids": rng.integers(0, 1000, T).astype(np.int32),
+        "sentence_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "word_index": wi.astype(np.int32),
+        "pos": np.where(wi >= 0, rng.integers(0, 3, T), -1).astype(np.int16),
+        "special": wi < 0,
+        "crossing": np.zeros(T, dtype=bool),
+        "offsets": rng.integers(0, 50, (T, 2)).astype(np.int32),
+        "experts": rng.integers(0, 8, (T, L, k)).astype(np.uint8),
+        "weights": rng.random((T, L, k)).astype(np.float16),
+    }
+    out.update(extra or {})
+    return out
+
+
+def store_manifest_extra(L=2, k=2, **more):
+    """The manifest fields a run of :func:`arrays_for_lengths` needs (model, tagset, corpus), plus ``more``."""
+    return {"model": {"name_or_path": "toy", "moe_layers": list(range(L)), "num_experts": 8, "top_k": k},
+            "tagset": {"name": "upos", "tags": ["NOUN", "VERB", "X"]}, "corpus": {"path": "c.conllu"}, **more}

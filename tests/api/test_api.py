@@ -12,7 +12,7 @@ import pytest
 
 import moe_tui
 from moe_tui.cli import main
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.runs import synthetic_run
 
 SHADOWS = ("core", "cache", "tui")

@@ -15,8 +15,8 @@ import pytest
 import moe_tui.cache.migrate as migrate_mod
 from moe_tui.cache.store import RunStore, run_id_for, write_run
 from moe_tui.errors import CacheError, RunCorruptError
-from tests.cache.test_store import _arrays_for, _extra, _tricky_records
 from tests.cache.v1_format import V1_ARRAYS, write_v1_run
+from tests.runs import arrays_for_lengths, store_manifest_extra, tricky_records
 
 IDENTITY = {
     "extraction_version": 1,
@@ -34,9 +34,9 @@ def _files(d: Path) -> dict[str, bytes]:
 
 @pytest.fixture
 def v1(tmp_path):
-    recs, lengths = _tricky_records(seed=3)
-    arrays = _arrays_for(lengths, seed=4)
-    extra = _extra(provenance={"host": "gpu-node-3", "argv": ["moe-tui", "extract"]})
+    recs, lengths = tricky_records(seed=3)
+    arrays = arrays_for_lengths(lengths, seed=4)
+    extra = store_manifest_extra(provenance={"host": "gpu-node-3", "argv": ["moe-tui", "extract"]})
     root = tmp_path / "cache"
     run_dir = write_v1_run(root / run_id_for(IDENTITY), IDENTITY, arrays, recs, extra)
     return root, run_dir, recs, arrays, extra
@@ -161,17 +161,17 @@ def test_a_damaged_schema_1_run_is_reported_not_migrated(v1):
 
 
 def test_a_schema_1_run_whose_records_do_not_fit_its_arrays_is_refused(tmp_path):
-    recs, lengths = _tricky_records(seed=5)
+    recs, lengths = tricky_records(seed=5)
     recs[2]["tokens"] = recs[2]["tokens"][:-1]  # written by a buggy tool: one piece short
-    run_dir = write_v1_run(tmp_path / "c" / "00000000000000aa", IDENTITY, _arrays_for(lengths), recs, _extra())
+    run_dir = write_v1_run(tmp_path / "c" / "00000000000000aa", IDENTITY, arrays_for_lengths(lengths), recs, store_manifest_extra())
     with pytest.raises(CacheError, match="sentences.jsonl does not match its arrays; extract it again"):
         RunStore(tmp_path / "c").open(run_dir.name)
     assert json.loads((run_dir / "manifest.json").read_text())["schema"] == 1
 
 
 def test_a_newer_schema_is_refused(tmp_path):
-    recs, lengths = _tricky_records()
-    run_dir = write_run(tmp_path / "c" / "00000000000000bb", {"n": 1}, _arrays_for(lengths), recs, _extra())
+    recs, lengths = tricky_records()
+    run_dir = write_run(tmp_path / "c" / "00000000000000bb", {"n": 1}, arrays_for_lengths(lengths), recs, store_manifest_extra())
     m = json.loads((run_dir / "manifest.json").read_text())
     m["schema"] = 3
     m.pop("manifest_sha256")

@@ -24,6 +24,7 @@ from moe_tui.cache.store import (
     write_run,
 )
 from moe_tui.errors import CacheError, RunCorruptError
+from tests.runs import arrays_for_lengths, store_manifest_extra, tricky_records
 
 L, K = 3, 2
 
@@ -222,20 +223,20 @@ def test_atomic_write_error_mid_write(tmp_path):
 def test_lock_makes_second_wait(tmp_path):
     run_dir = tmp_path / "r"
     run_dir.mkdir()
+    released = tmp_path / "released"
     code = (
         "import time\n"
         "from moe_tui.cache.store import run_lock\nfrom pathlib import Path\n"
-        "with run_lock(Path(%r)):\n    print('held', flush=True); time.sleep(1.0)\n"
-    ) % (str(run_dir),)
+        "with run_lock(Path(%r)):\n    print('held', flush=True); time.sleep(0.5); Path(%r).touch()\n"
+    ) % (str(run_dir), str(released))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     waited = []
-    t0 = time.perf_counter()
     with run_lock(run_dir, on_wait=waited.append):
-        elapsed = time.perf_counter() - t0
+        # the holder marks its last step inside the lock: we got the lock only after it let go
+        assert released.exists()
     proc.wait()
     assert waited and "another extraction" in waited[0] and f"pid {proc.pid}" in waited[0]
-    assert elapsed > 0.3
 
 
 def test_leftover_shards_of_a_complete_run_are_removed(tmp_path):
@@ -247,57 +248,10 @@ def test_leftover_shards_of_a_complete_run_are_removed(tmp_path):
 
 
 # --------------------------------------------------------------------------- the columnar format (schema 2)
-TRICKY = ["", "-", "+1", "=x", '"a, b"', "café", "日本語", "Ċ", "tab\there", "two\nlines", "x" * 300, "ΣΑΣ", "\u200b"]
-
-
-def _tricky_records(n_sent=40, seed=0):
-    """Records with every kind of text (empty, quotes, newlines, non-ASCII, long) and skipped sentences."""
-    rng = np.random.default_rng(seed)
-    recs, lengths = [], []
-    for s in range(n_sent):
-        skipped = s % 9 == 4
-        nw = 0 if skipped else int(rng.integers(1, 6))
-        forms = [TRICKY[int(i)] or "w" for i in rng.integers(0, len(TRICKY), nw)]
-        text, words = "", []
-        for f in forms:
-            start = len(text) + (1 if text else 0)
-            text = (text + " " + f) if text else f
-            words.append([f, ["NOUN", "VERB", "X"][int(rng.integers(0, 3))], start, start + len(f)])
-        tokens = [] if skipped else ["<s>"] + [p for f in forms for p in ("Ġ" + f[:2], f[2:] or "∅")]
-        recs.append({"id": f"doc-{s}" if s % 5 else "", "text": text, "words": words, "tokens": tokens,
-                     "skipped": skipped})
-        lengths.append(len(tokens))
-    return recs, lengths
-
-
-def _arrays_for(lengths, seed=1, L=2, k=2, extra=None):
-    rng = np.random.default_rng(seed)
-    T = int(sum(lengths))
-    wi = np.concatenate([np.concatenate([[-1], np.arange(n - 1) // 2]) if n else np.zeros(0) for n in lengths])
-    out = {
-        "token_ids": rng.integers(0, 1000, T).astype(np.int32),
-        "sentence_offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-        "word_index": wi.astype(np.int32),
-        "pos": np.where(wi >= 0, rng.integers(0, 3, T), -1).astype(np.int16),
-        "special": wi < 0,
-        "crossing": np.zeros(T, dtype=bool),
-        "offsets": rng.integers(0, 50, (T, 2)).astype(np.int32),
-        "experts": rng.integers(0, 8, (T, L, k)).astype(np.uint8),
-        "weights": rng.random((T, L, k)).astype(np.float16),
-    }
-    out.update(extra or {})
-    return out
-
-
-def _extra(L=2, k=2, **more):
-    return {"model": {"name_or_path": "toy", "moe_layers": list(range(L)), "num_experts": 8, "top_k": k},
-            "tagset": {"name": "upos", "tags": ["NOUN", "VERB", "X"]}, "corpus": {"path": "c.conllu"}, **more}
-
-
 def test_format_round_trip_of_every_array_and_record(tmp_path):
-    recs, lengths = _tricky_records()
-    arrays = _arrays_for(lengths)
-    run_dir = write_run(tmp_path / run_id_for({"rt": 1}), {"rt": 1}, arrays, recs, _extra())
+    recs, lengths = tricky_records()
+    arrays = arrays_for_lengths(lengths)
+    run_dir = write_run(tmp_path / run_id_for({"rt": 1}), {"rt": 1}, arrays, recs, store_manifest_extra())
     run = RunStore(tmp_path).open(run_dir.name)
     for name in ("token_ids", "sentence_offsets", "word_index", "pos", "special", "offsets", "experts", "weights"):
         np.testing.assert_array_equal(run.array(name), arrays[name], err_msg=name)
@@ -328,8 +282,8 @@ def test_format_round_trip_of_every_array_and_record(tmp_path):
 
 
 def test_read_rows_reads_slices_from_the_file(tmp_path):
-    recs, lengths = _tricky_records()
-    run_dir = write_run(tmp_path / "r", {"rr": 1}, _arrays_for(lengths), recs, _extra())
+    recs, lengths = tricky_records()
+    run_dir = write_run(tmp_path / "r", {"rr": 1}, arrays_for_lengths(lengths), recs, store_manifest_extra())
     run = RunStore(tmp_path).open(run_dir)
     T = run.n_tokens
     for a, b in ((0, 5), (7, T), (T - 3, T + 10), (4, 4)):
@@ -445,7 +399,7 @@ def test_opening_a_run_builds_nothing_per_sentence(tmp_path):
               "word_index": np.zeros(T, np.int32), "pos": np.zeros(T, np.int16), "special": np.zeros(T, bool),
               "crossing": np.zeros(T, bool), "offsets": np.zeros((T, 2), np.int32),
               "experts": np.zeros((T, 2, 2), np.uint8), "weights": np.zeros((T, 2, 2), np.float16)}
-    run_dir = write_run(tmp_path / "big", {"big": 1}, arrays, text, _extra())
+    run_dir = write_run(tmp_path / "big", {"big": 1}, arrays, text, store_manifest_extra())
     tracemalloc.start()
     run = RunStore(tmp_path).open(run_dir)
     assert len(run.texts) == n and run.texts[n - 1] == f"sentence number {n - 1} is here"

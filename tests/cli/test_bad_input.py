@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from tests.cli.test_faults import assert_one_line_error, cli, ex_opts, run_bytes, stray_temp_files, tiny_model, tree
+from tests.helpers import assert_one_line_error, cli, ex_opts, run_bytes, stray_temp_files, tiny_model, tree
 
 
 def row(i, form, upos="NOUN", misc="_"):

@@ -14,9 +14,9 @@ import pytest
 
 from moe_tui.cache.store import RunStore
 from moe_tui.cli import main
-from tests.conftest import EWT_DEV, REPO
 from tests.factories_model import ewt_tiny_model
 from tests.factories_tok import byte_bpe_tokenizer, ewt_texts
+from tests.helpers import EWT_DEV, REPO, needs_ewt
 
 N_SENT = 12
 
@@ -52,6 +52,7 @@ def extract_args(model, *extra):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
     code, out, err = run_cli(capsys, *extract_args(tiny_olmoe))
     assert code == 0, err
@@ -103,6 +104,7 @@ def test_extract_runs_export(tiny_olmoe, tmp_path, capsys):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_hub_model_commit_and_logits_in_runs_json(tiny_olmoe, tmp_path):
     """A model read from the Hugging Face cache (offline) records its commit; --save-logits shows in runs --json."""
     import shutil
@@ -128,12 +130,14 @@ def test_hub_model_commit_and_logits_in_runs_json(tiny_olmoe, tmp_path):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_extract_twice_is_a_cache_hit(tiny_olmoe, capsys):
     code, out1, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     code, out2, _ = run_cli(capsys, *extract_args(tiny_olmoe, "--batch-size", "3"))
     assert code == 0 and out1.splitlines()[-1] == out2.splitlines()[-1]
 
 
+@needs_ewt
 def test_progress_json_events(tiny_olmoe, tmp_path, capsys):
     code, out, err = run_cli(capsys, *extract_args(tiny_olmoe, "--max-sentences", "4", "--progress", "json"))
     assert code == 0, err
@@ -150,6 +154,7 @@ def _one_line_error(code, out, err, pattern):
     assert "Traceback" not in err
 
 
+@needs_ewt
 def test_bad_inputs_one_line(tiny_olmoe, tiny_dense, tmp_path, capsys):
     bad = tmp_path / "bad.conllu"
     bad.write_text("# text = a b\n1\ta\ta\tNOUN\t_\t_\t0\troot\t_\t_\n2\tb\tb\tNOUN\t_\n\n")
@@ -171,6 +176,7 @@ def test_bad_inputs_one_line(tiny_olmoe, tiny_dense, tmp_path, capsys):
     assert RunStore().list_runs() == [] or all(r.status == "complete" for r in RunStore().list_runs())
 
 
+@needs_ewt
 def test_remote_code_needed(tmp_path, capsys):
     model = tmp_path / "custom"
     model.mkdir()
@@ -188,6 +194,7 @@ def test_unknown_run_and_report_errors(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_export_to_unwritable_place(tiny_olmoe, tmp_path, capsys):
     code, out, _ = run_cli(capsys, *extract_args(tiny_olmoe))
     run_id = Path(out.strip().splitlines()[-1]).name
@@ -280,6 +287,7 @@ REPORT_FILES = {
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_report_writes_every_table_from_real_runs(tiny_olmoe, tmp_path, capsys, monkeypatch):
     """`moe-tui report` on two real runs (tiny OLMoE and Mixtral on EWT dev) writes every file of the
     contract (figures included), and its numbers are the metrics computed directly from the run's arrays."""

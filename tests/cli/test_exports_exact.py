@@ -17,7 +17,7 @@ import pytest
 from moe_tui.cache.store import RunStore
 from moe_tui.core.inspect.export import export_routes, export_routes_rowwise
 from moe_tui.fileio import tsv_text, write_csv
-from tests.cli.test_faults import cli, ex_opts
+from tests.helpers import cli, ex_opts
 
 TRICKY = [
     ["He", "said", "-", "+1", "=x", "@home", "."],

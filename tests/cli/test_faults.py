@@ -22,81 +22,29 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.store import RunStore
-from moe_tui.cli import main
-from tests.conftest import EWT_DEV, REPO
+from tests.helpers import (
+    EWT_DEV,
+    EX_SENTENCES,
+    REPO,
+    assert_one_line_error,
+    cli,
+    ex_opts,
+    manifest_sans_time,
+    needs_ewt,
+    run_bytes,
+    stray_temp_files,
+    tiny_model,
+    tree,
+)
 
-pytestmark = pytest.mark.slow  # seconds per test: child processes, training, full flows
+pytestmark = [pytest.mark.slow, needs_ewt]  # seconds per test: child processes, training, full flows; EWT dev
 
-N_SENT = 24  # one of the first 24 EWT dev sentences is longer than the tiny model's context: 23 batches
+N_SENT = EX_SENTENCES
 KILL_SEEDS = (11, 12, 13)
-
-# --------------------------------------------------------------------------- shared helpers (also used by
-# tests/cli/test_bad_input.py and tests/cli/test_security.py)
-def tiny_model() -> Path:
-    """The tiny Mixtral + byte-level BPE tokenizer, built once per test session."""
-    from tests.factories_model import ewt_tiny_model
-
-    return ewt_tiny_model("mixtral")
-
 
 def collect(events: list):
     """A progress callback that keeps each event in its JSON wire form (a dict, as --progress json prints it)."""
     return lambda ev: events.append(ev.to_dict())
-
-
-def ex_opts(cache, data=EWT_DEV, **kw):
-    from moe_tui.core.extract.pipeline import ExtractOptions
-
-    base = dict(model=str(tiny_model()), data=str(data), max_sentences=N_SENT, batch_size=1,
-                cache_dir=str(cache), device="cpu", dtype="float32")
-    base.update(kw)
-    return ExtractOptions(**base)
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *patterns, exit_code=2):
-    assert code == exit_code, (code, err)
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("moe-tui: error: "), lines[0]
-    assert "Traceback" not in err
-    for p in patterns:
-        assert p in lines[0], (p, lines[0])
-    return lines[0]
-
-
-def tree(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes (for 'nothing was written' checks)."""
-    root = Path(root)
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def stray_temp_files(root: Path) -> list[str]:
-    return sorted(str(p) for p in Path(root).rglob("*") if ".tmp-" in p.name)
-
-
-def run_bytes(run_dir: Path) -> dict[str, bytes]:
-    """Every array of a run (the routes and the columnar sentence text), by file name."""
-    from moe_tui.cache.store import ARRAY_NAMES
-
-    run_dir = Path(run_dir)
-    out = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))}
-    assert {f"{n}.npy" for n in ARRAY_NAMES} <= set(out)
-    return out
-
-
-def manifest_sans_time(run_dir: Path) -> dict:
-    m = json.loads((Path(run_dir) / "manifest.json").read_text())
-    for k in ("created", "tool_version", "manifest_sha256"):
-        m.pop(k, None)
-    return m
 
 
 # --------------------------------------------------------------------------- child processes

@@ -11,8 +11,8 @@ import pytest
 
 from moe_tui.cli import main
 from moe_tui.core.analysis import paper
-from tests.conftest import EWT_DEV
 from tests.factories_model import ewt_tiny_model
+from tests.helpers import EWT_DEV, needs_ewt
 
 N_SENT = 12
 
@@ -45,6 +45,7 @@ def extract(capsys, model, tagset) -> str:
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_report_sets_runs_beside_the_paper_and_refuses_mixed_tagsets(mixtral_named, tmp_path, capsys):
     p15 = extract(capsys, mixtral_named, "paper15")
     upos = extract(capsys, mixtral_named, "upos")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import hashlib
 import io
 import json
 import pickle  # only to build hostile payloads below
@@ -15,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.cache.store import ARRAY_NAMES, SHARD_ARRAYS, RunStore, RunWriter, _sha256_file
-from tests.cli.test_faults import assert_one_line_error, cli, ex_opts
-from tests.conftest import REPO
+from moe_tui.cache.store import ARRAY_NAMES, SHARD_ARRAYS, RunStore, RunWriter
+from tests.helpers import REPO, assert_one_line_error, cli, ex_opts, needs_ewt
 
 SOURCE_DIRS = ("core", "cache", "tui")
 UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "joblib", "shelve", "marshal"}
@@ -89,6 +89,7 @@ def normal_run(tmp_path_factory):
     return extract(ex_opts(cache, max_sentences=4, batch_size=4))
 
 
+@needs_ewt
 def test_run_arrays_load_without_pickle_and_record_remote_code_off(normal_run):
     m = json.loads((normal_run / "manifest.json").read_text())
     assert m["options"]["trust_remote_code"] is False
@@ -113,6 +114,7 @@ class _Boom:
         return (Path.write_text, (Path(self.marker), "pwned"))
 
 
+@needs_ewt
 def test_a_pickled_array_in_a_run_is_refused_not_executed(normal_run, tmp_path, capsys):
     cache = tmp_path / "cache"
     run_dir = cache / normal_run.name
@@ -126,7 +128,7 @@ def test_a_pickled_array_in_a_run_is_refused_not_executed(normal_run, tmp_path, 
     # the attacker also fixes the manifest so that the checksum passes
     mp = run_dir / "manifest.json"
     m = json.loads(mp.read_text())
-    m["arrays"]["experts"].update(bytes=p.stat().st_size, sha256=_sha256_file(p))
+    m["arrays"]["experts"].update(bytes=p.stat().st_size, sha256=hashlib.sha256(p.read_bytes()).hexdigest())
     m.pop("manifest_sha256", None)
     mp.write_text(json.dumps(m))
     (run_dir / ".verified.json").unlink(missing_ok=True)

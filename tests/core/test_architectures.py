@@ -6,8 +6,8 @@ import re
 
 from moe_tui.core.extract import architectures as A
 from moe_tui.core.extract import models
-from tests.conftest import REPO
 from tests.factories_model import SUPPORTED
+from tests.helpers import REPO
 
 
 def test_loading_and_capture_tests_use_the_registry():

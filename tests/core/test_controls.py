@@ -16,6 +16,7 @@ from moe_tui.core.analysis import controls as C
 from moe_tui.core.analysis import metrics as M
 from moe_tui.core.analysis.probe import make_result
 from tests import sim_spec as Z
+from tests.helpers import needs_ewt
 
 TAGS3 = ("NOUN", "VERB", "ADJ")
 
@@ -263,8 +264,8 @@ def token_id_router_view(tmp_path_factory):
     from moe_tui.cache.store import RunStore
     from moe_tui.core.analysis.report import RunView
     from moe_tui.core.extract.pipeline import ExtractOptions, extract
-    from tests.conftest import EWT_DEV
     from tests.factories_model import ewt_tiny_model
+    from tests.helpers import EWT_DEV
 
     path = tmp_path_factory.mktemp("token_id_router") / "model"
     shutil.copytree(ewt_tiny_model("mixtral"), path)
@@ -284,6 +285,7 @@ def token_id_router_view(tmp_path_factory):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_token_id_router_shows_no_context_effect(token_id_router_view):
     from moe_tui.core.analysis.report import ReportOptions, table_controls
 

@@ -9,7 +9,7 @@ import pytest
 from moe_tui.core.extract.corpus import Corpus, Sentence, Word, read_corpus
 from moe_tui.core.extract.tagsets import PTB_TO_UPOS, TAGSETS, map_tag
 from moe_tui.errors import CorpusError
-from tests.conftest import EWT_DEV
+from tests.helpers import EWT_DEV, needs_ewt
 
 
 def row(i, form, upos="NOUN", xpos="NN", misc="_"):
@@ -207,10 +207,11 @@ def test_ptb_input_reaches_the_tokenizer_as_text(tmp_path):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_ptb_rebuilds_ewt_text():
     """UD English EWT dev + test written as PTB lines, rebuilt, compared with each sentence's ``# text``."""
     from benchmarks.measure_corpus import ptb_roundtrip
-    from tests.conftest import EWT_DEV, EWT_TEST
+    from tests.helpers import EWT_DEV, EWT_TEST
 
     res = ptb_roundtrip([EWT_DEV, EWT_TEST])
     assert res["sentences"] == 4078
@@ -226,11 +227,12 @@ def test_afx_is_adj_as_in_the_ud_table(tmp_path):
     assert c.sentences[0].text == "pre-war"
 
 
+@needs_ewt
 def test_paper_recipe_upos_vs_xpos_on_ewt_dev():
     """README's figure: UPOS and --pos-column xpos differ on ~4% of EWT dev words after folding to paper15,
     mostly possessive determiners (PRON vs DET) and negation (PART vs ADV)."""
     from benchmarks.measure_corpus import pos_column_difference
-    from tests.conftest import EWT_DEV
+    from tests.helpers import EWT_DEV
 
     d = pos_column_difference(EWT_DEV)
     assert d["words"] == 25147
@@ -356,7 +358,7 @@ def test_conllu_exception_rewrapped(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ real data
 
 
-@pytest.mark.skipif(not EWT_DEV.exists(), reason="UD English EWT not available")
+@needs_ewt
 def test_ewt_dev():
     import itertools
 

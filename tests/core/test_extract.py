@@ -8,8 +8,8 @@ import pytest
 from moe_tui.cache.store import RunStore
 from moe_tui.core.extract.pipeline import ExtractOptions, extract, make_plan
 from moe_tui.errors import Cancelled
-from tests.conftest import EWT_DEV
 from tests.factories_model import ewt_tiny_model
+from tests.helpers import EWT_DEV, needs_ewt
 
 N_SENT = 24
 
@@ -40,6 +40,7 @@ def test_make_plan_longest_first_and_caps():
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_extract_writes_a_complete_run(tiny_mixtral, tmp_path):
     events = []
     run_dir = extract(_opts(tiny_mixtral, tmp_path), progress=collect(events))
@@ -76,6 +77,7 @@ def test_extract_writes_a_complete_run(tiny_mixtral, tmp_path):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
     """Batched extraction (right padding) gives each sentence the routes it gets alone."""
     import torch
@@ -96,6 +98,7 @@ def test_route_equals_the_sentence_run_alone(tiny_mixtral, tmp_path):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
     first = extract(_opts(tiny_mixtral, tmp_path))
     import moe_tui.core.extract.models
@@ -110,6 +113,7 @@ def test_second_extract_is_a_cache_hit(tiny_mixtral, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_identity_changes_with_tagset_and_selection(tiny_mixtral, tmp_path):
     a = extract(_opts(tiny_mixtral, tmp_path, max_sentences=6))
     b = extract(_opts(tiny_mixtral, tmp_path, max_sentences=6, tagset="paper15"))
@@ -127,6 +131,7 @@ def _npy_bytes(run_dir):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_cancelled_extraction_resumes_to_the_same_run(tiny_mixtral, tmp_path):
     ref = extract(_opts(tiny_mixtral, tmp_path / "ref"))
     calls = {"n": 0}
@@ -148,6 +153,7 @@ def test_cancelled_extraction_resumes_to_the_same_run(tiny_mixtral, tmp_path):
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_oom_halves_the_batch_and_keeps_routes(tiny_mixtral, tmp_path, monkeypatch):
     import torch
 

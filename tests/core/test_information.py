@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from moe_tui.core.analysis import information as I
+from tests.helpers import needs_ewt
 from tests.runs import UPOS, write_run
 
 
@@ -216,6 +217,7 @@ def test_routes_that_follow_pos_beyond_the_token_give_a_conditional_gain(tmp_pat
 
 
 @pytest.mark.slow
+@needs_ewt
 def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_path):
     """A tiny Mixtral with every attention output projection zeroed: a token's hidden state, so its route, is a
     function of its id alone. Extracted over real EWT sentences through the real loading path, the routes carry
@@ -227,8 +229,8 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
     from moe_tui.core.analysis import seeds as S
     from moe_tui.core.analysis.report import ReportOptions, RunView, _split
     from moe_tui.core.extract.pipeline import ExtractOptions, extract
-    from tests.conftest import EWT_DEV
     from tests.factories_model import ewt_tiny_model
+    from tests.helpers import EWT_DEV
 
     path = tmp_path / "zeroed"
     shutil.copytree(ewt_tiny_model("mixtral"), path)

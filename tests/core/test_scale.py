@@ -16,8 +16,8 @@ from moe_tui.core.extract.distributed import DistInfo, dist_info, gpus_for_rank,
 from moe_tui.core.extract.models import resolve_device_map, resolve_max_memory
 from moe_tui.core.extract.pipeline import ExtractOptions, extract
 from moe_tui.errors import CacheError, ModelError
-from tests.conftest import EWT_DEV, EWT_TEST
 from tests.factories_model import ewt_tiny_model
+from tests.helpers import EWT_DEV, EWT_TEST, needs_ewt
 
 pytestmark = pytest.mark.slow  # seconds per test: child processes, training, full flows
 
@@ -82,6 +82,7 @@ def test_device_map_and_max_memory_parsing(tmp_path):
 
 
 # ----------------------------------------------------------------------------- one model, several devices
+@needs_ewt
 def test_cpu_and_disk_offload_gives_the_same_routes(tiny, ref, tmp_path):
     """Layers 1-2 offloaded to disk (accelerate), the rest on the CPU: same experts, same weights."""
     dmap = {"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk",
@@ -101,6 +102,7 @@ def test_cpu_and_disk_offload_gives_the_same_routes(tiny, ref, tmp_path):
 
 
 # ----------------------------------------------------------------------------- one corpus, several ranks
+@needs_ewt
 def test_torchrun_two_ranks_make_the_single_process_run(tiny, ref, tmp_path):
     cache = tmp_path / "shared_cache"
     env = {**os.environ, "MOE_TUI_CACHE": str(cache), "OMP_NUM_THREADS": "1",
@@ -117,6 +119,7 @@ def test_torchrun_two_ranks_make_the_single_process_run(tiny, ref, tmp_path):
     assert not (run_dir / "shards").exists()
 
 
+@needs_ewt
 def test_dead_rank_leaves_shards_that_a_relaunch_resumes(tiny, ref, tmp_path, monkeypatch):
     """Rank 0 of 2 gives up waiting (rank 1 'died'); rank 1 comes later; a plain run finishes the rest."""
     cache = tmp_path / "c"
@@ -142,6 +145,7 @@ def test_dead_rank_leaves_shards_that_a_relaunch_resumes(tiny, ref, tmp_path, mo
 
 # ----------------------------------------------------------------------------- quantization
 @pytest.mark.parametrize("quant,needs", [("8bit", "bitsandbytes"), ("4bit", "bitsandbytes"), ("fp8", "CUDA GPU")])
+@needs_ewt
 def test_quantization_without_backend_is_one_line_exit_2(tiny, tmp_path, capsys, quant, needs):
     code = main(["extract", "--model", str(tiny), "--data", str(EWT_DEV), "--max-sentences", "2",
                  "--quantization", quant, "--cache-dir", str(tmp_path), "--progress", "none"])
@@ -153,6 +157,7 @@ def test_quantization_without_backend_is_one_line_exit_2(tiny, tmp_path, capsys,
 
 
 # ----------------------------------------------------------------------------- diff
+@needs_ewt
 def test_diff_fp32_vs_bf16_identical_and_other_corpus(tiny, ref, capsys):
     bf16 = extract(_opts(tiny, ref.parent, dtype="bfloat16"))
     assert bf16 != ref

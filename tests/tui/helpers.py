@@ -1,4 +1,5 @@
-"""Helpers of the TUI tests: the screen as text, and the real console script driven through tmux."""
+"""Helpers of the TUI tests: the screen as text, an app opened on a run, quick report options, and the real
+console script driven through tmux."""
 
 from __future__ import annotations
 
@@ -8,6 +9,25 @@ def screen_text(app) -> str:
     strips = app.screen._compositor.render_strips()
     return "\n".join("".join(seg.text for seg in strip).rstrip() for strip in strips)
 
+
+
+def fast_options():
+    """Report options small enough for a pane test: tiny probes, few permutations and replicates."""
+    from moe_tui.core.analysis.report import ReportOptions
+
+    return ReportOptions(max_iter=30, mlp_kwargs={"hidden_layer_sizes": (8,)}, n_permutations=3, n_boot=5,
+                         tsne_samples=200, ablation_removed=(0, 3))
+
+
+def app_on_run(tmp_path, run, diff=None):
+    """The app opened straight on ``run``'s grid (as ``moe-tui open RUN [--diff RUN_B]``), exports under tmp_path."""
+    from moe_tui.cache.store import RunStore
+    from moe_tui.tui.app import MoeTuiApp
+    from moe_tui.tui.settings import Settings
+    from tests.runs import model_facts
+
+    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path / "out")), inspect_fn=model_facts,
+                     run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False, open_run=run, diff_run=diff)
 
 class TmuxApp:
     """The real ``moe-tui`` console script in a private tmux server (``tmux -L``): keys in, screen out.

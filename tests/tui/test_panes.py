@@ -19,17 +19,10 @@ from moe_tui.tui import actions
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
 from tests.runs import model_facts
-from tests.tui.helpers import screen_text
+from tests.tui.helpers import fast_options, screen_text
 
 SIZE = (120, 36)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fast_options():
-    from moe_tui.core.analysis.report import ReportOptions
-
-    return ReportOptions(max_iter=30, mlp_kwargs={"hidden_layer_sizes": (8,)}, n_permutations=3, n_boot=5,
-                         tsne_samples=200, ablation_removed=(0, 3))
 
 
 def make_app(tmp_path, runs) -> MoeTuiApp:

@@ -17,7 +17,7 @@ from moe_tui.cache.store import RunStore
 from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.settings import Settings
 from tests.runs import model_facts
-from tests.tui.test_panes import fast_options
+from tests.tui.helpers import fast_options
 
 SIZE = (120, 36)
 

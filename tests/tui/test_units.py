@@ -25,7 +25,7 @@ def test_registry_ids_unique_and_bindings_carry_ids():
         assert all(b.id for b in bindings(scope))
     assert len(help_rows()) == len(ACTIONS) + 1
     assert "`grid.export`" in keys_markdown()
-    from tests.conftest import REPO
+    from tests.helpers import REPO
 
     assert keys_markdown() in (REPO / "README.md").read_text(encoding="utf-8")   # the README's key table is current
 

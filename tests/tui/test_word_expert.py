@@ -8,21 +8,12 @@ import csv
 import numpy as np
 import pytest
 
-from moe_tui.cache.store import RunStore
-from moe_tui.tui.app import MoeTuiApp
 from moe_tui.tui.screens.grid import GridScreen
-from moe_tui.tui.settings import Settings
 from moe_tui.tui.widgets.routing_grid import RoutingGrid
 from moe_tui.tui.widgets.row_list import RowList
-from tests.runs import model_facts
 from tests.runs import word_run as build_run
 from tests.runs import word_run_experts as expected_experts
-from tests.tui.helpers import screen_text
-
-
-def make_app(tmp_path, run, diff=None) -> MoeTuiApp:
-    return MoeTuiApp(settings=Settings(export_dir=str(tmp_path / "out")), inspect_fn=model_facts,
-                     run_store=lambda: RunStore(run.path.parent), scan_hf_cache=False, open_run=run, diff_run=diff)
+from tests.tui.helpers import app_on_run, screen_text
 
 
 async def until(pilot, cond, what: str = "condition", n: int = 300) -> None:
@@ -36,7 +27,7 @@ async def until(pilot, cond, what: str = "condition", n: int = 300) -> None:
 @pytest.mark.slow
 async def test_word_view_from_the_grid_sort_and_jump(tmp_path):
     run = build_run(tmp_path / "runs")
-    app = make_app(tmp_path, run)
+    app = app_on_run(tmp_path, run)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
         grid_screen = app.screen
@@ -95,7 +86,7 @@ async def test_word_view_from_the_grid_sort_and_jump(tmp_path):
 @pytest.mark.slow
 async def test_expert_card_from_the_grid_and_stepping(tmp_path):
     run = build_run(tmp_path / "runs")
-    app = make_app(tmp_path, run)
+    app = app_on_run(tmp_path, run)
     async with app.run_test(size=(140, 50)) as pilot:
         await pilot.pause()
         await pilot.press("l")   # token 1 of sentence 1: global token 1, layer row 0 -> experts [1, 2]
@@ -126,7 +117,7 @@ async def test_expert_card_from_the_grid_and_stepping(tmp_path):
 @pytest.mark.slow
 async def test_expert_card_from_the_kl_and_spec_panes(tmp_path):
     run = build_run(tmp_path / "runs")
-    app = make_app(tmp_path, run)
+    app = app_on_run(tmp_path, run)
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause()
         await pilot.press("K")
@@ -155,7 +146,7 @@ async def test_expert_card_from_the_kl_and_spec_panes(tmp_path):
 async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path):
     a = build_run(tmp_path / "runs")
     b = build_run(tmp_path / "runs", shift=1, model="org/m-b")
-    app = make_app(tmp_path, a, diff=b)
+    app = app_on_run(tmp_path, a, diff=b)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -184,7 +175,7 @@ async def test_diff_overlay_marks_differing_cells_and_counts_per_layer(tmp_path)
 async def test_diff_picked_in_the_grid_and_refused_for_another_tokenizer(tmp_path):
     a = build_run(tmp_path / "runs")
     build_run(tmp_path / "runs", model="org/m-c", token_ids=np.arange(23)[::-1])
-    app = make_app(tmp_path, a)
+    app = app_on_run(tmp_path, a)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.pause()
         await pilot.press("D")

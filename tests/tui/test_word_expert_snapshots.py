@@ -14,7 +14,7 @@ from textual.widgets import Input
 from textual.worker import WorkerCancelled, WorkerFailed
 
 from tests.runs import word_run as build_run
-from tests.tui.test_word_expert import make_app
+from tests.tui.helpers import app_on_run
 
 SIZE = (120, 36)
 
@@ -33,7 +33,7 @@ async def settle(pilot) -> None:
 
 @pytest.mark.slow
 def test_snapshot_word_view(snap_compare, tmp_path):
-    app = make_app(tmp_path, build_run(tmp_path / "runs"))
+    app = app_on_run(tmp_path, build_run(tmp_path / "runs"))
 
     async def before(pilot):
         await settle(pilot)
@@ -47,7 +47,7 @@ def test_snapshot_word_view(snap_compare, tmp_path):
 
 @pytest.mark.slow
 def test_snapshot_expert_card(snap_compare, tmp_path):
-    app = make_app(tmp_path, build_run(tmp_path / "runs"))
+    app = app_on_run(tmp_path, build_run(tmp_path / "runs"))
 
     async def before(pilot):
         await settle(pilot)
@@ -61,7 +61,7 @@ def test_snapshot_expert_card(snap_compare, tmp_path):
 def test_snapshot_grid_diff_overlay(snap_compare, tmp_path):
     a = build_run(tmp_path / "runs")
     b = build_run(tmp_path / "runs", shift=1, model="org/m-b")
-    app = make_app(tmp_path, a, diff=b)
+    app = app_on_run(tmp_path, a, diff=b)
 
     async def before(pilot):
         await settle(pilot)
