@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install moe-tui (editable) with its test extras.
+# Install moe-tui (editable) with its test and docs extras.
 #
 #   bash scripts/setup.sh            the version ranges of pyproject.toml (what a user gets), into ./.venv
 #   bash scripts/setup.sh --locked   the exact versions CI runs (requirements/lock.txt), into ./.venv
@@ -29,8 +29,8 @@ if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   "$PY" -m pip install -q "torch==2.13.0"
 fi
 case "$mode" in
-  --locked) "$PY" -m pip install -q -c requirements/lock.txt -e ".[test]" ;;
-  --latest) "$PY" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test]" ;;
-  *) "$PY" -m pip install -q -e ".[test]" ;;
+  --locked) "$PY" -m pip install -q -c requirements/lock.txt -e ".[test,docs]" ;;
+  --latest) "$PY" -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,docs]" ;;
+  *) "$PY" -m pip install -q -e ".[test,docs]" ;;
 esac
 echo "moe-tui installed in $("$PY" -c 'import sys; print(sys.prefix)')" >&2
