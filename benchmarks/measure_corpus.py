@@ -1,4 +1,4 @@
-"""Corpus-reading fidelity figures quoted in README (measurements, not speed).
+"""Corpus-reading fidelity figures of the docs (measurements, not speed): ``docs/results/corpus.md``.
 
 1. PTB / OntoNotes input: a UD treebank written as PTB lines (form and XPOS per line, brackets escaped
    as -LRB- -RRB- -LSB- -RSB- -LCB- -RCB-, double quotes as `` and ''), read back with
@@ -8,18 +8,23 @@
    English Penn table) give different tags once folded to the paper's 15 tags, and which words differ.
 
 Run: ``.venv/bin/python -m benchmarks.measure_corpus [FILE.conllu ...]`` (default: UD English EWT dev + test
-for 1, dev for 2).
+for 1, dev for 2) prints them; ``--write`` (default files only) rewrites ``docs/results/corpus.md``, which the
+docs include and ``tests/test_docs.py`` regenerates and compares.
 """
 
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.results import RESULTS, section, table
+
 REPO = Path(__file__).resolve().parents[1]
-EWT = REPO.parent / "shared/data/ud_english_ewt"
+EWT = Path(os.environ.get("MOE_TUI_EWT_DIR") or REPO.parent / "shared/data/ud_english_ewt")
+PAGE = RESULTS / "corpus.md"
 EWT_DEV = EWT / "en_ewt-ud-dev.conllu"
 EWT_TEST = EWT / "en_ewt-ud-test.conllu"
 
@@ -96,7 +101,45 @@ def pos_column_difference(path) -> dict:
     return {"words": words, "differ": differ, "pairs": pairs, "forms": forms}
 
 
+def render() -> str:
+    """``docs/results/corpus.md``: both measurements on UD English EWT, in snippet sections."""
+    res = ptb_roundtrip([EWT_DEV, EWT_TEST])
+    n = res["sentences"]
+    d = pos_column_difference(EWT_DEV)
+    ptb = table(["UD English EWT dev + test as PTB lines", "sentences", "share"], [
+        ["all sentences", f"{n:,}", ""],
+        ["rebuilt text identical to `# text`", f"{res['identical']:,}", f"{res['identical'] / n:.1%}"],
+        ["a plain `\" \".join` of the PTB tokens identical", f"{res['joined_identical']:,}",
+         f"{res['joined_identical'] / n:.1%}"],
+        ["escape strings left in words or text", f"{res['escapes_left']:,}", ""],
+    ])
+    pairs = table(["UPOS", "XPOS through the Penn table", "words"],
+                  [[a, b, f"{c:,}"] for (a, b), c in d["pairs"].most_common(6)])
+    words = table(["word", "UPOS", "XPOS through the Penn table", "times"],
+                  [[f"*{w}*", a, b, f"{c:,}"] for (w, a, b), c in d["forms"].most_common(10)])
+    upos = (f"On {EWT_DEV.name}, after folding both to the paper's 15 tags, the UPOS column and `--pos-column xpos` "
+            f"give different tags to **{d['differ']:,} of {d['words']:,} words ({d['differ'] / d['words']:.2%})**. "
+            "The most frequent differences:\n\n" + pairs + "\n\nThe most frequent words among them:\n\n" + words)
+    return "\n".join([
+        "# Reading corpora: measured on UD English EWT", "",
+        "<!-- Written by `python -m benchmarks.measure_corpus --write`: do not edit by hand. -->", "",
+        "Written by `.venv/bin/python -m benchmarks.measure_corpus --write` from UD English EWT (dev and test, from "
+        "beside the repository); `tests/test_docs.py` regenerates the page and fails when it differs. What is "
+        "measured: [PTB / OntoNotes input](../extraction.md#ptb-ontonotes-input) and "
+        "[the paper's recipe](../paper.md#reproducing-the-paper-on-a-gpu-node).", "",
+        "## PTB input: the rebuilt text", "", section("ptb", ptb),
+        "## UPOS against XPOS, folded to the paper's tags", "", section("upos_xpos", upos),
+    ])
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--write"]:
+        from moe_tui.fileio import atomic_write_text
+
+        PAGE.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(PAGE, render())
+        print(PAGE.relative_to(REPO))
+        return 0
     paths = [Path(p) for p in argv] or [EWT_DEV, EWT_TEST]
     res = ptb_roundtrip(paths)
     n = res["sentences"]
