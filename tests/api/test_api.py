@@ -1,4 +1,5 @@
-"""The Python API (moe_tui.api): the README session, and its tables against the files the CLI writes."""
+"""The Python API (moe_tui.api): the sessions of README and docs/python-api.md, and their tables against the files
+the CLI writes."""
 
 from __future__ import annotations
 
@@ -18,11 +19,16 @@ from tests.runs import synthetic_run
 SHADOWS = ("core", "cache", "tui")
 
 
-def readme_session() -> str:
-    """The ```python block of the README's "Python API" section."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Python API", 1)[1].split("\n## ", 1)[0]
+def python_block(path, heading: str) -> str:
+    """The first ```python block of the section ``heading`` of a Markdown file."""
+    text = (REPO / path).read_text(encoding="utf-8")
+    section = text.split(heading + "\n", 1)[1].split("\n## ", 1)[0]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def documented_sessions() -> str:
+    """README's few lines, then the docs' session (the same extraction: a cache hit the second time)."""
+    return python_block("README.md", "## Python API") + python_block("docs/python-api.md", "# The Python API")
 
 
 def test_import_is_cheap_and_the_api_is_lazy():
@@ -74,8 +80,8 @@ def test_unknown_extract_option_is_one_clear_error():
 
 
 @pytest.mark.slow
-def test_readme_session_runs_from_a_folder_that_shadows_core(tmp_path):
-    """The README session, in a fresh interpreter whose working folder holds core/, cache/ and tui/ packages
+def test_documented_sessions_run_from_a_folder_that_shadows_core(tmp_path):
+    """README's and the docs' sessions, in a fresh interpreter whose working folder holds core/, cache/ and tui/ packages
     that raise on import (as a research repository's own packages would be found first); then its run's
     tables against what the CLI writes for that run."""
     work = tmp_path / "project"
@@ -99,7 +105,7 @@ print("SESSION-OK", run.run_id)
 """
     env = {"MOE_TUI_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", readme_session() + check], cwd=work, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", documented_sessions() + check], cwd=work, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run_id = proc.stdout.split("SESSION-OK ")[1].split()[0]
