@@ -1,24 +1,7 @@
 """The run store: one directory per extraction run, numpy arrays + JSON, never pickle.
 
-Layout of a run directory ``<root>/<run_id>/`` (run format, schema 2)::
-
-    identity.json        what the run is (model fingerprint x corpus hash x tagset x options) + created time
-    .lock                advisory lock held by the extraction writing this run
-    shards/plan.json     the fixed batch plan (sentence indices per shard)
-    shards/shard-NNNNN.npz   one complete batch, written atomically (temp file + rename)
-    manifest.json        written last, atomically: the run is complete only when it exists
-    per token [T]:       token_ids word_index pos special crossing offsets experts weights token_piece (.npy)
-                         (+ optional per-token arrays of OPTIONAL_ARRAYS, listed in the manifest like the others:
-                         logits.npy, float16 [T, L, N], each router's raw logits, with extract --save-logits)
-    per sentence [S]:    sentence_offsets [S+1] word_offsets [S+1] skipped, texts_* and sent_ids_* string tables
-    per word [W]:        word_form word_tag word_spans
-    vocabularies:        forms_* (word forms) and pieces_* (tokenizer pieces) string tables
-    .verified.json       size/mtime of every file whose sha256 was checked (so an unchanged run opens fast)
-
-A string table NAME is ``NAME_offsets.npy`` (``int64 [n+1]``) + ``NAME_bytes.npy`` (``uint8``, UTF-8): string i
-is ``bytes[offsets[i]:offsets[i+1]]``. Every array is loaded memory-mapped, read-only, and nothing per token or
-per sentence becomes a Python object when a run is opened. Schema-1 runs (``sentences.jsonl``) are migrated in
-place on open (:mod:`moe_tui.cache.migrate`).
+What a run directory holds (run format, schema 2: every array, its dtype and shape, the manifest's fields, the
+shards of an extraction, the migration of schema-1 runs) is described once, in ``docs/run-format.md``.
 
 Every file is written to a temporary name in the same directory, fsynced, and renamed into
 place, so a crash (even ``kill -9``) leaves either the old state or the new one.
@@ -601,16 +584,10 @@ class Run:
     """A finished run, verified on open. Arrays are memory-mapped, read-only; nothing per token or per
     sentence becomes a Python object on open.
 
-    Shapes: ``T`` tokens (special tokens included), ``S`` sentences, ``W`` words, ``L`` MoE layers, ``k`` ranks.
-    Per token: ``token_ids [T] int32``, ``word_index [T] int32`` (word in its sentence, -1: none),
-    ``pos [T] int16`` (-1: special or unaligned), ``special [T] bool``, ``crossing [T] bool``,
-    ``offsets [T, 2] int32``, ``experts [T, L, k] uint8|uint16``, ``weights [T, L, k] float16``,
-    ``token_piece [T] int32`` (id into :attr:`pieces`). Per sentence: ``sentence_offsets [S+1] int64``,
-    ``word_offsets [S+1] int64``, ``skipped [S] bool``, :attr:`texts`, :attr:`sent_ids`. Per word:
-    ``word_form [W] int32`` (id into :attr:`forms`), ``word_tag [W] int16`` (index into :attr:`word_tags`),
-    ``word_spans [W, 2] int32``. Optional arrays (:data:`OPTIONAL_ARRAYS`; :meth:`has_array`, :meth:`array`):
-    ``logits [T, L, N] float16`` (``run.logits`` is None when the run was extracted without ``--save-logits``;
-    NaN in a layer whose router has no logits).
+    Each array of the run format (``docs/run-format.md``: names, dtypes, shapes) is an attribute
+    (``run.experts``, ``run.token_ids``, ...); optional ones (:data:`OPTIONAL_ARRAYS`) through :meth:`has_array`
+    and :meth:`array` (``run.logits`` is None without them). The string tables are :attr:`texts`,
+    :attr:`sent_ids`, :attr:`forms` and :attr:`pieces`.
 
     A schema-1 run is migrated in place on open (atomically, under the run lock), or refused in one line that
     says how to re-extract it when it cannot be (read-only folder, ``migrate=False``).

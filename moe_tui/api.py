@@ -30,11 +30,9 @@ __all__ = ["Run", "open_run", "extract", "report"]
 class Run:
     """A finished run: its manifest, its arrays (memory-mapped, read-only) and its tables.
 
-    Attributes as in the run store (``moe_tui.cache.store.Run``): ``run_id``, ``path``, ``manifest``, the
-    arrays ``token_ids [T]``, ``sentence_offsets [S+1]``, ``word_index [T]``, ``pos [T]`` (-1: left out of
-    the analysis), ``special [T]``, ``crossing [T]``, ``offsets [T, 2]``, ``experts [T, L, k]`` (rank 0 = top-1),
-    ``weights [T, L, k]``, and ``sentences``, ``tags``, ``moe_layers``, ``num_experts``, ``top_k``,
-    ``analysis_mask()``.
+    Attributes as in the run store (``moe_tui.cache.store.Run``): ``run_id``, ``path``, ``manifest``, the arrays
+    of the run format (``experts [T, L, k]``, rank 0 = top-1, and the others: ``docs/run-format.md``), and
+    ``sentences``, ``tags``, ``moe_layers``, ``num_experts``, ``top_k``, ``analysis_mask()``.
     """
 
     def __init__(self, stored: "StoredRun") -> None:

@@ -223,7 +223,7 @@ def display_keys(keys: str) -> str:
 
 
 def help_rows(keymap: dict[str, str] | None = None) -> list[tuple[str, str, str, str]]:
-    """(scope title, keys, description, binding id) for every action, for the help screen and README."""
+    """(scope title, keys, description, binding id) for every action, for the help screen and README's key table."""
     return [
         (SCOPE_TITLES[a.scope], display_keys(effective_keys(a, keymap)), a.help or a.description, a.id)
         for a in ACTIONS

@@ -569,7 +569,7 @@ def bootstrap_spec(
     ``bias_sd`` = (mean of the replicates - point) / their standard deviation says whether the sample
     resolves the top-k experts: near 0 when it does; about 1 or more when the experts of some (layer,
     POS) are too close to tell apart with the tokens at hand, where the plug-in Spec is biased upward by
-    about its standard error and no interval around it keeps its nominal coverage (README, coverage table).
+    about its standard error and no interval around it keeps its nominal coverage (docs/methods.md, coverage table).
 
     Returns:
         ``{"point", "low", "high", "percentile_low", "percentile_high", "bias_sd", "samples" [B],

@@ -4,7 +4,7 @@ One table, read by model loading (:mod:`moe_tui.core.extract.models`: adapters, 
 (:mod:`moe_tui.core.extract.capture`, through the adapter names), model discovery in the TUI (which folders
 and hub-cache entries are MoE models: :func:`is_moe_config`), the capture tests (every ``checked``
 type is built as a tiny model and its captured routes compared with the experts the MoE block used)
-and the README's list of supported architectures (a test keeps them equal).
+and the docs' list of supported architectures (docs/architectures.md; a test keeps them equal).
 
 Only the standard library is imported here (discovery reads ``config.json`` files without torch).
 
@@ -12,7 +12,7 @@ To add an architecture: add an :class:`Architecture` row (adapter ``"generic"`` 
 ``(logits|probs, weights (N,k), indices (N,k), ...)`` or DeepSeek-style ``(indices, weights, ...)``;
 otherwise write an adapter in :mod:`moe_tui.core.extract.capture` and name it here), give the test factory
 (``tests/factories_model.py``) the config fields a tiny model needs, mark it ``checked=True`` once
-``tests/core/test_capture.py`` passes for it, and list it in the README.
+``tests/core/test_capture.py`` passes for it, and list it in docs/architectures.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the Penn Treebank tokenisation conventions, use the Penn tag where it decides (`
 ``gon na``, ...) from NLTK's ``TreebankWordDetokenizer``.
 
 Measured against UD English EWT dev + test written as PTB lines (``python -m benchmarks.measure_corpus``):
-see README, "PTB / OntoNotes input".
+see docs/extraction.md, "PTB / OntoNotes input", and docs/results/corpus.md.
 """
 
 from __future__ import annotations

@@ -111,7 +111,7 @@ class ExpertCard:
         return self.top1 / self.n_tokens if self.n_tokens else 0.0
 
     def rows(self, texts) -> Iterator[tuple]:
-        """CSV rows (:data:`EXPERT_COLUMNS`); see README for the layout. ``texts[i]``: sentence ``i``'s text."""
+        """CSV rows (:data:`EXPERT_COLUMNS`); the layout: docs/cli.md, "`expert` CSV". ``texts[i]``: sentence ``i``'s text."""
         u = 1.0 / self.n_experts
         empty = (None,) * 5
         yield ("load", "assignments", self.assignments, self.load_share, self.total_assignments, u,
