@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.cache.store import ARRAY_NAMES, SHARD_ARRAYS, RunStore, RunWriter, _sha256_file
+from moe_tui.cache.layout import ARRAY_NAMES, SHARD_ARRAYS, sha256_file
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import RunWriter
 from tests.cli.test_faults import assert_one_line_error, cli, ex_opts
 from tests.conftest import REPO
 
@@ -126,7 +128,7 @@ def test_a_pickled_array_in_a_run_is_refused_not_executed(normal_run, tmp_path, 
     # the attacker also fixes the manifest so that the checksum passes
     mp = run_dir / "manifest.json"
     m = json.loads(mp.read_text())
-    m["arrays"]["experts"].update(bytes=p.stat().st_size, sha256=_sha256_file(p))
+    m["arrays"]["experts"].update(bytes=p.stat().st_size, sha256=sha256_file(p))
     m.pop("manifest_sha256", None)
     mp.write_text(json.dumps(m))
     (run_dir / ".verified.json").unlink(missing_ok=True)

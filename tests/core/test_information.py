@@ -190,8 +190,10 @@ def test_routes_that_follow_pos_beyond_the_token_give_a_conditional_gain(tmp_pat
     bit; layer 0's route names the POS: the routes must carry clearly positive information given the token,
     and layer 0 must be the layer that does; with routes that follow the id only, the gain is ~0."""
     from moe_tui.core.analysis import seeds as S
+    from moe_tui.core.analysis.options import ReportOptions
     from moe_tui.core.analysis.probe_engine import MLPConfig
-    from moe_tui.core.analysis.report import ReportOptions, RunView, _split, compute_information, information_tables
+    from moe_tui.core.analysis.tables import _split, compute_information, information_tables
+    from moe_tui.core.analysis.view import RunView
 
     o = ReportOptions(probe_device="cpu", max_iter=200)
     v = RunView.from_run(planted_run(tmp_path, beyond_token=True))
@@ -225,7 +227,9 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
 
     from moe_tui.cache.store import RunStore
     from moe_tui.core.analysis import seeds as S
-    from moe_tui.core.analysis.report import ReportOptions, RunView, _split
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.tables import _split
+    from moe_tui.core.analysis.view import RunView
     from moe_tui.core.extract.pipeline import ExtractOptions, extract
     from tests.conftest import EWT_DEV
     from tests.factories_model import ewt_tiny_model
@@ -333,7 +337,7 @@ def test_report_information_writes_the_six_tables_and_the_logits_rows(tmp_path, 
 
 
 def RunViewOf(run):
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.analysis.view import RunView
 
     return RunView.from_run(run)
 
@@ -364,7 +368,9 @@ def test_logits_probe_sees_what_the_top_k_choice_throws_away():
 def test_run_view_reads_the_logits_of_the_analysed_tokens_only_when_asked(tmp_path):
     """``RunView.from_run`` knows that a run holds logits without reading the ``[T, L, N]`` array (routing tables
     and the probe row list leave it unread); asked, it gives the stored logits of the analysed tokens."""
-    from moe_tui.core.analysis.report import RunView, probe_rows, report_tables
+    from moe_tui.core.analysis.report import report_tables
+    from moe_tui.core.analysis.tables import probe_rows
+    from moe_tui.core.analysis.view import RunView
 
     run = run_with_logits(tmp_path / "cache", n_copies=1)
     view = RunView.from_run(run)
