@@ -25,7 +25,8 @@ from benchmarks.bench_metrics import TAGS, synthetic
 from moe_tui.core.analysis import controls as C
 from moe_tui.core.analysis import seeds as S
 from moe_tui.core.analysis.probe import form_baseline, split_indices
-from moe_tui.core.analysis.report import RunView, form_keys, report_tables
+from moe_tui.core.analysis.report import report_tables
+from moe_tui.core.analysis.view import RunView, form_keys
 
 REPO = Path(__file__).resolve().parents[1]
 

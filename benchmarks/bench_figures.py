@@ -22,7 +22,8 @@ import numpy as np
 
 from benchmarks.bench_metrics import TAGS, synthetic
 from moe_tui.core.analysis import figures as F
-from moe_tui.core.analysis.report import RunView, form_keys, write_report
+from moe_tui.core.analysis.view import RunView, form_keys
+from moe_tui.core.analysis.writer import write_report
 
 
 def view(T: int, L: int, k: int, N: int, seed: int, run_id: str) -> RunView:

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from moe_tui.cache.columns import StringTable, TextColumns
-from moe_tui.cache.store import RunStore, run_id_for, write_run
+from moe_tui.cache.layout import run_id_for
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import write_run
 
 UPOS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
         "SCONJ", "SYM", "VERB", "X")

@@ -23,17 +23,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from moe_tui.cache.columns import TextColumns
-from moe_tui.cache.store import (
-    ARRAY_NAMES,
-    SCHEMA_VERSION,
-    V1_ARRAY_NAMES,
-    manifest_digest,
-    read_manifest,
-    run_lock,
-    stamp_verified,
-    verify_files,
-    write_arrays,
-)
+from moe_tui.cache.layout import ARRAY_NAMES, SCHEMA_VERSION, V1_ARRAY_NAMES, manifest_digest
+from moe_tui.cache.run import read_manifest, verify_files
+from moe_tui.cache.writer import run_lock, stamp_verified, write_arrays
 from moe_tui.errors import CacheError, RunCorruptError
 from moe_tui.fileio import atomic_write_json
 

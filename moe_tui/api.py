@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from moe_tui.cache.store import Run as StoredRun
+    from moe_tui.cache.run import Run as StoredRun
     from moe_tui.core.extract.events import Event
 
 __all__ = ["Run", "open_run", "extract", "report"]
@@ -61,7 +61,7 @@ class Run:
         return getattr(self._run, name)
 
     def __dir__(self) -> list[str]:
-        from moe_tui.cache.store import ARRAY_NAMES
+        from moe_tui.cache.layout import ARRAY_NAMES
 
         return sorted(set(super().__dir__()) | set(ARRAY_NAMES) | {
             "sentences", "tags", "moe_layers", "num_experts", "top_k", "model_name", "n_sentences",
@@ -152,10 +152,12 @@ def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = Fal
     ``transitions``, ``paths``). Several runs: each run's tables keyed ``"<run_id>/<name>"`` (their path in the report
     folder) and the cross-run ``compare_table1``, ``compare_table3``, ``compare_table5``.
 
-    ``options``: the fields of :class:`moe_tui.core.analysis.report.ReportOptions` (``seed``, ``kl_reference``,
+    ``options``: the fields of :class:`moe_tui.core.analysis.options.ReportOptions` (``seed``, ``kl_reference``,
     ``max_iter``, ``early_stopping``, ``ablation_step``, ``tsne_samples``, ``n_permutations``, ``n_boot``, ...).
     """
-    from moe_tui.core.analysis.report import ReportOptions, RunView, compare_tables, report_tables
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.report import compare_tables, report_tables
+    from moe_tui.core.analysis.view import RunView
     from moe_tui.errors import ReportError
 
     known = {f.name for f in dataclasses.fields(ReportOptions)}

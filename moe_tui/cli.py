@@ -303,7 +303,9 @@ def cmd_report(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ReportError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
-    from moe_tui.core.analysis.report import ReportOptions, RunView, write_report
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.view import RunView
+    from moe_tui.core.analysis.writer import write_report
 
     if args.paper_model and args.no_paper:
         raise ReportError("--paper-model and --no-paper contradict each other; give one")
@@ -373,7 +375,7 @@ def cmd_diff(args) -> int:
     if args.by:
         table = diff_table(run_a, run_b, args.by)
         if args.out:
-            from moe_tui.core.analysis.report import write_csv
+            from moe_tui.core.analysis.writer import write_csv
 
             print(write_csv(args.out, table))
         else:
@@ -507,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from moe_tui.cache.store import tool_version
+        from moe_tui.cache.layout import tool_version
 
         print(f"moe-tui {tool_version()}")
         return EXIT_OK

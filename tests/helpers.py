@@ -93,7 +93,7 @@ def stray_temp_files(root: Path) -> list[str]:
 
 def run_bytes(run_dir: Path) -> dict[str, bytes]:
     """Every array of a run (the routes and the columnar sentence text), by file name."""
-    from moe_tui.cache.store import ARRAY_NAMES
+    from moe_tui.cache.layout import ARRAY_NAMES
 
     run_dir = Path(run_dir)
     out = {p.name: p.read_bytes() for p in sorted(run_dir.glob("*.npy"))}

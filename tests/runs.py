@@ -13,7 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from moe_tui.cache.store import OPTIONAL_ARRAYS, SHARD_ARRAYS, Run, RunStore, RunWriter, run_id_for
+from moe_tui.cache.layout import OPTIONAL_ARRAYS, SHARD_ARRAYS, run_id_for
+from moe_tui.cache.run import Run
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import RunWriter
 from moe_tui.core.extract.models import ModelFacts
 from moe_tui.core.extract.tagsets import TAGSETS
 

@@ -109,7 +109,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("pane.export", "e", "export", "Export CSV", "pane",
                help="Write the focused table or plot as CSV (same columns as `moe-tui report`)"),
     ActionSpec("pane.export_report", "E", "export_report", "Export report", "pane",
-               help="Write the whole report directory of this run (moe_tui.core.analysis.report.write_report)"),
+               help="Write the whole report directory of this run (moe_tui.core.analysis.writer.write_report)"),
     ActionSpec("pane.copy", "y", "copy_tsv", "Copy TSV", "pane", help="Copy the focused table as TSV (OSC 52)"),
     ActionSpec("pane.sort", "o", "sort", "Sort", "pane",
                help="Sort the focused table by the cursor's column (again: reverse); a header click sorts too"),

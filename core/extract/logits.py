@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from moe_tui.cache.store import Run, RunWriter, add_array, new_array
+from moe_tui.cache.run import Run
+from moe_tui.cache.writer import RunWriter, add_array, new_array
 from moe_tui.core.extract.events import EventSink, Notice, Progress, Stage
 from moe_tui.errors import Cancelled, ModelError
 

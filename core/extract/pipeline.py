@@ -19,7 +19,9 @@ from typing import Callable
 
 import numpy as np
 
-from moe_tui.cache.store import RunStore, RunWriter, run_id_for, run_lock
+from moe_tui.cache.layout import run_id_for
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import RunWriter, run_lock
 from moe_tui.core.extract.events import Done, EventSink, Notice, Progress, Stage
 from moe_tui.core.extract.logits import add_logits, routing_manifest
 from moe_tui.core.extract.options import ExtractOptions

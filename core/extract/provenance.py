@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from moe_tui.cache.store import tool_version
+from moe_tui.cache.layout import tool_version
 
 __all__ = ["provenance"]
 

@@ -21,8 +21,9 @@ import numpy as np
 from moe_tui.core.analysis import metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.cache.store import Run, RunInfo, RunStore
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.cache.run import Run
+    from moe_tui.cache.store import RunInfo, RunStore
+    from moe_tui.core.analysis.view import RunView
 
 __all__ = ["LayerStatsCache", "JumpTarget", "jump_target", "comparable_runs"]
 

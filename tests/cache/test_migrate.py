@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 
 import moe_tui.cache.migrate as migrate_mod
-from moe_tui.cache.store import RunStore, run_id_for, write_run
+from moe_tui.cache.layout import run_id_for
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import write_run
 from moe_tui.errors import CacheError, RunCorruptError
 from tests.cache.v1_format import V1_ARRAYS, write_v1_run
 from tests.runs import arrays_for_lengths, store_manifest_extra, tricky_records

@@ -12,18 +12,11 @@ import numpy as np
 import pytest
 
 from moe_tui.cache.columns import StringTable, TextColumns
-from moe_tui.cache.store import (
-    ARRAY_NAMES,
-    RunStore,
-    RunWriter,
-    atomic_write_bytes,
-    atomic_write_json,
-    cache_root,
-    run_id_for,
-    run_lock,
-    write_run,
-)
+from moe_tui.cache.layout import ARRAY_NAMES, run_id_for
+from moe_tui.cache.store import RunStore, cache_root
+from moe_tui.cache.writer import RunWriter, run_lock, write_run
 from moe_tui.errors import CacheError, RunCorruptError
+from moe_tui.fileio import atomic_write_bytes, atomic_write_json
 from tests.runs import arrays_for_lengths, store_manifest_extra, tricky_records
 
 L, K = 3, 2
@@ -226,7 +219,7 @@ def test_lock_makes_second_wait(tmp_path):
     released = tmp_path / "released"
     code = (
         "import time\n"
-        "from moe_tui.cache.store import run_lock\nfrom pathlib import Path\n"
+        "from moe_tui.cache.writer import run_lock\nfrom pathlib import Path\n"
         "with run_lock(Path(%r)):\n    print('held', flush=True); time.sleep(0.5); Path(%r).touch()\n"
     ) % (str(run_dir), str(released))
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -362,12 +355,12 @@ def test_finalize_refuses_a_word_index_outside_its_sentence(tmp_path):
 def test_first_open_after_writing_does_not_hash_again(tmp_path, monkeypatch):
     """The writer stamps the files it has just hashed: opening a fresh run only stats them (a large run opens fast),
     and a file changed afterwards is hashed again and caught."""
-    import moe_tui.cache.store as store_mod
+    import moe_tui.cache.run as run_mod
 
     rid, *_ = _write_run(tmp_path)
-    real = store_mod._sha256_file
+    real = run_mod.sha256_file
     calls = []
-    monkeypatch.setattr(store_mod, "_sha256_file", lambda p: calls.append(p.name) or real(p))
+    monkeypatch.setattr(run_mod, "sha256_file", lambda p: calls.append(p.name) or real(p))
     RunStore(tmp_path).open(rid)
     assert calls == []
     p = tmp_path / rid / "word_form.npy"
@@ -415,7 +408,7 @@ def test_disk_full_while_merging_is_an_error_not_a_crash(tmp_path, monkeypatch):
     finalize completes the run."""
     import errno
 
-    import moe_tui.cache.store as store_mod
+    import moe_tui.cache.writer as writer_mod
 
     if not hasattr(os, "posix_fallocate"):
         pytest.skip("no posix_fallocate on this platform")
@@ -431,7 +424,7 @@ def test_disk_full_while_merging_is_an_error_not_a_crash(tmp_path, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, offset, length)
 
-    monkeypatch.setattr(store_mod.os, "posix_fallocate", full)
+    monkeypatch.setattr(writer_mod.os, "posix_fallocate", full)
     with pytest.raises(CacheError, match=r"cannot write .*weights\.npy: No space left on device"):
         w.finalize(2, _sentences([3, 2, 4]), _manifest_extra())
     assert not (tmp_path / rid / "manifest.json").exists()

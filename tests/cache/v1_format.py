@@ -58,7 +58,7 @@ def write_v1_run(run_dir: Path, identity: dict, arrays: dict[str, np.ndarray], r
 def downgrade_to_v1(run_dir: Path, out_dir: Path) -> Path:
     """The schema-1 run moe-tui 0.1 would have written for the same extraction as the schema-2 run at ``run_dir``
     (same arrays, same records, same manifest fields), written to ``out_dir``."""
-    from moe_tui.cache.store import Run
+    from moe_tui.cache.run import Run
 
     run = Run(Path(run_dir))
     m = run.manifest

@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moe_tui.cache.store import ARRAY_NAMES, SHARD_ARRAYS, RunStore, RunWriter
+from moe_tui.cache.layout import ARRAY_NAMES, SHARD_ARRAYS
+from moe_tui.cache.store import RunStore
+from moe_tui.cache.writer import RunWriter
 from tests.helpers import REPO, assert_one_line_error, cli, ex_opts, needs_ewt
 
 SOURCE_DIRS = ("core", "cache", "tui")

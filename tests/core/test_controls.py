@@ -262,7 +262,7 @@ def token_id_router_view(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
     from moe_tui.cache.store import RunStore
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.analysis.view import RunView
     from moe_tui.core.extract.pipeline import ExtractOptions, extract
     from tests.factories_model import ewt_tiny_model
     from tests.helpers import EWT_DEV
@@ -287,7 +287,8 @@ def token_id_router_view(tmp_path_factory):
 @pytest.mark.slow
 @needs_ewt
 def test_token_id_router_shows_no_context_effect(token_id_router_view):
-    from moe_tui.core.analysis.report import ReportOptions, table_controls
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.tables import table_controls
 
     v = token_id_router_view
     ctx = C.context_effect(v.experts, v.token_ids, v.pos, v.n_pos, v.n_experts, n_permutations=50, seed=0)

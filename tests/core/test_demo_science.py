@@ -11,7 +11,7 @@ from moe_tui.cache.store import RunStore
 from moe_tui.core.analysis import metrics
 from moe_tui.core.analysis.controls import ambiguous_tokens, context_effect, spec_permutation_null, token_identity_probe
 from moe_tui.core.analysis.probe import form_baseline, run_probe, split_indices
-from moe_tui.core.analysis.report import RunView
+from moe_tui.core.analysis.view import RunView
 from moe_tui.core.demo import demo_corpus_path, demo_model_path
 from moe_tui.core.extract.pipeline import ExtractOptions, extract
 

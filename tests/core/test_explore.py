@@ -8,7 +8,8 @@ import pytest
 
 from moe_tui.cache.store import RunStore
 from moe_tui.core.analysis import metrics
-from moe_tui.core.analysis.report import RunView, form_keys, table_kl_expert_pos
+from moe_tui.core.analysis.tables import table_kl_expert_pos
+from moe_tui.core.analysis.view import RunView, form_keys
 from moe_tui.core.inspect.explore import JumpTarget, LayerStatsCache, comparable_runs, jump_target
 from tests.runs import synthetic_arrays, synthetic_run, write_run
 

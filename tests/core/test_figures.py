@@ -18,7 +18,10 @@ import numpy as np
 import pytest
 
 from moe_tui.core.analysis import figures as F
-from moe_tui.core.analysis.report import ReportOptions, RunView, form_keys, report_tables, write_report
+from moe_tui.core.analysis.options import ReportOptions
+from moe_tui.core.analysis.report import report_tables
+from moe_tui.core.analysis.view import RunView, form_keys
+from moe_tui.core.analysis.writer import write_report
 from moe_tui.errors import ReportError
 
 FAST = ReportOptions(seed=0, max_iter=40, ablation_removed=[0, 1, 2], tsne_samples=60, n_permutations=5, n_boot=10,

@@ -191,8 +191,11 @@ def test_routes_that_follow_pos_beyond_the_token_give_a_conditional_gain(tmp_pat
     bit; layer 0's route names the POS: the routes must carry clearly positive information given the token,
     and layer 0 must be the layer that does; with routes that follow the id only, the gain is ~0."""
     from moe_tui.core.analysis import seeds as S
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.probe import split_indices
     from moe_tui.core.analysis.probe_engine import MLPConfig
-    from moe_tui.core.analysis.report import ReportOptions, RunView, _split, compute_information, information_tables
+    from moe_tui.core.analysis.tables import compute_information, information_tables
+    from moe_tui.core.analysis.view import RunView
 
     o = ReportOptions(probe_device="cpu", max_iter=200)
     v = RunView.from_run(planted_run(tmp_path, beyond_token=True))
@@ -207,7 +210,7 @@ def test_routes_that_follow_pos_beyond_the_token_give_a_conditional_gain(tmp_pat
     assert [r[0] for r in tables["conditional"]["rows"]] == ["none", "token_id", "routes", "token_id+routes"]
 
     w = RunView.from_run(planted_run(tmp_path / "ids", beyond_token=False))
-    tr, te = _split(w, o)
+    tr, te = split_indices(w.n_tokens, seed=S.stream(o.seed, "split", 0))   # seed 0's split, as the report's
     _, va = I.holdout_split(tr, S.stream(0, "info_valid"))
     r2 = I.conditional_probes(w.experts, w.pos, w.n_pos, w.token_ids, (tr, te), va, n_experts=w.n_experts,
                               per_layer=False, device="cpu", config=MLPConfig(max_iter=200))
@@ -227,7 +230,9 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
 
     from moe_tui.cache.store import RunStore
     from moe_tui.core.analysis import seeds as S
-    from moe_tui.core.analysis.report import ReportOptions, RunView, _split
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.probe import split_indices
+    from moe_tui.core.analysis.view import RunView
     from moe_tui.core.extract.pipeline import ExtractOptions, extract
     from tests.factories_model import ewt_tiny_model
     from tests.helpers import EWT_DEV
@@ -251,7 +256,7 @@ def test_a_model_that_routes_by_token_id_alone_adds_nothing_given_the_token(tmp_
     for t, r in zip(v.token_ids, map(tuple, routes)):
         assert first.setdefault(int(t), r) == r                      # one route per token id
     o = ReportOptions(probe_device="cpu")
-    tr, te = _split(v, o)
+    tr, te = split_indices(v.n_tokens, seed=S.stream(o.seed, "split", 0))   # seed 0's split, as the report's
     _, va = I.holdout_split(tr, S.stream(0, "info_valid"))
     res = I.conditional_probes(v.experts, v.pos, v.n_pos, v.token_ids, (tr, te), va, n_experts=v.n_experts,
                                per_layer=False, device="cpu")
@@ -335,7 +340,7 @@ def test_report_information_writes_the_six_tables_and_the_logits_rows(tmp_path, 
 
 
 def RunViewOf(run):
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.analysis.view import RunView
 
     return RunView.from_run(run)
 
@@ -366,7 +371,9 @@ def test_logits_probe_sees_what_the_top_k_choice_throws_away():
 def test_run_view_reads_the_logits_of_the_analysed_tokens_only_when_asked(tmp_path):
     """``RunView.from_run`` knows that a run holds logits without reading the ``[T, L, N]`` array (routing tables
     and the probe row list leave it unread); asked, it gives the stored logits of the analysed tokens."""
-    from moe_tui.core.analysis.report import RunView, probe_rows, report_tables
+    from moe_tui.core.analysis.report import report_tables
+    from moe_tui.core.analysis.tables import probe_rows
+    from moe_tui.core.analysis.view import RunView
 
     run = run_with_logits(tmp_path / "cache", n_copies=1)
     view = RunView.from_run(run)

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from moe_tui.core.analysis import paper
-from moe_tui.core.analysis.report import RunView, compare_tables, form_keys, report_tables, write_report
+from moe_tui.core.analysis.report import compare_tables, report_tables
+from moe_tui.core.analysis.view import RunView, form_keys
+from moe_tui.core.analysis.writer import write_report
 from moe_tui.core.extract.tagsets import TAGSETS
 from moe_tui.errors import ReportError
 

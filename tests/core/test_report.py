@@ -8,18 +8,14 @@ import math
 import numpy as np
 import pytest
 
+from moe_tui.core.analysis.options import ReportOptions
 from moe_tui.core.analysis.probe import VARIANTS as probe_features
-from moe_tui.core.analysis.report import (
-    CONTROL_ROWS,
-    PROBE_ROWS,
-    PROBE_VARIANTS,
-    ReportOptions,
-    RunView,
-    format_cell,
-    report_tables,
-    write_report,
-)
+from moe_tui.core.analysis.report import report_tables
+from moe_tui.core.analysis.tables import CONTROL_ROWS, PROBE_ROWS, PROBE_VARIANTS
+from moe_tui.core.analysis.view import RunView
+from moe_tui.core.analysis.writer import write_report
 from moe_tui.errors import ReportError
+from moe_tui.fileio import format_cell
 
 TAGS = ("NOUN", "VERB", "X")
 FAST = ReportOptions(seed=0, max_iter=30, ablation_removed=[0, 1], tsne_samples=40, n_permutations=5, n_boot=10,
@@ -224,7 +220,7 @@ def test_probe_seeds_engine_columns_and_cancel(tmp_path):
 
     import pytest as _pytest
 
-    from moe_tui.core.analysis.report import compute_probes
+    from moe_tui.core.analysis.tables import compute_probes
     from moe_tui.errors import Cancelled
 
     v = make_view()
@@ -259,7 +255,7 @@ def test_tsne_beside_the_probes_gives_the_sequential_tables(monkeypatch):
     monkeypatch.setattr(R, "spare_cpus", lambda: 0)
     alone = report_tables(view_a, probe=True, controls=True, options=FAST)
     started = []
-    real = R._Beside
+    real = R.Beside
 
     class Spy(real):
         def __init__(self, fn, name):
@@ -267,7 +263,7 @@ def test_tsne_beside_the_probes_gives_the_sequential_tables(monkeypatch):
             super().__init__(fn, name)
 
     monkeypatch.setattr(R, "spare_cpus", lambda: 1)
-    monkeypatch.setattr(R, "_Beside", Spy)
+    monkeypatch.setattr(R, "Beside", Spy)
     beside = report_tables(view_b, probe=True, controls=True, options=FAST)
     assert started == ["moe-tui t-SNE"]
     assert alone.keys() == beside.keys()
@@ -279,12 +275,12 @@ def test_background_job_result_error_and_cancel():
     import threading
     import time
 
-    from moe_tui.core.analysis.report import _Beside
+    from moe_tui.core.analysis.beside import Beside
     from moe_tui.errors import Cancelled
 
-    assert _Beside(lambda stop: 41 + 1, "t").result() == 42
+    assert Beside(lambda stop: 41 + 1, "t").result() == 42
     with pytest.raises(ZeroDivisionError):  # the computation's own error reaches the caller
-        _Beside(lambda stop: 1 / 0, "t").result()
+        Beside(lambda stop: 1 / 0, "t").result()
     ended = threading.Event()
 
     def slow(stop):
@@ -293,7 +289,7 @@ def test_background_job_result_error_and_cancel():
         ended.set()
         return None
 
-    job = _Beside(slow, "t")
+    job = Beside(slow, "t")
 
     def waiting():
         raise Cancelled("cancelled")

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from moe_tui.core.analysis import controls, metrics
-from moe_tui.core.analysis.report import ReportError, RunView, report_tables
+from moe_tui.core.analysis.report import report_tables
+from moe_tui.core.analysis.view import RunView
+from moe_tui.errors import ReportError
 from tests.runs import UPOS, synthetic_arrays, write_run
 
 N, L, K = 8, 3, 2

@@ -13,7 +13,7 @@ def screen_text(app) -> str:
 
 def fast_options():
     """Report options small enough for a pane test: tiny probes, few permutations and replicates."""
-    from moe_tui.core.analysis.report import ReportOptions
+    from moe_tui.core.analysis.options import ReportOptions
 
     return ReportOptions(max_iter=30, mlp_kwargs={"hidden_layer_sizes": (8,)}, n_permutations=3, n_boot=5,
                          tsne_samples=200, ablation_removed=(0, 3))

@@ -1,6 +1,6 @@
 """Pilot tests of the analysis panes (specialisation, KL, probe, compare) on small real runs.
 
-Every export is checked against ``moe_tui.core.analysis.report.write_report`` (what ``moe-tui report`` writes) byte for byte.
+Every export is checked against ``moe_tui.core.analysis.writer.write_report`` (what ``moe-tui report`` writes) byte for byte.
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ async def open_from_home(pilot, key: str, kind: str, run_id: str | None = None):
 
 
 def reference(tmp_path, runs, **kw) -> Path:
-    from moe_tui.core.analysis.report import RunView, write_report
+    from moe_tui.core.analysis.view import RunView
+    from moe_tui.core.analysis.writer import write_report
 
     out = tmp_path / "reference"
     write_report([RunView.from_run(r) for r in runs], out, options=fast_options(), **kw)
@@ -192,9 +193,9 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, m
     the very tables ``moe-tui report --information`` writes (their CSV exports are byte for byte the report's)."""
     import threading
 
-    import moe_tui.core.analysis.report
+    import moe_tui.core.analysis.tables
 
-    real_tables = moe_tui.core.analysis.report.information_tables
+    real_tables = moe_tui.core.analysis.tables.information_tables
     release = threading.Event()
 
     def held_until_released(*args, **kw):
@@ -203,7 +204,7 @@ async def test_probe_pane_information_key_computes_the_report_tables(tmp_path, m
         release.wait(60)
         return real_tables(*args, **kw)
 
-    monkeypatch.setattr(moe_tui.core.analysis.report, "information_tables", held_until_released)
+    monkeypatch.setattr(moe_tui.core.analysis.tables, "information_tables", held_until_released)
     run = tiny_run
     app = make_app(tmp_path, [run])
     async with app.run_test(size=SIZE) as pilot:

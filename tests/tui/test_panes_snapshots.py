@@ -26,7 +26,8 @@ SIZE = (120, 36)
 def probed(tiny_run):
     """A small run with every table of `moe-tui report --probe --controls --information` (fast options), computed
     once."""
-    from moe_tui.core.analysis.report import RunView, report_tables
+    from moe_tui.core.analysis.report import report_tables
+    from moe_tui.core.analysis.view import RunView
 
     run = tiny_run
     view = RunView.from_run(run)

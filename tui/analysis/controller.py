@@ -28,8 +28,9 @@ from moe_tui.tui.analysis.messages import (
 from moe_tui.tui.analysis.state import AnalysisData, report_options_from_env
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.cache.store import Run
-    from moe_tui.core.analysis.report import ReportOptions, RunView
+    from moe_tui.cache.run import Run
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.view import RunView
 
 
 def _worker_cancelled() -> bool:

@@ -24,8 +24,10 @@ from moe_tui.tui.analysis.messages import (
 if TYPE_CHECKING:  # pragma: no cover
     from textual.message import Message
 
-    from moe_tui.cache.store import Run, RunStore
-    from moe_tui.core.analysis.report import ReportOptions, RunView
+    from moe_tui.cache.run import Run
+    from moe_tui.cache.store import RunStore
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.view import RunView
 
 Post = Callable[["Message"], object]
 IsCancelled = Callable[[], bool]
@@ -42,7 +44,8 @@ def _one_line(exc: BaseException) -> str:
 def tables_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | None",
                options: "ReportOptions") -> None:
     """The routing tables of one run (no probes): ``TablesReady(kind="base")`` or ``JobFailed``."""
-    from moe_tui.core.analysis.report import RunView, report_tables
+    from moe_tui.core.analysis.report import report_tables
+    from moe_tui.core.analysis.view import RunView
 
     t0 = time.monotonic()
     try:
@@ -60,7 +63,7 @@ def _training_job(kind: str, compute, post: Post, cancelled: IsCancelled, run: "
                   *, stage_label=str) -> None:
     """Run ``compute(view, progress)`` for one run in a thread, posting ``JobProgress`` (cancel is checked at
     every progress step), then ``TablesReady(kind=kind)``, ``JobCancelled`` or ``JobFailed``."""
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.analysis.view import RunView
     from moe_tui.errors import Cancelled
 
     t0 = time.monotonic()
@@ -100,7 +103,7 @@ def information_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunVi
                     options: "ReportOptions") -> None:
     """The information measures of one run (``report --information``), with progress:
     ``TablesReady(kind="information")``, ``JobCancelled`` or ``JobFailed``."""
-    from moe_tui.core.analysis.report import information_tables
+    from moe_tui.core.analysis.tables import information_tables
 
     _training_job("information", lambda v, progress: information_tables(v, options, progress=progress),
                   post, cancelled, run, view)
@@ -110,7 +113,7 @@ def report_job(post: Post, cancelled: IsCancelled, run_id: str, views: list, out
                controls: bool, options: "ReportOptions", spreadsheet_safe: bool = False,
                figures: bool = False, information: bool = False) -> None:
     """``moe-tui report`` of the views into ``out``: ``ReportWritten``, ``JobCancelled`` or ``JobFailed``."""
-    from moe_tui.core.analysis.report import write_report
+    from moe_tui.core.analysis.writer import write_report
     from moe_tui.errors import Cancelled
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -146,7 +149,8 @@ def compare_job(post: Post, cancelled: IsCancelled, run: "Run", ids: list[str], 
                 options: "ReportOptions", store: "RunStore") -> None:
     """Cross-run Tables 1, 3, 5 of the runs ``ids`` (``known``: run id -> (view, tables) already computed):
     ``CompareReady`` or ``JobFailed``."""
-    from moe_tui.core.analysis.report import RunView, compare_tables, report_tables
+    from moe_tui.core.analysis.report import compare_tables, report_tables
+    from moe_tui.core.analysis.view import RunView
 
     views, per_run = [], {}
     try:

@@ -9,7 +9,7 @@ from textual.message import Message
 
 if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.store import RunInfo
-    from moe_tui.core.analysis.report import RunView
+    from moe_tui.core.analysis.view import RunView
 
 
 @dataclass

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.cache.store import Run
-    from moe_tui.core.analysis.report import ReportOptions, RunView
+    from moe_tui.cache.run import Run
+    from moe_tui.core.analysis.options import ReportOptions
+    from moe_tui.core.analysis.view import RunView
 
 __all__ = ["AnalysisData", "report_options_from_env", "REPORT_OPTIONS_ENV"]
 
@@ -22,7 +23,7 @@ class AnalysisData:
 
     run: "Run"
     options: "ReportOptions"
-    view: "RunView | None" = None                  # moe_tui.core.analysis.report.RunView, once built
+    view: "RunView | None" = None                  # moe_tui.core.analysis.view.RunView, once built
     tables: dict = field(default_factory=dict)     # stem -> moe_tui.core.analysis.report table, as report_tables returns
     probe_done: bool = False
     controls_done: bool = False
@@ -51,7 +52,7 @@ def report_options_from_env() -> tuple["ReportOptions", str | None]:
     """The panes' report options: ``$MOE_TUI_REPORT_OPTIONS`` (JSON of ReportOptions fields, e.g.
     ``{"max_iter": 100, "n_boot": 50}``) if set and valid, else the defaults ``moe-tui report`` uses.
     Returns ``(options, warning)``; the warning says why the variable was ignored."""
-    from moe_tui.core.analysis.report import ReportOptions
+    from moe_tui.core.analysis.options import ReportOptions
 
     env = os.environ.get(REPORT_OPTIONS_ENV)
     if not env:

@@ -312,7 +312,7 @@ def compare_rows(views: Sequence[Any], figures: PaperFigures | None = None) -> t
     """The "paper" rows of the compare tables, one beside each run of a paper model.
 
     Args:
-        views: the compared runs (``model``, ``tags``; :class:`moe_tui.core.analysis.report.RunView`).
+        views: the compared runs (``model``, ``tags``; :class:`moe_tui.core.analysis.view.RunView`).
 
     Returns:
         ``({"compare_table1": [(anchor, row)], "compare_table3": [...], "compare_table5": [...]}, note)``:

@@ -2,7 +2,7 @@
 
 A pane shows one run's :class:`moe_tui.tui.analysis.state.AnalysisData` (owned by the App) and redraws
 when the App posts :class:`AnalysisChanged` for that run. Every number comes from :mod:`moe_tui.core.analysis.report`;
-a pane's ``e`` writes the focused table (or plot) with ``moe_tui.core.analysis.report.write_csv``, so an exported
+a pane's ``e`` writes the focused table (or plot) with ``moe_tui.core.analysis.writer.write_csv``, so an exported
 CSV is the ``moe-tui report`` CSV of the same run.
 """
 
@@ -25,7 +25,7 @@ from moe_tui.tui.widgets.plots import Plot
 from moe_tui.tui.widgets.table import ShadedTable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from moe_tui.cache.store import Run
+    from moe_tui.cache.run import Run
     from moe_tui.tui.analysis.state import AnalysisData
 
 
@@ -138,7 +138,7 @@ class PaneScreen(Screen):
         return f"moe-tui-{self.run.run_id}"
 
     def action_export(self) -> None:
-        from moe_tui.core.analysis.report import write_csv
+        from moe_tui.core.analysis.writer import write_csv
         from moe_tui.errors import ReportError
 
         table = self.focused_table()

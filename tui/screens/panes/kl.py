@@ -66,7 +66,7 @@ class KLScreen(PaneScreen):
         return self.selected_cell()
 
     def _update_bars(self) -> None:
-        from moe_tui.core.analysis.report import table_kl_expert_pos
+        from moe_tui.core.analysis.tables import table_kl_expert_pos
 
         cell = self.selected_cell()
         if cell is None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import ProgressBar, Static
 
-from moe_tui.core.analysis.report import PROBE_ROWS, probe_rows
+from moe_tui.core.analysis.tables import PROBE_ROWS, probe_rows
 from moe_tui.tui.screens.panes.base import PaneScreen, fmt, rows_as_dicts
 from moe_tui.tui.widgets.plots import Plot
 from moe_tui.tui.widgets.table import ShadedTable
