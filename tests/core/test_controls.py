@@ -229,7 +229,7 @@ def test_bca_agrees_with_scipy():
 def test_bca_coverage_where_the_truth_is_known():
     """Repeated samples of 200 sentences from a weakly specialised population (true global Spec 35.4
     against U = 25): the BCa interval holds the point estimate every time and the truth at about the
-    nominal 95 % (README's coverage table: 0.938 over 1,000 draws); likewise an accuracy's interval."""
+    nominal 95 % (docs/methods.md, the coverage table: 0.938 over 1,000 draws); likewise an accuracy's interval."""
     w = Z.weights(Z.favourites(2, 3, 8), 8, (1.5, 2.0))
     truth = Z.true_global_spec(w)
     assert truth == pytest.approx(35.4166666, abs=1e-6)

@@ -229,14 +229,14 @@ def test_afx_is_adj_as_in_the_ud_table(tmp_path):
 
 @needs_ewt
 def test_paper_recipe_upos_vs_xpos_on_ewt_dev():
-    """README's figure: UPOS and --pos-column xpos differ on ~4% of EWT dev words after folding to paper15,
+    """docs/results/corpus.md's figure: UPOS and --pos-column xpos differ on ~4% of EWT dev words after folding to paper15,
     mostly possessive determiners (PRON vs DET) and negation (PART vs ADV)."""
     from benchmarks.measure_corpus import pos_column_difference
     from tests.helpers import EWT_DEV
 
     d = pos_column_difference(EWT_DEV)
     assert d["words"] == 25147
-    assert 0.035 < d["differ"] / d["words"] < 0.05  # 4.12% (1,037 words) with this reader, as README states
+    assert 0.035 < d["differ"] / d["words"] < 0.05  # 4.12% (1,037 words) with this reader (docs/results/corpus.md)
     top = [p for p, _ in d["pairs"].most_common(2)]
     assert top == [("PRON", "DET"), ("PART", "ADV")]
     for w in ("my", "your", "their"):

@@ -1,6 +1,6 @@
 """The shipped demo model has really learned to route: its Spec beats the permutation null, its
 routes predict POS far better than the majority class, and the route of one token id depends on its
-POS in context (README's demo conclusions). Checked on a real extraction of the demo."""
+POS in context (the demo's conclusions in docs/demo.md). Checked on a real extraction of the demo."""
 
 from __future__ import annotations
 

@@ -45,7 +45,7 @@ def test_streams_are_spawned_children_fixed_by_name_and_probe_seed():
 
 def test_stream_positions_never_move():
     """A stream's spawn position fixes its random numbers: new streams are appended, never inserted or reordered
-    (positions as documented in core/analysis/seeds.py and README's stream table)."""
+    (positions as documented in core/analysis/seeds.py and docs/methods.md's stream table)."""
     assert S.STREAMS == ("split", "mlp_init", "mlp_shuffle", "control_labels", "permutation_null", "bootstrap",
                          "tsne", "context_effect", "info_valid", "mdl_order")
     for line in (S.__doc__ or "").splitlines():
