@@ -20,7 +20,7 @@ async def test_demo_extracts_and_opens_the_grid():
             grids = list(app.screen.query(RoutingGrid)) if type(app.screen).__name__ == "GridScreen" else []
             return bool(grids) and grids[0].data is not None
 
-        for _ in range(1200):  # the real child process: torch import + 2,000 sentences
+        for _ in range(6000):  # the real child process (torch import + 2,000 sentences): a hang guard, not a time limit
             await pilot.pause(0.1)
             if grid_shown():
                 break
