@@ -148,6 +148,29 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     sub.add_parser("demo", help="open the TUI on the built-in demo model and corpus")
+
+    tg = sub.add_parser("tagger", help="train or evaluate a POS tagger for generated text (moe-tui generate --tagger)")
+    tsub = tg.add_subparsers(dest="tagger_command", metavar="ACTION", parser_class=_Parser, required=True)
+    tt = tsub.add_parser("train", help="train an averaged-perceptron tagger on gold CoNLL-U (or PTB) files")
+    tt.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training files (gold tags)")
+    tt.add_argument("--out", required=True, metavar="DIR", help="the tagger folder to write (tagger.json, weights.npz)")
+    tt.add_argument("--eval", nargs="*", default=[], metavar="FILE",
+                    help="files it is not trained on, to measure its accuracy (the first is the one runs state)")
+    tt.add_argument("--tagset", default="upos", choices=["upos", "paper15"])
+    tt.add_argument("--pos-column", default="upos", choices=["upos", "xpos"])
+    tt.add_argument("--epochs", type=positive_int, default=10, metavar="N")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--language", metavar="CODE", help="language of the data (recorded)")
+    tt.add_argument("--licence", metavar="TEXT", help="licence of the training data (recorded: a tagger trained on "
+                    "a treebank is a derived work of it)")
+    tt.add_argument("--source", action="append", default=[], metavar="TEXT",
+                    help="where the training data comes from (recorded; repeatable)")
+    te = tsub.add_parser("eval", help="accuracy of a tagger on a gold CoNLL-U (or PTB) file")
+    te.add_argument("--tagger", required=True, metavar="builtin|spacy:MODEL|stanza:LANG|DIR")
+    te.add_argument("--data", required=True, metavar="FILE")
+    te.add_argument("--tagset", default="upos", choices=["upos", "paper15"])
+    te.add_argument("--pos-column", default="upos", choices=["upos", "xpos"])
+    te.add_argument("--json", action="store_true", help="the result as one JSON object")
     return p
 
 
@@ -471,6 +494,29 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_tagger(args) -> int:
+    from moe_tui.core.tagger import evaluate, load_tagger, train_files
+
+    if args.tagger_command == "train":
+        meta = train_files(args.data, args.out, tagset=args.tagset, pos_column=args.pos_column, eval_paths=args.eval,
+                           epochs=args.epochs, seed=args.seed, licence=args.licence, sources=args.source,
+                           language=args.language, progress=_notice)
+        acc = meta.get("accuracy")
+        if acc:
+            _notice(f"accuracy on {acc['data']}: {acc['accuracy']:.4f} of {acc['words']} words")
+        print(Path(args.out).expanduser().resolve())
+        return EXIT_OK
+    tagger = load_tagger(args.tagger)
+    res = evaluate(tagger, args.data, tagset=args.tagset, pos_column=args.pos_column)
+    if args.json:
+        print(json.dumps({"tagger": tagger.info.get("name"), **res}))
+    else:
+        print(f"tagger\t{tagger.info.get('name')}")
+        for key in ("data", "sentences", "words", "accuracy", "accuracy_raw_text"):
+            print(f"{key}\t{res[key]!r}" if isinstance(res[key], float) else f"{key}\t{res[key]}")
+    return EXIT_OK
+
+
 def _first_time() -> bool:
     """No runs cached yet and nothing asked for: `moe-tui` then opens on the demo."""
     from moe_tui.cache.store import RunStore
@@ -498,6 +544,7 @@ COMMANDS = {
     "concordance": cmd_concordance,
     "expert": cmd_expert,
     "inspect": cmd_inspect,
+    "tagger": cmd_tagger,
 }
 
 
