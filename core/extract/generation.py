@@ -385,11 +385,17 @@ class _Generator:
         stop = StoppingCriteriaList([_DelayedEos(P, self.eos), _Cancel(cancelled)])
         if self.opts.do_sample:
             torch.manual_seed(seed)
+        from transformers import GenerationConfig
+
+        lm = self.loaded.lm
+        # generate() fills every setting left unset from the model's generation_config.json (repetition penalty,
+        # its own eos and sampling defaults...): a blank one while it runs, so that only our settings apply
+        saved, lm.generation_config = lm.generation_config, GenerationConfig()
         capture.start()
         try:
             with torch.inference_mode():
-                out = self.loaded.lm.generate(input_ids=ids, attention_mask=mask, generation_config=self.config(n_new),
-                                              stopping_criteria=stop)
+                out = lm.generate(input_ids=ids, attention_mask=mask, generation_config=self.config(n_new),
+                                  stopping_criteria=stop)
         except (ModelError, GenerationError):
             raise
         except Exception as exc:  # noqa: BLE001 - one line
@@ -397,6 +403,7 @@ class _Generator:
             raise ModelError(f"generation with {self.loaded.facts.name_or_path} failed: {msg[:300]}") from exc
         finally:
             capture.stop()
+            lm.generation_config = saved
         if cancelled():
             return None  # what was recorded is dropped by the next start()
         experts, weights, logits = capture.collect(B)
@@ -555,7 +562,7 @@ def _finalize(writer: RunWriter, plan, prompts, loaded, identity: dict, opts: Ge
     generation = {
         "settings": {**generation_settings(opts), "eos_token_ids": _eos_ids(loaded), "pad_token_id":
                      _Generator(loaded, opts).pad_id, "padding_side": "left",
-                     "note": "the model's generation_config.json sampling defaults are not used: only these settings"},
+                     "note": "nothing of the model's generation_config.json applies but its end-of-sequence ids"},
         "prompts": len(records),
         "prompt_tokens": sum(r["prompt_tokens"] for r in records),
         "generated_tokens": sum(r["generated_tokens"] for r in records),
