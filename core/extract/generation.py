@@ -118,7 +118,8 @@ def generate(opts: GenerateOptions, *, progress: EventSink | None = None,
         check_tagset(opts.tagset)
     except Exception as exc:  # noqa: BLE001 - a CorpusError line
         raise GenerationError(str(exc)) from None
-    prompts = read_prompts(opts.prompts, format=opts.prompt_format, max_prompts=opts.max_prompts)
+    prompts = read_prompts(opts.prompts, format=opts.prompt_format, max_prompts=opts.max_prompts,
+                           prompt_words=opts.prompt_words)
     if opts.prompt_pos == "gold" and prompts.format != "conllu":
         raise GenerationError(f"--prompt-pos gold needs CoNLL-U prompts (gold words and tags); {prompts.path} "
                               f"is {prompts.format}")

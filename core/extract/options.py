@@ -161,6 +161,9 @@ class GenerateOptions:
     prompt_format: str = _opt("auto", "prompts file format (auto: by extension and content)", identity=True,
                               choices=("auto", "text", "jsonl", "conllu"))
     max_prompts: int | None = _opt(None, "only the first N prompts", identity=True, metavar="N", positive=True)
+    prompt_words: int | None = _opt(None, "keep the first N words of each prompt (CoNLL-U: its gold words; else "
+                                          "whitespace-separated), so the model continues sentences whose rest is known",
+                                    identity=True, metavar="N", positive=True)
     max_new_tokens: int = _opt(32, "tokens to generate after each prompt (fewer when it ends with end-of-sequence)",
                                identity=True, metavar="N", positive=True, form="new tokens per prompt")
     do_sample: bool = _opt(False, "sample the next token (default: greedy, the most likely one)", identity=True,

@@ -6,6 +6,9 @@
 * CoNLL-U: each sentence is a prompt (its text, see :mod:`moe_tui.core.extract.corpus`), with its gold words and
   tags (used with ``--prompt-pos gold``, and to measure the tagger on them); id its ``sent_id``.
 
+``prompt_words=N`` keeps the first N words of every prompt (CoNLL-U: its gold words; text and JSONL: its
+whitespace-separated words), so that the model continues sentences whose rest is known.
+
 ``format="auto"``: ``.jsonl`` / ``.conllu`` / ``.conll`` by extension, else a first line that is a JSON object
 means JSONL and a line of 10 tab-separated columns CoNLL-U, else text. Every bad input is one
 :class:`moe_tui.errors.GenerationError` line naming ``file:line``.
@@ -62,15 +65,32 @@ def _detect(path: Path, text: str) -> str:
     return "text"
 
 
-def read_prompts(path, *, format: str = "auto", max_prompts: int | None = None) -> Prompts:
-    """The prompts of ``path`` (see the module notes); ``max_prompts`` keeps the first N."""
+def _first_words(p: Prompt, n: int) -> Prompt:
+    """``p`` cut after its ``n``-th word (see the module notes)."""
+    if p.words:
+        if len(p.words) <= n:
+            return p
+        words = p.words[:n]
+        return Prompt(p.id, p.text[:max(w.end for w in words)], p.where, tuple(words))
+    import re
+
+    spans = [m.span() for m in re.finditer(r"\S+", p.text)]
+    if len(spans) <= n:
+        return p
+    return Prompt(p.id, p.text[:spans[n - 1][1]], p.where)
+
+
+def read_prompts(path, *, format: str = "auto", max_prompts: int | None = None,
+                 prompt_words: int | None = None) -> Prompts:
+    """The prompts of ``path`` (see the module notes); ``max_prompts`` keeps the first N, ``prompt_words`` the first
+    N words of each."""
     from moe_tui.core.extract.corpus import _load_text
 
     if format not in PROMPT_FORMATS:
         raise GenerationError(f"unknown prompts format {format!r} (valid: {', '.join(PROMPT_FORMATS)})")
-    if max_prompts is not None and (isinstance(max_prompts, bool) or not isinstance(max_prompts, int)
-                                    or max_prompts < 1):
-        raise GenerationError(f"max_prompts must be a positive integer, got {max_prompts!r}")
+    for name, value in (("max_prompts", max_prompts), ("prompt_words", prompt_words)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise GenerationError(f"{name} must be a positive integer, got {value!r}")
     p = Path(path).expanduser()
     try:
         p = p.resolve()
@@ -114,5 +134,10 @@ def read_prompts(path, *, format: str = "auto", max_prompts: int | None = None) 
     n_file = len(items)
     if max_prompts is not None:
         items = items[:max_prompts]
+    if prompt_words is not None:
+        items = [_first_words(x, prompt_words) for x in items]
+    selection = {"max_prompts": max_prompts}
+    if prompt_words is not None:
+        selection["prompt_words"] = prompt_words
     return Prompts(items=items, path=str(p), format=fmt, sha256=hashlib.sha256(data).hexdigest(), n_in_file=n_file,
-                   selection={"max_prompts": max_prompts})
+                   selection=selection)

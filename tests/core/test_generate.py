@@ -208,6 +208,9 @@ def test_read_prompts_formats(tmp_path):
     p = read_prompts(c)
     assert p.format == "conllu" and p.items[0].id == "s1" and [w.upos for w in p.items[0].words] == ["NOUN", "VERB",
                                                                                                       "PUNCT"]
+    cut = read_prompts(c, prompt_words=2).items[0]
+    assert cut.text == "Dogs bark" and [w.form for w in cut.words] == ["Dogs", "bark"]
+    assert read_prompts(t, prompt_words=1).items[0].text == "one"
     j.write_text('{"prompt": "a"}\n{"text": "b"}\n')
     with pytest.raises(GenerationError, match=r"p\.jsonl:2: a JSONL prompt needs a string \"prompt\" field"):
         read_prompts(j)
