@@ -25,7 +25,7 @@ from moe_tui.core.analysis.tables import Table, _f, _table, table_controls
 from moe_tui.core.analysis.view import Progress, RunView
 from moe_tui.errors import ReportError
 
-__all__ = ["ORIGINS", "ORIGIN_TABLES", "origin_views", "origin_caveat", "origin_tables"]
+__all__ = ["ORIGINS", "ORIGIN_TABLES", "origin_views", "origin_caveat", "origin_tables", "table_of_origin"]
 
 #: the origins, in table order (``view.origin`` indexes them)
 ORIGINS = ("prompt", "generated")
@@ -217,3 +217,23 @@ def origin_tables(view: RunView, opts: ReportOptions | None = None, *, probe: bo
     if probe:
         out["probe_by_origin"] = table_probe_by_origin(view, o, progress=progress)
     return out
+
+
+def table_of_origin(tables: dict[str, Table], stem: str, origin: str) -> Table | None:
+    """The ``stem`` table of one origin, for a view that toggles origin: ``origin == "all"`` gives ``tables[stem]``;
+    ``"prompt"`` / ``"generated"`` the rows of ``<stem>_by_origin`` of that origin, without the ``origin`` and
+    caveat columns, so that they have the plain table's columns (``probe``: the rows of ``probe_by_origin``
+    trained on that origin, as they are). None when the table is not computed."""
+    if origin == "all":
+        return tables.get(stem)
+    if origin not in ORIGINS:
+        raise ValueError(f"unknown origin {origin!r}")
+    if stem == "probe":
+        t = tables.get("probe_by_origin")
+        return None if t is None else _table("probe_by_origin", t["columns"], [r for r in t["rows"] if r[0] == origin])
+    t = tables.get(f"{stem}_by_origin")
+    if t is None:
+        return None
+    cols = t["columns"]
+    keep = [i for i, c in enumerate(cols) if c not in ("origin", *CAVEAT)]
+    return _table(stem, [cols[i] for i in keep], [[r[i] for i in keep] for r in t["rows"] if r[0] == origin])

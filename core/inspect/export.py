@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Iterator
 import numpy as np
 
 from moe_tui.cache.layout import ORIGIN_NAMES
+from moe_tui.core.inspect.origin import has_origin
 from moe_tui.errors import MoeTuiError
 from moe_tui.fileio import format_cell
 
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROUTE_COLUMNS = ("sentence", "token", "token_text", "word", "pos", "layer", "rank", "expert", "weight")
-
-
-def has_origin(run) -> bool:
-    """Whether the run records each token's origin (a run made by ``moe-tui generate``)."""
-    return "origin" in run.manifest.get("arrays", {})
 
 
 def route_columns(run) -> tuple[str, ...]:

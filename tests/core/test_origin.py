@@ -66,6 +66,18 @@ def test_by_origin_tables_are_the_tables_of_each_origin_alone(gen_run, tmp_path)
         assert summary[6:] == ["builtin", ORIGIN_TAGGING["accuracy"]["accuracy"]]
 
 
+def test_table_of_origin_gives_the_plain_tables_columns(gen_run, tmp_path):
+    from moe_tui.core.analysis.origin import table_of_origin
+
+    tables = report_tables(RunView.from_run(gen_run), by_origin=True)
+    assert table_of_origin(tables, "spec_layer", "all") is tables["spec_layer"]
+    alone = report_tables(RunView.from_run(_one_origin_run(tmp_path, 1)))
+    for stem in ("spec_layer", "spec_pos", "kl_summary"):
+        t = table_of_origin(tables, stem, "generated")
+        assert t["columns"] == alone[stem]["columns"] and t["rows"] == alone[stem]["rows"]
+    assert table_of_origin(tables, "probe", "prompt") is None  # no probes computed
+
+
 def test_gold_prompt_tags_carry_no_tagger_caveat(tmp_path):
     tagging = {**ORIGIN_TAGGING, "prompt_pos": "gold"}
     run = origin_run(tmp_path, tagging=tagging)
