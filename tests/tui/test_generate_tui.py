@@ -21,6 +21,7 @@ def _line(grid: RoutingGrid, y: int) -> str:
     return "".join(seg.text for seg in grid.render_line(y))
 
 
+@pytest.mark.slow
 async def test_grid_marks_where_the_prompt_ends(tmp_path, gen_run, tiny_run):
     app = make_app(tmp_path, gen_run)
     async with app.run_test(size=SIZE) as pilot:
