@@ -85,7 +85,8 @@ class Run:
     ``word_form [W] int32`` (id into :attr:`forms`), ``word_tag [W] int16`` (index into :attr:`word_tags`),
     ``word_spans [W, 2] int32``. Optional arrays (:data:`OPTIONAL_ARRAYS`; :meth:`has_array`, :meth:`array`):
     ``logits [T, L, N] float16`` (``run.logits`` is None when the run was extracted without ``--save-logits``;
-    NaN in a layer whose router has no logits).
+    NaN in a layer whose router has no logits), ``origin [T] uint8`` (a run made by ``moe-tui generate``: 0 a prompt
+    token, 1 a generated token; ``run.origin`` is None for other runs).
 
     A schema-1 run is migrated in place on open (atomically, under the run lock), or refused in one line that
     says how to re-extract it when it cannot be (read-only folder, ``migrate=False``).

@@ -9,7 +9,8 @@ Layout of a run directory ``<root>/<run_id>/`` (run format, schema 2)::
     manifest.json        written last, atomically: the run is complete only when it exists
     per token [T]:       token_ids word_index pos special crossing offsets experts weights token_piece (.npy)
                          (+ optional per-token arrays of OPTIONAL_ARRAYS, listed in the manifest like the others:
-                         logits.npy, float16 [T, L, N], each router's raw logits, with extract --save-logits)
+                         logits.npy, float16 [T, L, N], each router's raw logits, with extract --save-logits;
+                         origin.npy, uint8 [T], 0 prompt / 1 generated, in runs made by moe-tui generate)
     per sentence [S]:    sentence_offsets [S+1] word_offsets [S+1] skipped, texts_* and sent_ids_* string tables
     per word [W]:        word_form word_tag word_spans
     vocabularies:        forms_* (word forms) and pieces_* (tokenizer pieces) string tables

@@ -205,3 +205,22 @@ def test_api_run_has_origin_and_routes_have_the_column(gen_run, tiny_run):
     assert plain.origin is None and "origin" not in plain.routes().columns
     tables = moe_tui.report(run, by_origin=True)
     assert list(tables["kl_summary_by_origin"]["origin"]) == ["prompt", "generated"]
+
+
+@pytest.mark.slow
+def test_controls_by_origin_are_the_controls_of_each_origin_alone(gen_run, tmp_path):
+    """The quantities that do not depend on how word forms are numbered (the control task maps form ids to random
+    labels, and a one-origin run numbers its forms anew) equal those of a run made of that origin's tokens."""
+    o = ReportOptions(max_iter=30, mlp_kwargs={"hidden_layer_sizes": (8,)}, n_permutations=3, n_boot=5,
+                      probe_device="cpu")
+    rows = origin_tables(RunView.from_run(gen_run), o, controls=True)["controls_by_origin"]["rows"]
+    same = ("token_identity", "ambiguous_token_ids", "ambiguous_test_tokens", "ambiguous_token_identity",
+            "hamming_same_token_same_pos", "hamming_same_token_diff_pos", "context_effect_p", "spec_ci_low",
+            "spec_ci_high", "spec_pct_low", "spec_pct_high")
+    for code, name in enumerate(("prompt", "generated")):
+        alone = report_tables(RunView.from_run(_one_origin_run(tmp_path / name, code)), controls=True, options=o)
+        want = {q: v for q, v in alone["controls"]["rows"]}
+        got = {r[1]: r[2] for r in rows if r[0] == name}
+        assert set(got) == set(want)
+        for q in same:
+            assert got[q] == want[q] or (got[q] is None and want[q] is None), (name, q)

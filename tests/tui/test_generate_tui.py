@@ -87,3 +87,27 @@ async def test_home_generates_from_the_prompts_file(tmp_path, gen_run):
     assert isinstance(opts, GenerateOptions)
     assert (opts.prompts, opts.max_new_tokens, opts.do_sample, opts.tagger) == (str(prompts), 7, True, "builtin")
     assert opts.model == app.selected_model
+
+
+@pytest.mark.slow
+async def test_probe_pane_toggles_origin(gen_run):
+    from moe_tui.core.analysis.report import report_tables
+    from moe_tui.core.analysis.view import RunView
+    from tests.tui.test_panes import fast_options
+    from tests.tui.test_panes_snapshots import PaneApp, settle
+
+    view = RunView.from_run(gen_run)
+    tables = report_tables(view, probe=True, controls=True, by_origin=True, options=fast_options())
+    app = PaneApp("probe", gen_run, tables, view)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        acc = app.screen.query_one("#probe-acc")
+        assert acc.report_table is tables["probe"]
+        for origin in ("prompt", "generated"):
+            await pilot.press("O")
+            await pilot.pause()
+            want = table_of_origin(tables, "probe", origin)
+            assert acc.report_table["rows"] == want["rows"] and {r[0] for r in want["rows"]} == {origin}
+        await pilot.press("O")
+        await pilot.pause()
+        assert acc.report_table is tables["probe"]
