@@ -76,8 +76,8 @@ def render() -> str:
               "| POS | prompt | generated |", "|---|---|---|"]
     sp = _read("spec_pos_by_origin")
     by = {(r["origin"], r["pos"]): r for r in sp}
-    counts = {r["pos"]: r for r in _read_counts()}
-    for pos in [p for p in ("NOUN", "VERB", "DET", "ADJ", "ADV", "PRON", "ADP", "PUNCT") if p in counts]:
+    frequent = _frequent_pos()
+    for pos in [p for p in ("NOUN", "VERB", "DET", "ADJ", "ADV", "PRON", "ADP", "PUNCT") if p in frequent]:
         lines.append(f"| {pos} | {_f(by[('prompt', pos)]['mean_spec'])} | {_f(by[('generated', pos)]['mean_spec'])} |")
     lines += ["", "`kl_summary_by_origin.csv` (KL of each expert's POS distribution against its origin's, nats):", "",
               "| origin | μMin | μMax | μMean |", "|---|---|---|---|"]
@@ -111,12 +111,11 @@ def render_tagger() -> str:
         "`accuracy`). Every run it tags records both.", "", TAGGER_END])
 
 
-def _read_counts() -> list[dict]:
-    """The POS with at least 50 analysed tokens in each origin (from spec_layer's token counts)."""
-    rows = _read("spec_pos_by_origin")
-    pos = [r["pos"] for r in rows if r["origin"] == "prompt"]
+def _frequent_pos() -> set[str]:
+    """The POS with at least 50 analysed tokens in each origin (spec_layer_by_origin's token counts, kept in the
+    manifest excerpt)."""
     tokens = json.loads((FILES / "manifest_excerpt.json").read_text())["pos_tokens"]
-    return [{"pos": p} for p in pos if min(tokens["prompt"].get(p, 0), tokens["generated"].get(p, 0)) >= 50]
+    return {p for p in tokens["prompt"] if min(tokens["prompt"][p], tokens["generated"].get(p, 0)) >= 50}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             for stem in COPIED:
                 shutil.copyfile(out / run_dir.name / f"{stem}.csv", FILES / f"{stem}.csv")
             manifest = json.loads((run_dir / "manifest.json").read_text())
-            spec_layer = list(csv.DictReader(open(out / run_dir.name / "spec_layer_by_origin.csv", newline="")))
+            with open(out / run_dir.name / "spec_layer_by_origin.csv", newline="") as fh:
+                spec_layer = list(csv.DictReader(fh))
             first_layer = spec_layer[0]["layer"]
             pos_tokens = {o: {r["pos"]: int(r["tokens"]) for r in spec_layer
                               if r["origin"] == o and r["layer"] == first_layer} for o in ("prompt", "generated")}
