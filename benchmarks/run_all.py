@@ -1,7 +1,7 @@
 """Run every benchmark in turn (each in its own process) and print its figures.
 
 Usage: ``.venv/bin/python -m benchmarks.run_all [NAME ...]`` (names: extract, metrics, probe, report, tui, figures,
-controls, scale).
+controls, scale, generate).
 Benchmarks compare against a baseline run in the same process and print ratios; nothing here is a
 pass/fail test. Run them on an otherwise idle machine.
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = {"extract": "bench_extract", "metrics": "bench_metrics", "probe": "bench_probe", "report": "bench_report",
-           "tui": "bench_tui", "figures": "bench_figures", "controls": "bench_controls", "scale": "bench_scale"}
+           "tui": "bench_tui", "figures": "bench_figures", "controls": "bench_controls", "scale": "bench_scale",
+           "generate": "bench_generate"}
 
 
 def main(argv: list[str]) -> int:

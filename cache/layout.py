@@ -27,7 +27,10 @@ ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", 
 V1_ARRAY_NAMES = ("token_ids", "sentence_offsets", "word_index", "pos", "special", "crossing", "offsets", "experts",
                   "weights")
 #: per-token arrays a run (and its shards) may hold; listed in the manifest and checksummed when present
-OPTIONAL_ARRAYS = ("logits",)
+#: (``origin``: uint8 [T], 0 prompt / 1 generated, in runs made by ``moe-tui generate``)
+OPTIONAL_ARRAYS = ("logits", "origin")
+#: what ``origin`` codes mean: ``ORIGIN_NAMES[origin[t]]``
+ORIGIN_NAMES = ("prompt", "generated")
 RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{16}$")
 
 

@@ -437,3 +437,14 @@ def add_array(run_dir: Path, name: str, write: "Callable[[io.BufferedWriter], No
     manifest["manifest_sha256"] = manifest_digest(manifest)
     stamp_verified(run_dir, {name: entry}, merge=True)
     atomic_write_json(mpath, manifest)
+
+
+def update_manifest(run_dir: Path, update: dict) -> None:
+    """Set top-level fields of a complete run's manifest (e.g. a check run after the run was made), re-digested and
+    written atomically. Call under :func:`run_lock`. The run's identity (and id) and its arrays do not change."""
+    mpath = Path(run_dir) / "manifest.json"
+    manifest = json.loads(mpath.read_text())
+    manifest.update(update)
+    manifest = json.loads(json.dumps(manifest, default=str))
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    atomic_write_json(mpath, manifest)

@@ -14,6 +14,7 @@ The Python API, for notebooks and scripts::
 
     import moe_tui
     run = moe_tui.extract(model, corpus, **options)    # -> moe_tui.Run (a cache hit costs no model load)
+    run = moe_tui.generate(model, prompts, **options)  # prompts + generated tokens; run.origin: 0/1 per token
     run = moe_tui.open_run(run_id_or_path)              # a cached run
     run.routes()                                       # pandas DataFrame: the export-routes table
     moe_tui.report(run, probe=False, controls=False)   # {"spec_layer": DataFrame, ...}: the report tables
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Run", "open_run", "extract", "report"]
+__all__ = ["Run", "open_run", "extract", "generate", "report"]
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: the API is imported on first use

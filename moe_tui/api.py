@@ -5,6 +5,9 @@
     routes = run.routes()                  # the export-routes table, one row per (token, MoE layer, rank)
     tables = moe_tui.report(run)           # {"spec_layer": DataFrame, "kl_summary": DataFrame, ...}
     same = moe_tui.open_run(run.run_id)    # later: from the cache, no model loaded
+    gen = moe_tui.generate("allenai/OLMoE-1B-7B-0924", "prompts.txt", max_new_tokens=64)
+    gen.origin                             # uint8 [T]: 0 prompt token, 1 generated token
+    moe_tui.report(gen, by_origin=True)    # the tables split by origin, cross-origin probes with probe=True
 
 Every value is the one the CLI writes: :meth:`Run.routes` has the columns and values of ``moe-tui
 export-routes`` and :func:`report` those of the ``moe-tui report`` CSV files. pandas is imported only
@@ -24,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.run import Run as StoredRun
     from moe_tui.core.extract.events import Event
 
-__all__ = ["Run", "open_run", "extract", "report"]
+__all__ = ["Run", "open_run", "extract", "generate", "report"]
 
 
 class Run:
@@ -32,7 +35,10 @@ class Run:
 
     Attributes as in the run store (``moe_tui.cache.store.Run``): ``run_id``, ``path``, ``manifest``, the arrays
     of the run format (``experts [T, L, k]``, rank 0 = top-1, and the others: ``docs/run-format.md``), and
-    ``sentences``, ``tags``, ``moe_layers``, ``num_experts``, ``top_k``, ``analysis_mask()``.
+    ``sentences``, ``tags``, ``moe_layers``, ``num_experts``, ``top_k``, ``analysis_mask()``. A run made by
+    :func:`generate` also has ``origin [T]`` (uint8: 0 a prompt token, 1 a generated token; None for other runs);
+    its ``manifest["generation"]`` holds the settings and each prompt's generated text, ``manifest["tagging"]`` the
+    tagger and its accuracy.
     """
 
     def __init__(self, stored: "StoredRun") -> None:
@@ -65,14 +71,15 @@ class Run:
 
         return sorted(set(super().__dir__()) | set(ARRAY_NAMES) | {
             "sentences", "tags", "moe_layers", "num_experts", "top_k", "model_name", "n_sentences",
-            "analysis_mask", "sentence_of_token"})
+            "analysis_mask", "sentence_of_token", "origin"})
 
     def __repr__(self) -> str:
         return f"<moe_tui.Run {self.run_id}: {self._run.model_name}, {self.manifest['corpus']['path']}>"
 
     def routes(self) -> "pd.DataFrame":
         """One row per (token, MoE layer, rank), special tokens left out: exactly the columns and values of
-        ``moe-tui export-routes`` (``sentence, token, token_text, word, pos, layer, rank, expert, weight``)."""
+        ``moe-tui export-routes`` (``sentence, token, token_text, word, pos, layer, rank, expert, weight``; a run
+        made by :func:`generate` has ``origin``, ``prompt`` or ``generated``, after ``pos``)."""
         from moe_tui.core.inspect.export import routes_frame
 
         return routes_frame(self._run)
@@ -113,6 +120,28 @@ def extract(model: str | Path, data: str | Path, *, progress: Callable[["Event"]
     return Run(_open_dir(run_dir, opts.cache_dir))
 
 
+def generate(model: str | Path, prompts: str | Path, *, progress: Callable[["Event"], None] | None = None,
+             **options: Any) -> Run:
+    """Generate a continuation of every prompt with ``model`` (``generate()`` with the KV cache), capture the routing
+    of every prompt and generated token, tag the words (or find the run in the cache); return the run.
+
+    ``prompts``: a text file (one per line), JSONL (``"prompt"``, optional ``"id"``) or CoNLL-U. ``options``: those
+    of ``moe-tui generate``, by field name (``moe_tui.core.extract.options.GenerateOptions``: ``max_new_tokens``,
+    ``do_sample``, ``temperature``, ``top_p``, ``seed``, ``tagger``, ``prompt_pos``, ``batch_size``, ``dtype``,
+    ``save_logits``, ``verify``, ``cache_dir``, ...). Errors are :class:`moe_tui.errors.MoeTuiError` (one line).
+    """
+    from moe_tui.core.extract.generation import generate as run_generation
+    from moe_tui.core.extract.options import GenerateOptions
+
+    known = {f.name for f in dataclasses.fields(GenerateOptions)} - {"model", "prompts"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"generate() got unknown option(s) {', '.join(unknown)}; options: {', '.join(sorted(known))}")
+    opts = GenerateOptions(model=str(model), prompts=str(prompts), **options)
+    run_dir = run_generation(opts, progress=progress)
+    return Run(_open_dir(run_dir, opts.cache_dir))
+
+
 def _open_dir(run_dir: Path, cache_dir: str | None) -> "StoredRun":
     from moe_tui.cache.store import RunStore
 
@@ -143,14 +172,16 @@ def _frame(table: dict) -> "pd.DataFrame":
 
 
 def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = False, controls: bool = False,
-           information: bool = False, **options: Any) -> dict[str, "pd.DataFrame"]:
+           information: bool = False, by_origin: bool = False, **options: Any) -> dict[str, "pd.DataFrame"]:
     """The tables of ``moe-tui report`` as DataFrames, keyed by CSV file name without ``.csv``.
 
     One run: ``{"pos_counts", "spec_layer", "spec_pos", "kl_layer_expert", "kl_summary", "summary"}`` (with
     ``probe``: ``probe``, ``confusion_<variant>``, ``ablation``, ``tsne``; with ``controls``: ``spec_null``,
     ``controls``; with ``information``: ``conditional``, ``information``, ``layer_probe``, ``mdl``,
-    ``transitions``, ``paths``). Several runs: each run's tables keyed ``"<run_id>/<name>"`` (their path in the report
-    folder) and the cross-run ``compare_table1``, ``compare_table3``, ``compare_table5``.
+    ``transitions``, ``paths``; with ``by_origin``, for a run made by :func:`generate`: ``summary_by_origin``,
+    ``spec_layer_by_origin``, ``spec_pos_by_origin``, ``kl_layer_expert_by_origin``, ``kl_summary_by_origin``, and
+    ``controls_by_origin`` / ``probe_by_origin`` with ``controls`` / ``probe``). Several runs: each run's tables
+    keyed ``"<run_id>/<name>"`` (their path in the report folder) and the cross-run ``compare_table1``, ``compare_table3``, ``compare_table5``.
 
     ``options``: the fields of :class:`moe_tui.core.analysis.options.ReportOptions` (``seed``, ``kl_reference``,
     ``max_iter``, ``early_stopping``, ``ablation_step``, ``tsne_samples``, ``n_permutations``, ``n_boot``, ...).
@@ -175,7 +206,11 @@ def report(run: "Run | StoredRun | Sequence[Run | StoredRun]", probe: bool = Fal
     ids = [v.run_id for v in views]
     if len(set(ids)) != len(ids):
         raise ReportError(f"the same run is listed twice: {sorted({i for i in ids if ids.count(i) > 1})}")
-    per_run = {v.run_id: report_tables(v, probe=probe, controls=controls, options=opts, information=information)
+    for v in views:
+        if by_origin and v.origin is None:
+            raise ReportError(f"run {v.run_id} has no token origins (by_origin is for runs made by generate)")
+    per_run = {v.run_id: report_tables(v, probe=probe, controls=controls, options=opts, information=information,
+                                       by_origin=by_origin)
                for v in views}
     if single:
         return {stem: _frame(t) for stem, t in per_run[views[0].run_id].items()}

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 # the one definition of the extraction options (standard library only: cheap to import)
+from moe_tui.core.extract.options import GenerateOptions, positive_int
 from moe_tui.core.extract.options import add_arguments as add_extract_arguments
-from moe_tui.core.extract.options import positive_int
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -47,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("extract", help="capture the routing of a model over a POS-tagged corpus into the run cache")
     add_extract_arguments(e)
     e.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
+                   help="progress on stderr: a bar, JSON lines (for tools), or nothing")
+
+    g = sub.add_parser("generate", help="generate from prompts with a model (KV cache) and capture the routing of "
+                       "every prompt and generated token, POS-tagged, into the run cache")
+    add_extract_arguments(g, GenerateOptions)
+    g.add_argument("--progress", default="bar", choices=["bar", "json", "none"],
                    help="progress on stderr: a bar, JSON lines (for tools), or nothing")
 
     o = sub.add_parser("open", help="open the terminal UI on a cached run's routing grid (e.g. ssh node moe-tui open RUN)")
@@ -78,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what routing knows that the token does not: conditional probing, per-layer probes, online "
                           "code length (MDL), path structure (conditional, information, layer_probe, mdl, transitions, "
                           "paths .csv; torch probe engine)")
+    rep.add_argument("--by-origin", action="store_true",
+                     help="(runs made by moe-tui generate) Spec, KL and the controls split into prompt and generated "
+                          "tokens; with --probe, probes trained on one origin and tested on the other (*_by_origin "
+                          ".csv, with the tagger's accuracy as a caveat column)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--kl-reference", default="corpus", choices=["corpus", "uniform"])
     rep.add_argument("--max-iter", type=positive_int, default=500, metavar="N", help="MLP max_iter (default 500)")
@@ -148,6 +158,29 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     sub.add_parser("demo", help="open the TUI on the built-in demo model and corpus")
+
+    tg = sub.add_parser("tagger", help="train or evaluate a POS tagger for generated text (moe-tui generate --tagger)")
+    tsub = tg.add_subparsers(dest="tagger_command", metavar="ACTION", parser_class=_Parser, required=True)
+    tt = tsub.add_parser("train", help="train an averaged-perceptron tagger on gold CoNLL-U (or PTB) files")
+    tt.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training files (gold tags)")
+    tt.add_argument("--out", required=True, metavar="DIR", help="the tagger folder to write (tagger.json, weights.npz)")
+    tt.add_argument("--eval", nargs="*", default=[], metavar="FILE",
+                    help="files it is not trained on, to measure its accuracy (the first is the one runs state)")
+    tt.add_argument("--tagset", default="upos", choices=["upos", "paper15"])
+    tt.add_argument("--pos-column", default="upos", choices=["upos", "xpos"])
+    tt.add_argument("--epochs", type=positive_int, default=10, metavar="N")
+    tt.add_argument("--seed", type=int, default=0)
+    tt.add_argument("--language", metavar="CODE", help="language of the data (recorded)")
+    tt.add_argument("--licence", metavar="TEXT", help="licence of the training data (recorded: a tagger trained on "
+                    "a treebank is a derived work of it)")
+    tt.add_argument("--source", action="append", default=[], metavar="TEXT",
+                    help="where the training data comes from (recorded; repeatable)")
+    te = tsub.add_parser("eval", help="accuracy of a tagger on a gold CoNLL-U (or PTB) file")
+    te.add_argument("--tagger", required=True, metavar="builtin|spacy:MODEL|stanza:LANG|DIR")
+    te.add_argument("--data", required=True, metavar="FILE")
+    te.add_argument("--tagset", default="upos", choices=["upos", "paper15"])
+    te.add_argument("--pos-column", default="upos", choices=["upos", "xpos"])
+    te.add_argument("--json", action="store_true", help="the result as one JSON object")
     return p
 
 
@@ -158,11 +191,12 @@ def _stderr_console():
     return Console(stderr=True, highlight=False)
 
 
-def cmd_extract(args) -> int:
+def cmd_extract(args, job=None, opts=None) -> int:
     from moe_tui.core.extract.options import from_namespace
     from moe_tui.core.extract.pipeline import extract
 
-    opts = from_namespace(args)
+    extract = job or extract
+    opts = opts or from_namespace(args)
     stop = {"n": 0}
 
     def on_term(signum, frame):
@@ -189,12 +223,20 @@ def cmd_extract(args) -> int:
     elif args.progress == "none":
         run_dir = extract(opts, should_cancel=lambda: stop["n"] > 0)
     else:
-        run_dir = _extract_with_bar(opts, stop)
+        run_dir = _extract_with_bar(opts, stop, extract)
     print(run_dir)
     return EXIT_OK
 
 
-def _extract_with_bar(opts, stop) -> Path:
+def cmd_generate(args) -> int:
+    """``moe-tui generate``: the extraction command's progress, signals and errors, with the generation job."""
+    from moe_tui.core.extract.generation import generate
+    from moe_tui.core.extract.options import from_namespace
+
+    return cmd_extract(args, job=generate, opts=from_namespace(args, GenerateOptions))
+
+
+def _extract_with_bar(opts, stop, job=None) -> Path:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -207,6 +249,7 @@ def _extract_with_bar(opts, stop) -> Path:
     from moe_tui.core.extract import events
     from moe_tui.core.extract.pipeline import extract
 
+    extract = job or extract
     console = _stderr_console()
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -327,7 +370,7 @@ def cmd_report(args) -> int:
     result = write_report(views, out, probe=args.probe, controls=args.controls, seed=args.seed,
                           kl_reference=args.kl_reference, progress=progress, options=options,
                           spreadsheet_safe=args.spreadsheet_safe, paper_model=paper_model,
-                          figures=args.figures, information=args.information)
+                          figures=args.figures, information=args.information, by_origin=args.by_origin)
     for notice in result.get("notices", []):  # one line each, never wrapped
         print(f"moe-tui: {notice}", file=sys.stderr)
     print_report(result)
@@ -336,7 +379,8 @@ def cmd_report(args) -> int:
 
 
 # tables small enough to read in a terminal; every table is in the CSV files
-_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls", "conditional", "layer_probe", "mdl", "paths")
+_PRINTED = ("summary", "spec_pos", "kl_summary", "probe", "controls", "conditional", "layer_probe", "mdl", "paths",
+            "summary_by_origin", "kl_summary_by_origin", "probe_by_origin")
 
 
 def print_report(result: dict) -> None:
@@ -471,6 +515,29 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
+def cmd_tagger(args) -> int:
+    from moe_tui.core.tagger import evaluate, load_tagger, train_files
+
+    if args.tagger_command == "train":
+        meta = train_files(args.data, args.out, tagset=args.tagset, pos_column=args.pos_column, eval_paths=args.eval,
+                           epochs=args.epochs, seed=args.seed, licence=args.licence, sources=args.source,
+                           language=args.language, progress=_notice)
+        acc = meta.get("accuracy")
+        if acc:
+            _notice(f"accuracy on {acc['data']}: {acc['accuracy']:.4f} of {acc['words']} words")
+        print(Path(args.out).expanduser().resolve())
+        return EXIT_OK
+    tagger = load_tagger(args.tagger)
+    res = evaluate(tagger, args.data, tagset=args.tagset, pos_column=args.pos_column)
+    if args.json:
+        print(json.dumps({"tagger": tagger.info.get("name"), **res}))
+    else:
+        print(f"tagger\t{tagger.info.get('name')}")
+        for key in ("data", "sentences", "words", "accuracy", "accuracy_raw_text"):
+            print(f"{key}\t{res[key]!r}" if isinstance(res[key], float) else f"{key}\t{res[key]}")
+    return EXIT_OK
+
+
 def _first_time() -> bool:
     """No runs cached yet and nothing asked for: `moe-tui` then opens on the demo."""
     from moe_tui.cache.store import RunStore
@@ -490,6 +557,7 @@ def open_tui(models: list[str] | None = None, data: str | None = None, demo: boo
 
 COMMANDS = {
     "extract": cmd_extract,
+    "generate": cmd_generate,
     "open": cmd_open,
     "runs": cmd_runs,
     "export-routes": cmd_export_routes,
@@ -498,6 +566,7 @@ COMMANDS = {
     "concordance": cmd_concordance,
     "expert": cmd_expert,
     "inspect": cmd_inspect,
+    "tagger": cmd_tagger,
 }
 
 

@@ -45,3 +45,11 @@ class Cancelled(MoeTuiError):
     """The user cancelled a long job."""
 
     exit_code = 130
+
+
+class TaggerError(MoeTuiError):
+    """A POS tagger cannot be found, loaded, installed or trained (unknown name, missing package, bad folder)."""
+
+
+class GenerationError(MoeTuiError):
+    """Generation cannot run: bad prompts, a model that cannot generate, settings out of range."""

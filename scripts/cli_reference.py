@@ -1,6 +1,6 @@
 """The command line's reference in the docs, written from the argument parser itself (never typed by hand).
 
-    .venv/bin/python -m scripts.cli_reference     # rewrite docs/reference/cli.md
+    .venv/bin/python -m scripts.cli_reference     # rewrite docs/reference/cli.md and README's two tables
 
 ``commands_markdown()`` is README's table of commands (one row per subcommand, its help line);
 ``reference_markdown()`` is ``docs/reference/cli.md``, every command's ``--help`` at a fixed width.
@@ -68,12 +68,32 @@ def reference_markdown() -> str:
     return "\n".join(parts)
 
 
+def readme_with_tables(text: str) -> str:
+    """README ``text`` with its command table (the block of rows starting ``| command |``) and its key table (between
+    the ``keys`` snippet markers) written anew from the parser and the action registry."""
+    from moe_tui.tui.actions import keys_markdown
+
+    lines = text.split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("| command | what it does |"))
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    lines[start:end] = commands_markdown().split("\n")
+    text = "\n".join(lines)
+    a, b = "<!-- --8<-- [start:keys] -->\n", "<!-- --8<-- [end:keys] -->"
+    i, j = text.index(a) + len(a), text.index(b)
+    return text[:i] + keys_markdown().rstrip("\n") + "\n" + text[j:]
+
+
 def main() -> int:
     from moe_tui.fileio import atomic_write_text
 
     PAGE.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(PAGE, reference_markdown())
     print(PAGE.relative_to(REPO))
+    readme = REPO / "README.md"
+    atomic_write_text(readme, readme_with_tables(readme.read_text(encoding="utf-8")))
+    print(readme.relative_to(REPO))
     return 0
 
 

@@ -255,3 +255,31 @@ def store_manifest_extra(L=2, k=2, **more):
     """The manifest fields a run of :func:`arrays_for_lengths` needs (model, tagset, corpus), plus ``more``."""
     return {"model": {"name_or_path": "toy", "moe_layers": list(range(L)), "num_experts": 8, "top_k": k},
             "tagset": {"name": "upos", "tags": ["NOUN", "VERB", "X"]}, "corpus": {"path": "c.conllu"}, **more}
+# ---- a generation run: the synthetic run with a per-token origin ----------------------------------------------------
+#: tokens of each synthetic sentence that are its prompt (BOS + the first words); the rest are "generated"
+ORIGIN_PROMPT_TOKENS = 4
+ORIGIN_TAGGING = {"tagger": {"name": "builtin"}, "prompt_pos": "tagger",
+                  "accuracy": {"data": "en_ewt-ud-test.conllu", "words": 25094, "accuracy": 0.9}}
+
+
+def synthetic_origin(sentence_offsets: np.ndarray, prompt_tokens: int = ORIGIN_PROMPT_TOKENS) -> np.ndarray:
+    """``origin`` (uint8 [T]) of a run: each sentence's first ``prompt_tokens`` tokens are its prompt (0), the
+    rest generated (1)."""
+    off = np.asarray(sentence_offsets)
+    origin = np.ones(int(off[-1]), dtype=np.uint8)
+    for a, b in zip(off[:-1], off[1:]):
+        origin[a:min(b, a + prompt_tokens)] = 0
+    return origin
+
+
+def origin_run(root: str | Path, *, sentences=None, seed: int = 0, arrays_hook=None, tagging: dict | None = None,
+               model: str = "fake/moe-gen") -> Run:
+    """The synthetic run with :func:`synthetic_origin` as its ``origin`` and a ``tagging`` manifest field, as
+    ``moe-tui generate`` writes them. ``arrays_hook(arrays)`` may change the arrays before they are written."""
+    arrays, records = synthetic_arrays(sentences=sentences, seed=seed)
+    arrays["origin"] = synthetic_origin(arrays["sentence_offsets"])
+    if arrays_hook is not None:
+        arrays_hook(arrays)
+    return write_run(root, arrays, records, tags=UPOS, moe_layers=list(range(1, 7)), num_experts=8, top_k=2,
+                     model=model, corpus="prompts.txt",
+                     manifest_extra={"tagging": tagging if tagging is not None else ORIGIN_TAGGING})

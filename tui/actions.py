@@ -51,6 +51,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec("app.progress", "f3", "show_progress", "Extraction", "app", help="Show the running/last extraction"),
     ActionSpec("app.extract", "ctrl+r", "run_extraction", "Run extraction", "app", unless="extracting",
                help="Extract routes for the selected model and corpus (disabled while one runs)"),
+    ActionSpec("app.generate", "ctrl+g", "run_generation", "Generate", "app", unless="extracting", show=False,
+               help="Generate from the prompts file on Home's Corpus tab with the selected model (moe-tui generate: "
+                    "routes of prompt and generated tokens, tagged; disabled while a job runs)"),
     ActionSpec("app.cancel", "ctrl+x", "cancel_extraction", "Cancel extraction", "app", show=False, when="extracting",
                help="Stop the running extraction (finished shards are kept; a rerun resumes)"),
     # analysis panes (from home: the highlighted run; from the grid or a pane: the run shown)
@@ -127,6 +130,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
                     "online code length, paths (background)"),
     ActionSpec("pane.variant", "v", "next_variant", "Confusion variant", "pane", only=("probe",),
                help="Probe pane: show the confusion matrix of the next probe variant"),
+    ActionSpec("pane.origin", "O", "cycle_origin", "Origin", "pane", only=("spec", "probe"), when="has_origin", show=False,
+               help="Spec and probe panes, for a run made by moe-tui generate: all tokens, the prompt tokens, the "
+                    "generated tokens (probe pane: probes trained on that origin, tested on both)"),
     ActionSpec("pane.expert", "X", "expert_card", "Expert card", "pane", only=("spec", "kl"),
                help="Spec pane: card of the top expert of the cursor's layer and POS; KL pane: of the cursor's expert"),
     ActionSpec("pane.back", "escape", "back", "Back", "pane", help="Close the pane"),

@@ -18,7 +18,7 @@ from textual.app import App
 from textual.reactive import reactive, var
 
 from moe_tui.core.extract.events import Event, Notice, Progress, Stage
-from moe_tui.core.extract.options import ExtractOptions
+from moe_tui.core.extract.options import ExtractOptions, GenerateOptions
 from moe_tui.tui import actions
 from moe_tui.tui.analysis.controller import AnalysisController
 from moe_tui.tui.commands import RegistryProvider
@@ -31,7 +31,7 @@ from moe_tui.tui.messages import (
     RunOpenFailed,
 )
 from moe_tui.tui.settings import Settings, SettingsError, load_recent, load_settings, remember, save_settings
-from moe_tui.tui.worker import build_extract_command, drive_extraction
+from moe_tui.tui.worker import build_extract_command, build_generate_command, drive_extraction
 
 
 @dataclass
@@ -326,16 +326,42 @@ class MoeTuiApp(AnalysisController, App):
             return
         self.start_extraction(ExtractOptions(model=self.selected_model, **fields))
 
-    def start_extraction(self, opts: ExtractOptions) -> None:
-        cmd = self.extract_command(opts)
-        self.extract_state = ExtractState(model=opts.model, data=opts.data)
+    def action_run_generation(self) -> None:
+        """Generate from the prompts file named on Home's Corpus tab (``moe-tui generate`` as a child process)."""
+        if self.extracting:
+            self.notify("An extraction is already running (F3 shows it)", severity="warning")
+            return
+        home = self._home()
+        if home is None:
+            self.action_go_home()
+            self.notify("Choose a model and a prompts file here, then ctrl+g", timeout=5)
+            return
+        try:
+            fields = home.generate_form()
+        except ValueError as exc:
+            self.notify(f"invalid option: {exc}", severity="error", markup=False)
+            return
+        if not self.selected_model:
+            self.notify("Pick a model first (Models tab)", severity="error")
+            return
+        if not fields["prompts"] or not os.path.exists(fields["prompts"]):
+            self.notify(f"prompts file not found: {fields['prompts'] or '(none given)'}", severity="error",
+                        markup=False)
+            return
+        self.start_extraction(GenerateOptions(model=self.selected_model, **fields))
+
+    def start_extraction(self, opts: ExtractOptions | GenerateOptions) -> None:
+        generating = isinstance(opts, GenerateOptions)
+        cmd = build_generate_command(opts) if generating else self.extract_command(opts)
+        data = opts.prompts if generating else opts.data
+        self.extract_state = ExtractState(model=opts.model, data=data)
         self.extracting = True
         self.extract_tick += 1
         self.recent = remember("models", opts.model)
-        self.recent = remember("corpora", opts.data)
+        self.recent = remember("corpora", data)
         self._extract_worker = self.run_worker(
             drive_extraction(self, cmd), name="extract", group="extract", exclusive=True, exit_on_error=False,
-            description="moe-tui extract",
+            description="moe-tui generate" if generating else "moe-tui extract",
         )
         self.action_show_progress()
 

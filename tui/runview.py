@@ -19,6 +19,7 @@ class SentenceData:
     pos_ids: np.ndarray           # [n] int, -1 = excluded
     experts: np.ndarray           # [n, L, k]
     weights: np.ndarray           # [n, L, k]
+    gen_start: int | None = None  # first generated token (runs made by moe-tui generate), else None
 
     @property
     def n_tokens(self) -> int:
@@ -57,7 +58,16 @@ def sentence_data(run, i: int) -> SentenceData:
         index=i, sent_id=str(meta.get("id", i)), text=str(meta.get("text", "")), start=a,
         tokens=toks, words=words, pos=pos, pos_ids=pos_ids,
         experts=np.asarray(run.experts[a:b]), weights=np.asarray(run.weights[a:b]),
+        gen_start=_continuation_start(run, i),
     )
+
+
+def _continuation_start(run, i: int) -> int | None:
+    if not hasattr(run, "manifest"):  # a stand-in run (tests)
+        return None
+    from moe_tui.core.inspect.origin import continuation_start
+
+    return continuation_start(run, i)
 
 
 def display_token(tok: str) -> str:

@@ -17,7 +17,7 @@ from collections import deque
 from typing import Callable, Protocol
 
 from moe_tui.core.extract.events import Done, Error, Notice, Progress, Stage, parse_event
-from moe_tui.core.extract.options import ExtractOptions, to_argv
+from moe_tui.core.extract.options import ExtractOptions, GenerateOptions, to_argv
 from moe_tui.tui.messages import ExtractionCancelled, ExtractionDone, ExtractionEvent, ExtractionFailed
 
 PROGRESS_MIN_INTERVAL_S = 0.1   # producer-side throttle: at most 10 progress messages a second
@@ -31,6 +31,11 @@ class _Poster(Protocol):
 def build_extract_command(opts: ExtractOptions) -> list[str]:
     """The child command line: the headless CLI (it shares the core with everything else) with ``opts``."""
     return [sys.executable, "-m", "moe_tui.cli", "extract", *to_argv(opts), "--progress", "json"]
+
+
+def build_generate_command(opts: GenerateOptions) -> list[str]:
+    """The child command line of a generation: ``moe-tui generate`` with ``opts`` (same events as extraction)."""
+    return [sys.executable, "-m", "moe_tui.cli", "generate", *to_argv(opts), "--progress", "json"]
 
 
 async def drive_extraction(

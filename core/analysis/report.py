@@ -85,14 +85,18 @@ def _asks_stop(step: Callable[[str, int, int], None], stage: str) -> Callable[[]
 
 def report_tables(view: RunView, *, probe: bool = False, controls: bool = False, seed: int = 0,
                   kl_reference: str = "corpus", progress: Progress | None = None,
-                  options: ReportOptions | None = None, information: bool = False) -> dict[str, Table]:
-    """All tables of one run, keyed by file stem (``pos_counts``, ``spec_layer``, ...).
+                  options: ReportOptions | None = None, information: bool = False,
+                  by_origin: bool = False) -> dict[str, Table]:
+    """All tables of one run, keyed by file stem (``pos_counts``, ``spec_layer``, ...); with ``by_origin`` (a run made
+    by ``moe-tui generate``) also the tables split by origin (:mod:`moe_tui.core.analysis.origin`).
 
     ``progress(stage, done, total)`` is called between steps and during training (at most about ten
     times a second; it may raise ``Cancelled``, which stops a training within a second).
     """
     o = options or ReportOptions(seed=seed, kl_reference=kl_reference)
     view.validate()
+    if by_origin and view.origin is None:  # before any long computation
+        raise ReportError(f"run {view.run_id} has no token origins (--by-origin is for runs made by moe-tui generate)")
     forward = _throttled(progress)
 
     def step(name: str, i: int, n: int) -> None:
@@ -139,6 +143,10 @@ def report_tables(view: RunView, *, probe: bool = False, controls: bool = False,
         out["controls"] = table_controls(view, o, progress=step, probe_variants=variants)
     if information:
         out.update(information_tables(view, o, progress=step))
+    if by_origin:
+        from moe_tui.core.analysis.origin import origin_tables
+
+        out.update(origin_tables(view, o, probe=probe, controls=controls, progress=step))
     step("done", 1, 1)
     return out
 

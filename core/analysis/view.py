@@ -110,8 +110,10 @@ class RunView:
     by id is grouping by form), ``sentence [T]`` sentence index in the run, ``token_ids [T]``. ``form_vocab``
     holds the distinct lower-cased forms, sorted (``""``: a token without a word). ``moe_layers`` lists the
     ``L`` decoder-layer indices. ``logits [T, L, N]`` float16 router logits (NaN in a layer whose router has
-    none), or None for a run extracted without them. ``form_ids``, ``sentence``, ``token_ids``, ``form_vocab``
-    and ``logits`` may be given as functions: they are then computed on first use.
+    none), or None for a run extracted without them. ``origin [T]`` uint8 (0 prompt, 1 generated) for a run made
+    by ``moe-tui generate``, else None; ``tagging``: such a run's manifest ``tagging`` (tagger, its accuracy).
+    ``form_ids``, ``sentence``, ``token_ids``, ``form_vocab``, ``logits`` and ``origin`` may be given as functions:
+    they are then computed on first use.
     """
 
     model: str
@@ -127,6 +129,8 @@ class RunView:
     token_ids: np.ndarray = _Deferred()
     form_vocab: Sequence[str] = _Deferred(default=())
     logits: np.ndarray | None = _Deferred()
+    origin: np.ndarray | None = _Deferred()
+    tagging: dict | None = None
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -150,6 +154,8 @@ class RunView:
             token_ids=lambda: keys.keep(run.token_ids),
             form_vocab=keys.form_vocab,
             logits=(lambda: keys.keep(run.logits)) if getattr(run, "has_logits", False) else None,
+            origin=(lambda: keys.keep(run.origin)) if "origin" in run.manifest.get("arrays", {}) else None,
+            tagging=run.manifest.get("tagging"),
         )
 
     def form_strings(self) -> np.ndarray:

@@ -69,13 +69,14 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
                  seed: int = 0, kl_reference: str = "corpus", progress: Progress | None = None,
                  options: ReportOptions | None = None, spreadsheet_safe: bool = False,
                  paper_model: str | None = "auto",
-                 figures: bool = False, information: bool = False) -> dict:
+                 figures: bool = False, information: bool = False, by_origin: bool = False) -> dict:
     """Compute and write the report (``spreadsheet_safe``: neutralise formula-like text cells; off = exact).
 
     Per run: ``out_dir/<run_id>/`` gets pos_counts, spec_layer, spec_pos, kl_layer_expert,
     kl_summary, summary (+ probe, confusion_<variant>, ablation, tsne with ``probe``; + spec_null,
     controls with ``controls``; + conditional, information, layer_probe, mdl, transitions, paths with
-    ``information``; + paper_vs_measured for a run of one of the paper's models, see
+    ``information``; + the ``*_by_origin`` tables with ``by_origin``; + paper_vs_measured for a run of one of the
+    paper's models, see
     :func:`paper_models`). With two or more runs, ``out_dir/`` gets compare_table1/3/5.
     With ``figures``, the paper's figures drawn from those tables (:mod:`moe_tui.core.analysis.figures`) as PNG
     and PDF: per run ``fig_spec_by_layer``, ``fig_kl_heatmap`` (+ ``fig_confusion_<variant>``,
@@ -101,6 +102,8 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
         require_matplotlib()
     for v in views:
         v.validate()
+        if by_origin and v.origin is None:
+            raise ReportError(f"run {v.run_id} has no token origins (--by-origin is for runs made by moe-tui generate)")
     check_comparable(views)  # refuse now, not after minutes of probes
     matched, notices = paper_models(views, paper_model)
     o = options or ReportOptions(seed=seed, kl_reference=kl_reference)
@@ -109,7 +112,7 @@ def write_report(views: list[RunView], out_dir: str | os.PathLike, *, probe: boo
     per_run: dict[str, dict[str, Table]] = {}
     for v in views:
         tables = report_tables(v, probe=probe, controls=controls, progress=progress, options=o,
-                               information=information)
+                               information=information, by_origin=by_origin)
         if v.run_id in matched:
             tables["paper_vs_measured"] = paper.paper_vs_measured(matched[v.run_id], tables)
         per_run[v.run_id] = tables

@@ -31,7 +31,7 @@ from moe_tui.errors import CorpusError, ModelError
 if TYPE_CHECKING:
     from moe_tui.core.extract.corpus import Corpus, Sentence
 
-__all__ = ["AlignedSentence", "AlignmentReport", "align_sentence", "align_corpus"]
+__all__ = ["AlignedSentence", "AlignmentReport", "align_sentence", "align_tokens", "align_corpus"]
 
 _BATCH = 512
 #: Characters that stand for whitespace in token strings: sentencepiece ``▁``, byte-level BPE
@@ -263,6 +263,15 @@ def align_sentence(sentence: "Sentence", tokenizer, tagset: str) -> AlignedSente
         set(tokenizer.all_special_ids),
         tag_index,
     )
+
+
+def align_tokens(sentence: "Sentence", input_ids, offsets, special_mask, tokens, special_ids, tagset: str
+                 ) -> AlignedSentence:
+    """Align tokens that are given with their character offsets into ``sentence.text`` (e.g. generated tokens,
+    whose offsets come from decoding them) by the same rules as :func:`align_sentence`; ``special_mask`` flags
+    special tokens (or None: an id of ``special_ids`` with offsets ``(0, 0)`` is special)."""
+    return _align(sentence, list(input_ids), [tuple(o) for o in offsets], special_mask, list(tokens),
+                  set(special_ids), _tag_index(tagset))
 
 
 def align_corpus(

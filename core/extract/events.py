@@ -7,7 +7,8 @@ Nothing else builds or parses the JSON. Only the standard library is imported he
 
 Wire format (one object per line; ``event`` names the kind)::
 
-    {"event": "stage", "stage": "loading-model" | "aligning" | "extracting" | "finalizing" | "cache-hit"}
+    {"event": "stage", "stage": "loading-model" | "aligning" | "extracting" | "finalizing" | "cache-hit"
+                                | "generating" | "verifying"}  (the last two: moe-tui generate)
     {"event": "progress", "sentences_done": int, "sentences_total": int, "tokens_done": int,
      "tokens_total": int, "tokens_per_s": float, "eta_s": float | null}
     {"event": "notice", "message": str}
@@ -24,7 +25,7 @@ from typing import Callable, ClassVar, Union
 
 __all__ = ["Stage", "Progress", "Notice", "Error", "Done", "Event", "EventSink", "parse_event", "from_dict"]
 
-STAGES = ("loading-model", "aligning", "extracting", "finalizing", "cache-hit")
+STAGES = ("loading-model", "aligning", "extracting", "finalizing", "cache-hit", "generating", "verifying")
 
 
 @dataclass(frozen=True)

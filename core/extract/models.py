@@ -110,6 +110,7 @@ class LoadedModel:
     config: Any = None
     adapter: str = "generic"
     routers: list[RouterSite] = field(default_factory=list)
+    lm: Any = None  # the whole causal LM (LM head included) when loaded with keep_lm=True and it can generate
 
 
 # --------------------------------------------------------------------------------------------------
@@ -699,11 +700,13 @@ def load_model(
     max_memory=None,
     quantization=None,
     offload_folder=None,
+    keep_lm=False,
 ) -> LoadedModel:
     """Load the base model (no LM head) of an MoE causal LM plus its fast tokenizer, in eval mode.
 
     ``device_map`` (see :func:`resolve_device_map`) spreads the model with accelerate, within
-    ``max_memory``; modules mapped to ``"disk"`` are offloaded to ``offload_folder``.
+    ``max_memory``; modules mapped to ``"disk"`` are offloaded to ``offload_folder``. ``keep_lm``: keep the whole
+    causal LM as ``LoadedModel.lm`` (for generation; None when the model has no LM head that can generate).
     """
     import torch
 
@@ -769,7 +772,14 @@ def load_model(
         input_device = next(base.parameters()).device
     if input_device.type == "meta":  # embeddings offloaded to disk: accelerate runs them on the CPU
         input_device = torch.device("cpu")
-    del model  # drop the LM head (unless tied to the embeddings)
+    lm = None
+    if keep_lm and model is not base and callable(getattr(model, "can_generate", None)) and model.can_generate():
+        if device_map is None and qconf is None and dev.type == "cpu":
+            model.to(dev)
+        model.eval()
+        model.requires_grad_(False)
+        lm = model
+    del model  # drop the LM head (unless tied to the embeddings or kept)
     return LoadedModel(
         base=base,
         tokenizer=tokenizer,
@@ -778,4 +788,5 @@ def load_model(
         config=config,
         adapter=ADAPTERS.get(fp["model_type"], "generic"),
         routers=sites,
+        lm=lm,
     )

@@ -9,6 +9,9 @@ rendered from these fields:
 * the command line of the child process the TUI runs (:func:`to_argv`);
 * the TUI's saved extraction defaults and its Home form (:func:`form_fields`, :func:`setting_fields`).
 
+:class:`GenerateOptions` declares ``moe-tui generate`` the same way; the options it shares with extraction are
+the very fields of :class:`ExtractOptions` (same default, help and flag). The renderers take either class.
+
 Only the standard library is imported here, so the CLI parser and the TUI stay light.
 """
 
@@ -22,6 +25,7 @@ from typing import Any, Callable, Sequence
 
 __all__ = [
     "ExtractOptions",
+    "GenerateOptions",
     "OptionSpec",
     "specs",
     "spec",
@@ -114,6 +118,87 @@ class ExtractOptions:
     cache_dir: str | None = _opt(None, "run cache (default: $MOE_TUI_CACHE or the user cache dir)", metavar="DIR")
 
 
+def _same(name: str) -> Any:
+    """The :class:`ExtractOptions` field ``name`` again (same default, help and renderings) for another class."""
+    f = ExtractOptions.__dataclass_fields__[name]
+    return field(default=f.default, metadata=f.metadata)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0")
+    return v
+
+
+def _unit_float(text: str) -> float:
+    v = _positive_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must lie in (0, 1]")
+    return v
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return v
+
+
+@dataclass
+class GenerateOptions:
+    """Everything ``moe-tui generate`` accepts (the field order is the order of ``--help``)."""
+
+    model: str = _same("model")
+    prompts: str = _opt(help="prompts: a text file (one prompt per line), JSONL (a \"prompt\" field, optional \"id\"), "
+                             "or CoNLL-U (its sentences, with their gold words)", identity=True, metavar="FILE")
+    prompt_format: str = _opt("auto", "prompts file format (auto: by extension and content)", identity=True,
+                              choices=("auto", "text", "jsonl", "conllu"))
+    max_prompts: int | None = _opt(None, "only the first N prompts", identity=True, metavar="N", positive=True)
+    prompt_words: int | None = _opt(None, "keep the first N words of each prompt (CoNLL-U: its gold words; else "
+                                          "whitespace-separated), so the model continues sentences whose rest is known",
+                                    identity=True, metavar="N", positive=True)
+    max_new_tokens: int = _opt(32, "tokens to generate after each prompt (fewer when it ends with end-of-sequence)",
+                               identity=True, metavar="N", positive=True, form="new tokens per prompt")
+    do_sample: bool = _opt(False, "sample the next token (default: greedy, the most likely one)", identity=True,
+                           form="sample (else greedy)")
+    temperature: float = _opt(1.0, "with --do-sample: divide the next-token logits by T", identity=True, metavar="T",
+                              parse=_positive_float)
+    top_p: float = _opt(1.0, "with --do-sample: keep the smallest set of tokens whose probability reaches P",
+                        identity=True, metavar="P", parse=_unit_float)
+    top_k_sampling: int = _opt(0, "with --do-sample: keep the K most likely tokens (0: no such cut)", identity=True,
+                               metavar="K", parse=_non_negative_int)
+    seed: int = _opt(0, "seed of --do-sample (every batch draws from its own stream of it, so a resumed run "
+                        "draws the same)", identity=True)
+    tagger: str = _opt("builtin", "POS tagger of the generated (and prompt) words: builtin, spacy:MODEL, stanza:LANG "
+                                  "or a folder made by moe-tui tagger train", identity=True,
+                       metavar="builtin|spacy:MODEL|stanza:LANG|DIR", form="tagger")
+    prompt_pos: str = _opt("tagger", "POS of the prompt words: tagger (the same tagger as the continuation) or gold "
+                                     "(CoNLL-U prompts: their annotated tags)", identity=True,
+                           choices=("tagger", "gold"))
+    tagset: str = _same("tagset")
+    batch_size: int = _same("batch_size")
+    dtype: str = _same("dtype")
+    device: str = _same("device")
+    device_map: str | dict | None = _same("device_map")
+    max_memory: dict[str, str] | None = _same("max_memory")
+    offload_folder: str | None = _same("offload_folder")
+    save_logits: bool = _same("save_logits")
+    verify: bool = _opt(False, "check the routes afterwards: run every prompt + continuation once more in one "
+                               "teacher-forced forward pass and record, in the run, how many (token, layer) expert "
+                               "sets agree and the router-logit margin of each that does not")
+    quantization: str = _same("quantization")
+    revision: str | None = _same("revision")
+    trust_remote_code: bool = _same("trust_remote_code")
+    cache_dir: str | None = _same("cache_dir")
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option as the renderers see it."""
@@ -152,10 +237,10 @@ def _base_type(tp: Any) -> tuple[type, bool]:
     return first, optional
 
 
-def _build_specs() -> tuple[OptionSpec, ...]:
-    hints = typing.get_type_hints(ExtractOptions)
+def _build_specs(cls: type = ExtractOptions) -> tuple[OptionSpec, ...]:
+    hints = typing.get_type_hints(cls)
     out = []
-    for f in dataclasses.fields(ExtractOptions):
+    for f in dataclasses.fields(cls):
         tp, optional = _base_type(hints[f.name])
         m = f.metadata
         out.append(OptionSpec(name=f.name, type=typing.get_origin(tp) or tp, default=f.default, help=m["help"],
@@ -168,15 +253,16 @@ def _build_specs() -> tuple[OptionSpec, ...]:
 
 
 _SPECS = _build_specs()
+_SPECS_OF = {ExtractOptions: _SPECS, GenerateOptions: _build_specs(GenerateOptions)}
 
 
-def specs() -> tuple[OptionSpec, ...]:
-    """Every option, in declaration order."""
-    return _SPECS
+def specs(cls: type = ExtractOptions) -> tuple[OptionSpec, ...]:
+    """Every option of ``cls`` (:class:`ExtractOptions` or :class:`GenerateOptions`), in declaration order."""
+    return _SPECS_OF[cls]
 
 
-def spec(name: str) -> OptionSpec:
-    for s in _SPECS:
+def spec(name: str, cls: type = ExtractOptions) -> OptionSpec:
+    for s in _SPECS_OF[cls]:
         if s.name == name:
             return s
     raise KeyError(name)
@@ -199,9 +285,9 @@ def positive_int(text: str) -> int:
     return v
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one argument per option to ``parser`` (``--batch-size N`` for ``batch_size`` ...)."""
-    for s in _SPECS:
+def add_arguments(parser: argparse.ArgumentParser, cls: type = ExtractOptions) -> None:
+    """Add one argument per option of ``cls`` to ``parser`` (``--batch-size N`` for ``batch_size`` ...)."""
+    for s in _SPECS_OF[cls]:
         kw: dict[str, Any] = {"help": s.help or None, "dest": s.name}
         if s.type is bool:
             kw["action"] = "store_true"
@@ -221,18 +307,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(s.flag, **kw)
 
 
-def from_namespace(args: argparse.Namespace) -> ExtractOptions:
-    """The options parsed by a parser that :func:`add_arguments` filled."""
-    return ExtractOptions(**{s.name: getattr(args, s.name) for s in _SPECS})
+def from_namespace(args: argparse.Namespace, cls: type = ExtractOptions):
+    """The options (of ``cls``) parsed by a parser that :func:`add_arguments` filled."""
+    return cls(**{s.name: getattr(args, s.name) for s in _SPECS_OF[cls]})
 
 
 # ------------------------------------------------------------------------------------------ argv
-def to_argv(opts: ExtractOptions) -> list[str]:
-    """The ``moe-tui extract`` arguments that give back ``opts`` (options left at their default are omitted).
+def to_argv(opts: ExtractOptions | GenerateOptions) -> list[str]:
+    """The ``moe-tui extract`` (or ``generate``) arguments that give back ``opts`` (options left at their default
+    are omitted).
 
     Raises ValueError for a value no command line can carry (a device map given as a dict: save it as JSON)."""
     argv: list[str] = []
-    for s in _SPECS:
+    for s in _SPECS_OF[type(opts)]:
         value = getattr(opts, s.name)
         if not s.required and value == s.default:
             continue
@@ -249,11 +336,11 @@ def to_argv(opts: ExtractOptions) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------ TUI
-def form_fields() -> tuple[OptionSpec, ...]:
-    """The options on the TUI's Home form, in order."""
-    return tuple(s for s in _SPECS if s.form)
+def form_fields(cls: type = ExtractOptions) -> tuple[OptionSpec, ...]:
+    """The options of ``cls`` on the TUI's Home form, in order."""
+    return tuple(s for s in _SPECS_OF[cls] if s.form)
 
 
-def setting_fields() -> tuple[OptionSpec, ...]:
-    """The options whose default is a user setting (``config.json`` ``"extract"``)."""
-    return tuple(s for s in _SPECS if s.setting)
+def setting_fields(cls: type = ExtractOptions) -> tuple[OptionSpec, ...]:
+    """The options whose default is a user setting (``config.json`` ``"extract"``, or ``"generate"``)."""
+    return tuple(s for s in _SPECS_OF[cls] if s.setting)

@@ -5,7 +5,8 @@ sentence index in the run, ``token`` the token's index within its sentence (spec
 their index but get no rows), ``token_text`` the tokenizer's piece, ``word`` the form of the word the
 token belongs to ("" if none), ``layer`` the decoder-layer index, ``rank`` 0 for the top-1 expert,
 ``weight`` the routing weight as stored (float16, written exactly). Text is written exactly as stored
-in the run; ``spreadsheet_safe`` (CSV only) prefixes formula-like text cells with ``'``.
+in the run; ``spreadsheet_safe`` (CSV only) prefixes formula-like text cells with ``'``. A run made by ``moe-tui
+generate`` has one more column after ``pos``: ``origin``, ``prompt`` or ``generated`` (:func:`route_columns`).
 
 The exporter reads the run a chunk of tokens at a time (from the files, not memory-mapped, so its resident memory
 is one chunk whatever the run's size) and builds each chunk with array operations over the run's vocabularies:
@@ -26,6 +27,8 @@ from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
+from moe_tui.cache.layout import ORIGIN_NAMES
+from moe_tui.core.inspect.origin import has_origin
 from moe_tui.errors import MoeTuiError
 from moe_tui.fileio import format_cell
 
@@ -33,6 +36,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 ROUTE_COLUMNS = ("sentence", "token", "token_text", "word", "pos", "layer", "rank", "expert", "weight")
+
+
+def route_columns(run) -> tuple[str, ...]:
+    """The columns of ``run``'s routes: :data:`ROUTE_COLUMNS`, with ``origin`` after ``pos`` when the run has it."""
+    if not has_origin(run):
+        return ROUTE_COLUMNS
+    return (*ROUTE_COLUMNS[:5], "origin", *ROUTE_COLUMNS[5:])
 ROW_GROUP_ROWS = 1024 * 1024   # pyarrow.parquet.write_table's default (maximum) row group size
 CHUNK_ROWS = 1 << 18           # rows per CSV chunk (a few tens of MB of working arrays)
 
@@ -50,6 +60,7 @@ def iter_route_rows(run, sentences: list[int] | None = None):
     tags = run.tags
     layers = run.moe_layers
     k = run.top_k
+    origin = np.asarray(run.origin) if has_origin(run) else None
     idx = range(len(offsets) - 1) if sentences is None else sentences
     for s in idx:
         a, b = int(offsets[s]), int(offsets[s + 1])
@@ -67,6 +78,8 @@ def iter_route_rows(run, sentences: list[int] | None = None):
             word = words[wi][0] if wi >= 0 else ""
             p = tags[pos[g]] if pos[g] >= 0 else ""
             head = (s, t, pieces[t] if t < len(pieces) else "", word, p)
+            if origin is not None:
+                head = (*head, ORIGIN_NAMES[int(origin[g])])
             ex, we = experts[t], weights[t]
             for li, layer in enumerate(layers):
                 for r in range(k):
@@ -85,13 +98,14 @@ def export_routes_rowwise(run, out: str | Path, *, spreadsheet_safe: bool = Fals
 
         from moe_tui.fileio import atomic_write_bytes
 
-        cols = list(zip(*iter_route_rows(run))) or [[] for _ in ROUTE_COLUMNS]
-        table = pa.table({name: list(col) for name, col in zip(ROUTE_COLUMNS, cols)})
+        names = route_columns(run)
+        cols = list(zip(*iter_route_rows(run))) or [[] for _ in names]
+        table = pa.table({name: list(col) for name, col in zip(names, cols)})
         atomic_write_bytes(out, lambda fh: pq.write_table(table, fh, row_group_size=row_group_rows))
         return out
     from moe_tui.fileio import write_csv
 
-    return write_csv(out, ROUTE_COLUMNS, iter_route_rows(run), spreadsheet_safe=spreadsheet_safe)
+    return write_csv(out, route_columns(run), iter_route_rows(run), spreadsheet_safe=spreadsheet_safe)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,9 +117,10 @@ class _Chunk:
 
     ``sentence``, ``token`` ``int64 [n]``; ``piece`` ``int64 [n]`` (id into the pieces vocabulary), ``word``
     ``int64 [n]`` (id into the forms vocabulary; ``V`` = no word), ``pos`` ``int64 [n]`` (tag index; ``P`` = none),
-    ``experts`` ``[n, L, k]``, ``weights`` ``float16 [n, L, k]``."""
+    ``experts`` ``[n, L, k]``, ``weights`` ``float16 [n, L, k]``, ``origin`` ``int64 [n]`` (index into
+    :data:`ORIGIN_NAMES`; None for a run without origins)."""
 
-    __slots__ = ("sentence", "token", "piece", "word", "pos", "experts", "weights")
+    __slots__ = ("sentence", "token", "piece", "word", "pos", "experts", "weights", "origin")
 
     def __len__(self) -> int:
         return len(self.sentence)
@@ -138,6 +153,7 @@ def _chunks(run, chunk_tokens: int) -> Iterator[_Chunk]:
         c.pos = np.where(p >= 0, p, n_tags)
         c.experts = run.read_rows("experts", a, b)[keep]
         c.weights = run.read_rows("weights", a, b)[keep]
+        c.origin = run.read_rows("origin", a, b)[keep].astype(np.int64) if has_origin(run) else None
         yield c
 
 
@@ -211,6 +227,8 @@ class _CsvChunks:
         experts = _Cells([f"{e}," for e in range(n_exp)])
         weights = _Cells(_float16_cells())
         self.token_cols = (ints, ints, pieces, forms, tags)
+        if has_origin(run):
+            self.token_cols += (_Cells(_csv_text_cells(list(ORIGIN_NAMES), spreadsheet_safe)),)
         self.row_cols = (lr, experts, weights)
         self.L, self.k = L, k
         self.pa = None
@@ -233,7 +251,10 @@ class _CsvChunks:
         lr_id = np.broadcast_to(np.arange(Lk), (n, Lk))
         e = c.experts.reshape(n, Lk).astype(np.int64)
         w = np.ascontiguousarray(c.weights).reshape(n, Lk).view(np.uint16).astype(np.int64)
-        return [c.sentence, c.token, c.piece, c.word, c.pos], [lr_id, e, w]
+        tok = [c.sentence, c.token, c.piece, c.word, c.pos]
+        if c.origin is not None:
+            tok.append(c.origin)
+        return tok, [lr_id, e, w]
 
     def encode(self, c: _Chunk):
         """The chunk's rows as bytes (a buffer-like object)."""
@@ -280,7 +301,7 @@ class _CsvChunks:
 def _write_csv_stream(run, fh, spreadsheet_safe: bool, chunk_rows: int, use_arrow: bool | None = None) -> int:
     enc = _CsvChunks(run, spreadsheet_safe, use_arrow)
     text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
-    csv.writer(text, lineterminator="\n").writerow(ROUTE_COLUMNS)
+    csv.writer(text, lineterminator="\n").writerow(route_columns(run))
     text.flush()
     text.detach()
     rows = 0
@@ -290,9 +311,10 @@ def _write_csv_stream(run, fh, spreadsheet_safe: bool, chunk_rows: int, use_arro
     return rows
 
 
-def _parquet_schema(pa):
-    types = {"token_text": pa.string(), "word": pa.string(), "pos": pa.string(), "weight": pa.float64()}
-    return pa.schema([(name, types.get(name, pa.int64())) for name in ROUTE_COLUMNS])
+def _parquet_schema(pa, names=ROUTE_COLUMNS):
+    types = {"token_text": pa.string(), "word": pa.string(), "pos": pa.string(), "origin": pa.string(),
+             "weight": pa.float64()}
+    return pa.schema([(name, types.get(name, pa.int64())) for name in names])
 
 
 def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
@@ -306,10 +328,12 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
         "token_text": pa.array(run.pieces.tolist() + [""], type=pa.string()),
         "word": pa.array(run.forms.tolist() + [""], type=pa.string()),
         "pos": pa.array(list(run.tags) + [""], type=pa.string()),
+        "origin": pa.array(list(ORIGIN_NAMES), type=pa.string()),
     }
     layer_of = np.repeat(np.asarray(run.moe_layers, dtype=np.int64), k)
     rank_of = np.tile(np.arange(k, dtype=np.int64), L)
-    schema = _parquet_schema(pa)
+    names = route_columns(run)
+    schema = _parquet_schema(pa, names)
     pending: list = []
     n_pending = 0
     rows = 0
@@ -341,6 +365,8 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
             "token_text": pc.take(vocab["token_text"], pa.array(np.repeat(c.piece, Lk))),
             "word": pc.take(vocab["word"], pa.array(np.repeat(c.word, Lk))),
             "pos": pc.take(vocab["pos"], pa.array(np.repeat(c.pos, Lk))),
+            **({"origin": pc.take(vocab["origin"], pa.array(np.repeat(c.origin, Lk)))} if c.origin is not None
+               else {}),
             "layer": pa.array(np.tile(layer_of, n)),
             "rank": pa.array(np.tile(rank_of, n)),
             "expert": pa.array(c.experts.reshape(-1).astype(np.int64)),
@@ -352,7 +378,7 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
         if n_pending >= row_group_rows:
             flush(False)
     if writer is None:  # no row at all: what write_table writes for empty columns
-        pq.write_table(pa.table({name: [] for name in ROUTE_COLUMNS}), fh)
+        pq.write_table(pa.table({name: [] for name in names}), fh)
         return 0
     flush(True)
     writer.close()
@@ -360,7 +386,7 @@ def _write_parquet_stream(run, fh, row_group_rows: int) -> int:
 
 
 def routes_frame(run, chunk_tokens: int = 1 << 16) -> "pd.DataFrame":
-    """The export-routes table as a pandas DataFrame: ``ROUTE_COLUMNS``, int64 numbers, float64 weights (the
+    """The export-routes table as a pandas DataFrame: :func:`route_columns`, int64 numbers, float64 weights (the
     stored float16 values), text columns of Python strings exactly as stored ("" for none), one row per
     (analysed token, MoE layer, rank) in run order. Built a chunk of tokens at a time with array operations:
     each text cell is a reference to one string of the run's vocabularies, not a string made per row."""
@@ -372,10 +398,11 @@ def routes_frame(run, chunk_tokens: int = 1 << 16) -> "pd.DataFrame":
         "token_text": np.array(run.pieces.tolist() + [""], dtype=object),
         "word": np.array(run.forms.tolist() + [""], dtype=object),
         "pos": np.array(list(run.tags) + [""], dtype=object),
+        "origin": np.array(list(ORIGIN_NAMES), dtype=object),
     }
     layer_of = np.repeat(np.asarray(run.moe_layers, dtype=np.int64), k)
     rank_of = np.tile(np.arange(k, dtype=np.int64), L)
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ROUTE_COLUMNS}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in route_columns(run)}
     for c in _chunks(run, max(1, int(chunk_tokens))):
         n = len(c)
         if n == 0:
@@ -385,11 +412,13 @@ def routes_frame(run, chunk_tokens: int = 1 << 16) -> "pd.DataFrame":
         parts["token_text"].append(texts["token_text"][np.repeat(c.piece, Lk)])
         parts["word"].append(texts["word"][np.repeat(c.word, Lk)])
         parts["pos"].append(texts["pos"][np.repeat(c.pos, Lk)])
+        if c.origin is not None:
+            parts["origin"].append(texts["origin"][np.repeat(c.origin, Lk)])
         parts["layer"].append(np.tile(layer_of, n))
         parts["rank"].append(np.tile(rank_of, n))
         parts["expert"].append(c.experts.reshape(-1).astype(np.int64))
         parts["weight"].append(c.weights.reshape(-1).astype(np.float64))
-    empty = {"token_text": object, "word": object, "pos": object, "weight": np.float64}
+    empty = {"token_text": object, "word": object, "pos": object, "origin": object, "weight": np.float64}
     return pd.DataFrame({name: np.concatenate(col) if col else np.empty(0, dtype=empty.get(name, np.int64))
                          for name, col in parts.items()})
 

@@ -36,7 +36,7 @@ def test_import_is_cheap_and_the_api_is_lazy():
             "'moe_tui.api'); print([m for m in heavy if m in sys.modules]); print(moe_tui.report.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.split("\n")[:2] == ["[]", "moe_tui.api"]
-    assert sorted(moe_tui.__all__) == ["Run", "extract", "open_run", "report"]
+    assert sorted(moe_tui.__all__) == ["Run", "extract", "generate", "open_run", "report"]
     with pytest.raises(AttributeError):
         moe_tui.no_such_thing  # noqa: B018
 

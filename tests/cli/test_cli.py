@@ -222,8 +222,8 @@ def test_usage_error_exit_code(capsys):
     (["report", "r", "--out", "o", "--max-iter", "0"],
      "moe-tui: error: argument --max-iter: '0' must be > 0 (see moe-tui report --help)"),
     (["frobnicate"], "moe-tui: error: argument COMMAND: invalid choice: 'frobnicate' (choose from 'extract', "
-                     "'open', 'runs', 'export-routes', 'report', 'diff', 'concordance', 'expert', "
-                     "'inspect', 'demo') (see moe-tui --help)"),
+                     "'generate', 'open', 'runs', 'export-routes', 'report', 'diff', 'concordance', 'expert', "
+                     "'inspect', 'demo', 'tagger') (see moe-tui --help)"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, line):
     with pytest.raises(SystemExit) as e:

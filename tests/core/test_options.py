@@ -110,3 +110,23 @@ def test_identity_flag_says_which_options_make_a_different_run(tmp_path):
             assert as_ptb["corpus"]["format"] == "ptb"
             continue
         assert (_identity(tmp_path, opts) != ref) == s.identity, s.name
+
+
+def test_generate_options_round_trip_and_share_the_extraction_fields():
+    """``moe-tui generate``: the child command line the TUI builds gives the CLI the options it was built from; the
+    options shared with extraction are the very same declarations."""
+    from moe_tui.core.extract.options import GenerateOptions
+    from moe_tui.tui.worker import build_generate_command
+
+    opts = GenerateOptions(model="m", prompts="/p q.jsonl", prompt_format="jsonl", max_prompts=3, prompt_words=4,
+                           max_new_tokens=9, do_sample=True, temperature=0.7, top_p=0.9, top_k_sampling=5, seed=2,
+                           tagger="spacy:en_core_web_sm", prompt_pos="gold", tagset="paper15", batch_size=2,
+                           dtype="bfloat16", save_logits=True, verify=True, cache_dir="/c")
+    cmd = build_generate_command(opts)
+    assert cmd[3] == "generate" and cmd[-2:] == ["--progress", "json"]
+    assert from_namespace(build_parser().parse_args(cmd[3:-2]), GenerateOptions) == opts
+    assert from_namespace(build_parser().parse_args(["generate", "--model", "m", "--prompts", "p"]),
+                          GenerateOptions) == GenerateOptions(model="m", prompts="p")
+    for s in O.specs(GenerateOptions):
+        if s.name in {f.name for f in dataclasses.fields(ExtractOptions)} and s.name not in ("seed",):
+            assert s == O.spec(s.name), s.name

@@ -52,7 +52,7 @@ def tables_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | 
         view = view or RunView.from_run(run)
         if cancelled():
             return
-        tables = report_tables(view, options=options)
+        tables = report_tables(view, options=options, by_origin=view.origin is not None)
     except Exception as exc:  # noqa: BLE001 - shown to the user in one line
         post(JobFailed(run.run_id, "base", _one_line(exc)))
         return
@@ -95,7 +95,7 @@ def probe_job(post: Post, cancelled: IsCancelled, run: "Run", view: "RunView | N
     from moe_tui.core.analysis.report import report_tables
 
     _training_job("probe", lambda v, progress: report_tables(v, probe=True, controls=True, options=options,
-                                                             progress=progress),
+                                                             progress=progress, by_origin=v.origin is not None),
                   post, cancelled, run, view, stage_label=lambda stage: str(stage).split(": ", 1)[-1])
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from moe_tui.cache.store import RunInfo
     from moe_tui.core.extract.models import ModelFacts
 
-from moe_tui.core.extract.options import OptionSpec, form_fields
+from moe_tui.core.extract.options import GenerateOptions, OptionSpec, form_fields
 from moe_tui.tui import actions
 from moe_tui.tui.discovery import ModelEntry, discover_models
 from moe_tui.tui.messages import ModelInspected, ModelInspectFailed, ModelsFound, RunsListed
@@ -120,6 +120,23 @@ def option_widgets(defaults) -> ComposeResult:
                         id=option_id(s))
 
 
+def generate_option_id(spec: OptionSpec) -> str:
+    """The Home form widget id of a generation option (``gen-opt-max-new-tokens``)."""
+    return "gen-" + option_id(spec)
+
+
+def generate_widgets() -> ComposeResult:
+    """The generation entry of the Home form: one widget per generation option marked for the form
+    (:func:`moe_tui.core.extract.options.form_fields` of :class:`GenerateOptions`), at its default."""
+    for s in form_fields(GenerateOptions):
+        if s.type is bool:
+            yield Checkbox(s.form, value=bool(s.default), id=generate_option_id(s))
+            continue
+        yield Label(s.form)
+        yield Input(value="" if s.default is None else str(s.default), type="integer" if s.type is int else "text",
+                    id=generate_option_id(s))
+
+
 class HomeScreen(Screen):
     SCOPE = "home"
     BINDINGS = actions.bindings("home")
@@ -156,6 +173,10 @@ class HomeScreen(Screen):
                         yield from option_widgets(app.settings.extract)
                         yield Static("", id="trust-warning")
                         yield Button("Run extraction (ctrl+r)", id="run-extract", variant="primary")
+                        yield Label("Or generate: the file above holds prompts (text, JSONL or CoNLL-U); the "
+                                    "options above apply too", id="generate-title")
+                        yield from generate_widgets()
+                        yield Button("Generate (ctrl+g)", id="run-generate")
             with TabPane("Runs", id="runs"):
                 yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="run-details")
@@ -300,6 +321,31 @@ class HomeScreen(Screen):
     def _run_pressed(self) -> None:
         self.app.action_run_extraction()
 
+    @on(Button.Pressed, "#run-generate")
+    def _generate_pressed(self) -> None:
+        self.app.action_run_generation()
+
+    def generate_form(self) -> dict:
+        """The extraction form's values that generation shares, as prompts and options, plus the generation
+        options (``GenerateOptions`` field -> value). Raises ValueError for a value that is not valid."""
+        shared = {f for f in GenerateOptions.__dataclass_fields__}
+        values = {k: v for k, v in self.extract_form().items() if k in shared}
+        values["prompts"] = self.extract_form()["data"]
+        for s in form_fields(GenerateOptions):
+            w = self.query_one(f"#{generate_option_id(s)}")
+            if isinstance(w, Input):
+                text = w.value.strip()
+                if not text:
+                    values[s.name] = None if s.optional else s.default
+                    continue
+                value = int(text) if s.type is int else text
+                if s.positive and value <= 0:
+                    raise ValueError(f"{s.form} must be > 0")
+                values[s.name] = value
+            else:
+                values[s.name] = w.value
+        return values
+
     def extract_form(self) -> dict:
         """The corpus path and the form's option values (``ExtractOptions`` field -> value).
 
@@ -322,6 +368,7 @@ class HomeScreen(Screen):
 
     def _sync_extracting(self, running: bool) -> None:
         self.query_one("#run-extract", Button).disabled = running
+        self.query_one("#run-generate", Button).disabled = running
         self._sync_status()
 
     def _sync_status(self, *_: object) -> None:

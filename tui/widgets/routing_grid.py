@@ -2,7 +2,9 @@
 
 Line API (``ScrollView.render_line``) with LRU-cached row strips; the cursor is overlaid at render time so moving
 it never invalidates the cache, and only the two affected lines (plus the header) are refreshed.
-Rows 0-1 are a sticky header (token text, POS); a sticky left column labels the decoder layer.
+Rows 0-1 are a sticky header (token text, POS); a sticky left column labels the decoder layer. In a run made by
+``moe-tui generate`` a bar (:attr:`RoutingGrid.PROMPT_END`) in the gap after the last prompt token, on every row,
+marks where the continuation begins.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class RoutingGrid(ScrollView, can_focus=True):
     COMPONENT_CLASSES = {"routing-grid--label", "routing-grid--header", "routing-grid--cursor", "routing-grid--dim",
                          "routing-grid--diff"}
     DIFF_MARK = "≠"
+    PROMPT_END = "┃"
 
     @dataclass
     class CursorMoved(Message):
@@ -180,10 +183,16 @@ class RoutingGrid(ScrollView, can_focus=True):
             else:
                 text = pos[i] or "·"
                 style = pos_style(pos[i]) if pos_mode else pos_fg(pos[i])
-            segs.append(Segment(text[: cw - 1].center(cw - 1) + " ", style))
+            end = self.PROMPT_END if i == self._prompt_end() else " "
+            segs.append(Segment(text[: cw - 1].center(cw - 1) + end, style))
         strip = Strip(segs, cw * len(cells))
         self._cache[key] = strip
         return strip
+
+    def _prompt_end(self) -> int | None:
+        """The last prompt token (the bar goes in the gap after it), None when the sentence has no continuation."""
+        g = getattr(self.data, "gen_start", None)
+        return g - 1 if g is not None and 0 < g < self.n_tokens else None
 
     def _expert_seg(self, shown: int, j: int, e: int, emph: int) -> Segment:
         """The piece of a cell that shows expert ``e`` in slot ``j`` of ``shown`` ids (emph: 0 plain, 1 bold, 2 dim)."""
@@ -230,6 +239,12 @@ class RoutingGrid(ScrollView, can_focus=True):
             mark = self._segs[("mark",)] = Segment(self.DIFF_MARK, styles["base"] + styles["diff"])
         gaps = [gap] * len(cells) if self.diff is None else \
             [mark if d else gap for d in self.diff[cells.start:cells.stop, layer].tolist()]
+        end = self._prompt_end()
+        if end is not None and cells.start <= end < cells.stop and gaps[end - cells.start] is gap:
+            bar = self._segs.get(("prompt_end",))
+            if bar is None:
+                bar = self._segs[("prompt_end",)] = Segment(self.PROMPT_END, styles["base"] + styles["header"])
+            gaps[end - cells.start] = bar
         segs: list[Segment] = []
         append = segs.append
         if colour_mode == "pos":

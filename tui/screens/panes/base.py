@@ -66,6 +66,7 @@ class PaneScreen(Screen):
         self.run = run
         self.data: AnalysisData | None = None
         self.last_export: Path | None = None
+        self.origin = "all"             # all | prompt | generated (runs made by moe-tui generate)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="pane-title")
@@ -102,6 +103,23 @@ class PaneScreen(Screen):
         """Gates ``pane.run`` / ``pane.cancel`` (see :mod:`moe_tui.tui.actions`)."""
         return bool(self.data and self.data.probe_running)
 
+    @property
+    def has_origin(self) -> bool:
+        """Gates ``pane.origin``: the run records each token's origin (a run made by moe-tui generate)."""
+        return "origin" in self.run.manifest.get("arrays", {})
+
+    def origin_table(self, stem: str) -> dict | None:
+        """The ``stem`` table of the origin shown (:func:`moe_tui.core.analysis.origin.table_of_origin`)."""
+        from moe_tui.core.analysis.origin import table_of_origin
+
+        return table_of_origin(self.tables, stem, self.origin if self.has_origin else "all")
+
+    def action_cycle_origin(self) -> None:
+        order = ("all", "prompt", "generated")
+        self.origin = order[(order.index(self.origin) + 1) % len(order)]
+        self.notify(f"origin: {self.origin} tokens", timeout=2)
+        self.redraw()
+
     def redraw(self) -> None:
         self._title()
 
@@ -110,6 +128,8 @@ class PaneScreen(Screen):
         t = Text()
         t.append(f"{self.PANE_TITLE}  ", style="bold")
         t.append(f"{self.run.run_id}  ", style="dim")
+        if self.has_origin:
+            t.append(f"origin: {self.origin} (O)  ", style="bold")
         if d is not None and d.base_loading:
             t.append("computing routing tables…  ", style="italic")
         if d is not None and d.running:

@@ -96,7 +96,12 @@ class ProbeScreen(PaneScreen):
                                "minutes on a real run)", style="italic"))
             bar.update(total=1, progress=0)
         tabs = self.tables
-        if "probe" in tabs:
+        by_origin = self.origin_table("probe") if self.origin != "all" else None
+        if by_origin is not None:  # probes trained on the origin shown, tested on each origin
+            self.query_one("#probe-acc", ShadedTable).set_data(
+                by_origin["columns"], by_origin["rows"], shade=(3,), shade_range=(0.0, 1.0), formats={3: fmt(3)},
+                report_table=by_origin)
+        elif "probe" in tabs:
             p = tabs["probe"]
             cols = _probe_display_columns(p["columns"])
             conv = [p["columns"][c] for c in cols].index("converged") if "converged" in p["columns"] else -1

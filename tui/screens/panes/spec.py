@@ -31,7 +31,7 @@ class SpecScreen(PaneScreen):
             yield Plot(id="spec-plot")
 
     def default_table(self) -> dict | None:
-        return self.tables.get("spec_layer")
+        return self.origin_table("spec_layer")
 
     def redraw(self) -> None:
         tabs = self.tables
@@ -52,7 +52,7 @@ class SpecScreen(PaneScreen):
         if sel.option_count == 0:
             sel.add_options([(t, t) for t in view.tags])
         self._fill_matrix()
-        summary = tabs["spec_pos"]
+        summary = self.origin_table("spec_pos") or tabs["spec_pos"]
         self.query_one("#spec-summary", ShadedTable).set_data(
             summary["columns"], summary["rows"], shade=(1, 2), formats={1: fmt(2), 2: fmt(2)},
             report_table=summary)
@@ -61,7 +61,7 @@ class SpecScreen(PaneScreen):
     def _fill_matrix(self) -> None:
         """The spec_layer table pivoted: one row per MoE layer, one column per POS, then U."""
         view = self.data.view
-        t = self.tables["spec_layer"]
+        t = self.origin_table("spec_layer") or self.tables["spec_layer"]
         col = "delta" if self.show_delta else "spec"
         ci = t["columns"].index(col)
         ui = t["columns"].index("uniform")
@@ -99,13 +99,13 @@ class SpecScreen(PaneScreen):
         if chosen == self._plot_pos and not force:
             return
         self._plot_pos = chosen
-        t = self.tables["spec_layer"]
+        t = self.origin_table("spec_layer") or self.tables["spec_layer"]
         by = {(r[0], r[1]): r for r in t["rows"]}
         si = t["columns"].index("spec")
         series = [(tag, [by[(layer, tag)][si] for layer in view.moe_layers]) for tag in chosen]
         u = t["rows"][0][t["columns"].index("uniform")] if t["rows"] else None
         report = t
-        null = self.tables.get("spec_null")
+        null = self.tables.get("spec_null") if self.origin == "all" else None  # the null is of all tokens
         if null is not None:
             nb = {(r[0], r[1]): r for r in null["rows"]}
             mi, pi = null["columns"].index("null_mean"), null["columns"].index("null_p95")
